@@ -1,0 +1,63 @@
+package broker
+
+import (
+	"time"
+
+	"floodgate/fanout"
+
+	"github.com/valyala/fastjson"
+)
+
+// ParseFrame parses msg like a session does and reports the error code
+// ("" when the frame is valid) and, for subscribe/unsubscribe, the subject.
+func ParseFrame(p *fastjson.Parser, t *fanout.Sources, msg []byte, scratch []byte) (op Op, code string, subject []byte, out []byte) {
+	req, idBuf, ferr := parseRequest(p, msg, scratch[:0])
+	if ferr != nil {
+		return req.op, ferr.code, nil, idBuf
+	}
+	if req.op == OpSubscribe || req.op == OpUnsubscribe {
+		ref, sc, ferr, _ := resolveChannel(t, req.params, idBuf)
+		if ferr != nil {
+			return req.op, ferr.code, nil, sc
+		}
+		return req.op, "", ref.subject, sc
+	}
+	return req.op, "", nil, idBuf
+}
+
+// TestSession is a session without a socket for hot-path tests: its writer
+// never starts; Drain empties its queue like a writer would.
+type TestSession struct{ s *session }
+
+// NewTestSession returns a session of srv that is never written.
+func NewTestSession(srv *Server) *TestSession {
+	s := &session{srv: srv, budget: unlimited{}, subs: make(map[string]struct{})}
+	s.writing = true // pretend a writer runs, so none is started
+	return &TestSession{s: s}
+}
+
+// Handle runs one client frame.
+func (t *TestSession) Handle(msg []byte) { t.s.handle(msg, timeNow()) }
+
+// Deliver offers a market frame.
+func (t *TestSession) Deliver(f *fanout.Frame) bool { return t.s.Deliver(f) }
+
+// Drain empties the queue, recycling replies, and returns the frames' bytes
+// concatenated into dst.
+func (t *TestSession) Drain(dst []byte) []byte {
+	s := t.s
+	s.mu.Lock()
+	q := s.queue
+	s.queue = s.spare
+	s.spare = q[:0]
+	s.queuedBytes = 0
+	s.mu.Unlock()
+	for i, it := range q {
+		dst = append(dst, it.wire...)
+		s.srv.recycle(it)
+		q[i] = item{}
+	}
+	return dst
+}
+
+func timeNow() time.Time { return time.Unix(1700000000, 0) }

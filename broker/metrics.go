@@ -1,0 +1,77 @@
+package broker
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the broker's Prometheus series; each is counted where its
+// comment says.
+type metrics struct {
+	// connections: live sessions by identity kind (server.go run).
+	connections *prometheus.GaugeVec
+	// opened: sessions accepted by identity kind (server.go run).
+	opened *prometheus.CounterVec
+	// closes: sessions ended by CloseReason label (server.go run); the
+	// slow_consumer label is the slow-consumer close count.
+	closes *prometheus.CounterVec
+	// refusals: upgrades refused before accepting, by code (ServeHTTP).
+	refusals *prometheus.CounterVec
+	// errorReplies: error frames sent, by protocol code (session.go).
+	errorReplies *prometheus.CounterVec
+	// subscriptions: live (session, channel) pairs (session.go).
+	subscriptions prometheus.Gauge
+	// framesOut: frames written to sockets, market and direct (writer.go).
+	framesOut prometheus.Counter
+	// writes: socket write calls made by writers (writer.go); framesOut /
+	// writes is the coalescing factor.
+	writes prometheus.Counter
+	// slowConsumers: send-queue overflows (session.go enqueue).
+	slowConsumers prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
+	m := &metrics{
+		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "floodgate", Name: "connections",
+			Help: "Live websocket connections by identity kind.",
+		}, []string{"kind"}),
+		opened: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "floodgate", Name: "connections_opened_total",
+			Help: "Websocket connections accepted, by identity kind.",
+		}, []string{"kind"}),
+		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "floodgate", Name: "connections_closed_total",
+			Help: "Websocket connections ended, by reason.",
+		}, []string{"reason"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "floodgate", Name: "upgrade_refusals_total",
+			Help: "Upgrades refused before accepting, by code.",
+		}, []string{"code"}),
+		errorReplies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "floodgate", Name: "error_replies_total",
+			Help: "Error frames sent to clients, by code.",
+		}, []string{"code"}),
+		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "floodgate", Name: "subscriptions",
+			Help: "Live client subscriptions (connection, channel pairs).",
+		}),
+		framesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "floodgate", Name: "frames_written_total",
+			Help: "Frames written to client sockets (market data and direct replies).",
+		}),
+		writes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "floodgate", Name: "socket_writes_total",
+			Help: "Socket write calls made by session writers; frames_written_total / socket_writes_total is the coalescing factor.",
+		}),
+		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "floodgate", Name: "slow_consumer_closes_total",
+			Help: "Connections closed because their send queue overflowed.",
+		}),
+	}
+	for r := CloseReason(1); r < numReasons; r++ {
+		m.closes.WithLabelValues(r.String())
+	}
+	if reg != nil {
+		reg.MustRegister(m.connections, m.opened, m.closes, m.refusals, m.errorReplies,
+			m.subscriptions, m.framesOut, m.writes, m.slowConsumers)
+	}
+	return m
+}

@@ -1,0 +1,262 @@
+package broker
+
+import (
+	"net/http"
+	"net/netip"
+	"time"
+
+	"floodgate/fanout"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// IdentityKind tells how a connection was identified.
+type IdentityKind uint8
+
+const (
+	// Anonymous connections have no API key and are limited by IP.
+	Anonymous IdentityKind = iota
+	// KeyHolder connections presented a valid API key.
+	KeyHolder
+)
+
+// String returns the metric label of the kind.
+func (k IdentityKind) String() string {
+	if k == KeyHolder {
+		return "key"
+	}
+	return "anonymous"
+}
+
+// Identity is who a connection belongs to, decided before the upgrade.
+type Identity struct {
+	// Kind is Anonymous or KeyHolder.
+	Kind IdentityKind
+	// ID is the budget identity: "key:<prefix>" or "ip:<addr>".
+	ID string
+	// IP is the client address (after trusted-proxy handling).
+	IP netip.Addr
+	// KeyPrefix is the key's public prefix; empty when anonymous.
+	KeyPrefix string
+	// Account is the key's account; empty when anonymous.
+	Account string
+	// ExpiresAt is when the key expires; zero means never. The session is
+	// closed with 1008 "api key expired" at that time.
+	ExpiresAt time.Time
+}
+
+// Refusal is an HTTP error returned before the upgrade, with a JSON body
+// {"error":Message,"code":Code}.
+type Refusal struct {
+	// Status is the HTTP status code.
+	Status int
+	// Code is the protocol error code, e.g. INVALID_API_KEY.
+	Code string
+	// Message is the human-readable error.
+	Message string
+	// RetryAfter, when positive, is sent as Retry-After (whole seconds,
+	// rounded up).
+	RetryAfter time.Duration
+	// Header holds extra response headers (RateLimit, RateLimit-Policy).
+	Header http.Header
+}
+
+// Resolver decides the identity of an upgrade request.
+type Resolver interface {
+	// Resolve returns the identity of r, or a refusal. It is called once
+	// per upgrade, before admission.
+	Resolve(r *http.Request, now time.Time) (Identity, *Refusal)
+}
+
+// Admitter decides whether an identity may open one more connection.
+type Admitter interface {
+	// Admit returns the new connection's budget, or a refusal. The budget
+	// is released by the session when it ends.
+	Admit(id Identity, now time.Time) (Budget, *Refusal)
+}
+
+// Op is the kind of client frame being charged.
+type Op uint8
+
+// Client frame kinds.
+const (
+	OpSubscribe Op = iota
+	OpUnsubscribe
+	OpPing
+	// OpInvalid is a frame that could not be understood; it is charged
+	// like a ping so garbage is not free.
+	OpInvalid
+)
+
+// RateInfo is the `rl` object of direct replies.
+type RateInfo struct {
+	// Remaining is the identity's credits left in the window ("r").
+	Remaining int64
+	// Quota is the credits per window ("q").
+	Quota int64
+	// Reset is the seconds until the budget is full again ("t").
+	Reset int64
+}
+
+// Decision is a Budget's answer for one client frame.
+type Decision struct {
+	// Allowed is true when the frame may run.
+	Allowed bool
+	// Code is RATE_LIMITED or QUOTA_EXCEEDED when the frame is refused.
+	Code string
+	// Message explains the refusal.
+	Message string
+	// RetryAfter is when the frame would be admitted.
+	RetryAfter time.Duration
+	// Close asks the session to close with 1008 and CloseReason after
+	// replying (repeated violations, quota used up).
+	Close bool
+	// CloseReason is the close frame's reason text when Close is set.
+	CloseReason string
+	// RL, when HasRL, is echoed in the reply's "rl" field.
+	RL    RateInfo
+	HasRL bool
+}
+
+// Budget throttles one connection. Charge is called from the session's read
+// loop only; Release once, when the session ends.
+type Budget interface {
+	// Charge accounts for one client frame of kind op at now. It must not
+	// block or do I/O; unsubscribe must never be refused.
+	Charge(op Op, now time.Time) Decision
+	// MaxSubscriptions is the subscription cap of the connection; 0 means
+	// no cap.
+	MaxSubscriptions() int
+	// Release returns the connection's slot.
+	Release(now time.Time)
+}
+
+// Hub is the fan-out side a session subscribes through; *fanout.Hub
+// implements it.
+type Hub interface {
+	Subscribe(src *fanout.Source, subject string, s fanout.Subscriber) error
+	Unsubscribe(subject string, s fanout.Subscriber)
+}
+
+// Options configures a Server. Zero values mean the documented defaults.
+type Options struct {
+	// Hub is the fan-out hub. Required.
+	Hub Hub
+	// Sources is the sources table. Required.
+	Sources *fanout.Sources
+	// Resolver identifies clients. Defaults to anonymous-by-IP
+	// (IPResolver with no trusted proxies).
+	Resolver Resolver
+	// Admitter admits connections. Defaults to admitting everyone with an
+	// unlimited budget.
+	Admitter Admitter
+	// Logger receives one event per connection open and close. Defaults to
+	// a disabled logger.
+	Logger *zerolog.Logger
+	// Registerer receives the broker's metrics. Defaults to none.
+	Registerer prometheus.Registerer
+	// NodeID names this node in logs. Defaults to "".
+	NodeID string
+	// OnClose, when set, is called once per ended session (after its
+	// goroutines stopped) with its summary, e.g. to record key connection
+	// events. It runs on the session's goroutine and should not block long.
+	OnClose func(SessionInfo)
+
+	// AllowedOrigins lists host patterns (path.Match syntax, matched
+	// against the Origin's host, or against scheme://host when the pattern
+	// has "://") whose browsers may upgrade cross-origin. Requests without
+	// an Origin header, or from the request's own host, are always
+	// allowed. Defaults to none.
+	AllowedOrigins []string
+
+	// IdleTimeout closes a connection that sent no text or ping frame for
+	// this long, with 1000 "idle timeout". Defaults to 60s.
+	IdleTimeout time.Duration
+	// PingInterval is how often the server sends a websocket ping.
+	// Defaults to 20s.
+	PingInterval time.Duration
+	// PongTimeout closes a connection that answered no ping for this long,
+	// with 1001 "ping timeout". Defaults to 60s.
+	PongTimeout time.Duration
+	// Lifetime is the longest a connection may live; it is closed with
+	// 1001 "lifetime exceeded". Defaults to 24h.
+	Lifetime time.Duration
+	// LifetimeNotice is how long before the lifetime ends the RECONNECT
+	// notice is sent. Defaults to 60s.
+	LifetimeNotice time.Duration
+	// ReadLimit is the largest inbound frame in bytes; larger ones close
+	// the connection with 1009. Defaults to 4096.
+	ReadLimit int
+	// QueueFrames and QueueBytes bound each connection's send queue;
+	// overflow closes it with 1013 "slow consumer". Default to 1024 frames
+	// and 4 MiB.
+	QueueFrames int
+	QueueBytes  int
+	// WriteTimeout bounds every socket write. Defaults to 10s.
+	WriteTimeout time.Duration
+	// SweepInterval is how often timers are checked; it is the resolution
+	// of every timeout above. Defaults to 1s, or a quarter of the shortest
+	// timeout when that is smaller.
+	SweepInterval time.Duration
+	// WriteBufferSize is the size of the pooled buffer a writer batches
+	// frames into before one socket write. Defaults to 64 KiB.
+	WriteBufferSize int
+}
+
+func (o *Options) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.IdleTimeout, 60*time.Second)
+	def(&o.PingInterval, 20*time.Second)
+	def(&o.PongTimeout, 60*time.Second)
+	def(&o.Lifetime, 24*time.Hour)
+	def(&o.LifetimeNotice, 60*time.Second)
+	def(&o.WriteTimeout, 10*time.Second)
+	if o.SweepInterval <= 0 {
+		o.SweepInterval = time.Second
+		for _, d := range []time.Duration{o.IdleTimeout, o.PingInterval, o.PongTimeout, o.LifetimeNotice} {
+			if d/4 < o.SweepInterval {
+				o.SweepInterval = d / 4
+			}
+		}
+		if o.SweepInterval < time.Millisecond {
+			o.SweepInterval = time.Millisecond
+		}
+	}
+	if o.ReadLimit <= 0 {
+		o.ReadLimit = 4096
+	}
+	if o.QueueFrames <= 0 {
+		o.QueueFrames = 1024
+	}
+	if o.QueueBytes <= 0 {
+		o.QueueBytes = 4 << 20
+	}
+	if o.WriteBufferSize <= 0 {
+		o.WriteBufferSize = 64 << 10
+	}
+	if o.Resolver == nil {
+		o.Resolver = IPResolver{}
+	}
+	if o.Admitter == nil {
+		o.Admitter = AdmitAll{}
+	}
+	if o.Logger == nil {
+		l := zerolog.Nop()
+		o.Logger = &l
+	}
+}
+
+// SessionInfo summarises an ended session for OnClose.
+type SessionInfo struct {
+	Identity    Identity
+	Start, End  time.Time
+	MsgsIn      int64
+	MsgsOut     int64
+	CloseCode   int
+	CloseReason CloseReason
+}

@@ -1,0 +1,355 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/valyala/fastjson"
+)
+
+// ErrClosed is returned by Server methods after Close.
+var ErrClosed = errors.New("broker: server closed")
+
+// Subprotocol is the websocket subprotocol Floodgate answers when a client
+// offers it (browsers offering a key as "key.<key>" must also offer it).
+const Subprotocol = "floodgate.v1"
+
+// Server accepts websocket upgrades and runs sessions. Create it with New
+// and stop it with Close.
+type Server struct {
+	// Immutable after New.
+	opts Options
+	m    *metrics
+
+	// Pools, safe for concurrent use.
+	parsers   fastjson.ParserPool
+	replies   replyPool
+	readBufs  sync.Pool // *[]byte of ReadLimit+1 bytes, valid while one frame is handled
+	writeBufs sync.Pool // *[]byte of WriteBufferSize, valid while a writer runs
+
+	// Atomics.
+	draining atomic.Bool
+	closed   atomic.Bool
+
+	// Guarded by mu: the live sessions.
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	active   sync.WaitGroup // one per session, Done when its handler returns
+
+	// Owned by New/Close: the sweeper.
+	stopSweep chan struct{}
+	sweepDone chan struct{}
+}
+
+// New returns a Server and starts its sweeper goroutine; Close stops it.
+func New(opts Options) (*Server, error) {
+	if opts.Hub == nil || opts.Sources == nil {
+		return nil, errors.New("broker: Options.Hub and Options.Sources are required")
+	}
+	opts.setDefaults()
+	s := &Server{
+		opts:      opts,
+		sessions:  make(map[*session]struct{}),
+		stopSweep: make(chan struct{}),
+		sweepDone: make(chan struct{}),
+	}
+	s.m = newMetrics(opts.Registerer, s)
+	readSize := opts.ReadLimit + 1
+	s.readBufs.New = func() any { b := make([]byte, readSize); return &b }
+	writeSize := opts.WriteBufferSize
+	s.writeBufs.New = func() any { b := make([]byte, 0, writeSize); return &b }
+	go s.sweepLoop()
+	return s, nil
+}
+
+// recycle returns a written or discarded queue item's pooled reply.
+func (s *Server) recycle(it item) {
+	if it.reply != nil {
+		s.replies.put(it.reply)
+	}
+}
+
+// refuse writes a pre-upgrade refusal.
+func refuse(w http.ResponseWriter, r *Refusal) {
+	h := w.Header()
+	for k, vs := range r.Header {
+		h[k] = vs
+	}
+	if r.RetryAfter > 0 {
+		secs := (r.RetryAfter + time.Second - 1) / time.Second
+		h.Set("Retry-After", strconv.FormatInt(int64(secs), 10))
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(r.Status)
+	_ = json.NewEncoder(w).Encode(struct {
+		Error string `json:"error"`
+		Code  string `json:"code"`
+	}{r.Message, r.Code})
+}
+
+// Refuse writes r as the JSON error response of protocol.md. It is exported
+// for the HTTP handlers that share the broker's refusal format.
+func Refuse(w http.ResponseWriter, r *Refusal) { refuse(w, r) }
+
+var (
+	refusalDraining = Refusal{Status: http.StatusServiceUnavailable, Code: "DRAINING", Message: "server is draining, reconnect to another node", RetryAfter: time.Second}
+	refusalOrigin   = Refusal{Status: http.StatusForbidden, Code: "ORIGIN_NOT_ALLOWED", Message: "origin not allowed"}
+	refusalNotWS    = Refusal{Status: http.StatusUpgradeRequired, Code: "BAD_REQUEST", Message: "websocket upgrade required"}
+)
+
+// ServeHTTP handles GET /ws: identity, admission, upgrade, then the session
+// until it ends. It blocks for the session's lifetime.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	if s.draining.Load() || s.closed.Load() {
+		s.m.refusals.WithLabelValues(refusalDraining.Code).Inc()
+		refuse(w, &refusalDraining)
+		return
+	}
+	if !isUpgrade(r) {
+		refuse(w, &refusalNotWS)
+		return
+	}
+	if !s.originAllowed(r) {
+		s.m.refusals.WithLabelValues(refusalOrigin.Code).Inc()
+		refuse(w, &refusalOrigin)
+		return
+	}
+	id, ref := s.opts.Resolver.Resolve(r, now)
+	if ref != nil {
+		s.m.refusals.WithLabelValues(ref.Code).Inc()
+		refuse(w, ref)
+		return
+	}
+	budget, ref := s.opts.Admitter.Admit(id, now)
+	if ref != nil {
+		s.m.refusals.WithLabelValues(ref.Code).Inc()
+		refuse(w, ref)
+		return
+	}
+	sess := &session{srv: s, id: id, budget: budget, start: now, remote: r.RemoteAddr, subs: make(map[string]struct{})}
+	sess.lastRead.Store(now.UnixNano())
+	sess.lastPong.Store(now.UnixNano())
+	sess.lastPing = now
+	hw := &hijackWriter{ResponseWriter: w, writeTimeout: s.opts.WriteTimeout}
+	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
+		Subprotocols:       []string{Subprotocol},
+		InsecureSkipVerify: true, // origins are checked above, with a JSON refusal
+		CompressionMode:    websocket.CompressionDisabled,
+		OnPingReceived: func(context.Context, []byte) bool {
+			sess.lastRead.Store(time.Now().UnixNano())
+			return true
+		},
+		OnPongReceived: func(context.Context, []byte) {
+			sess.lastPong.Store(time.Now().UnixNano())
+		},
+	})
+	if err != nil {
+		budget.Release(time.Now())
+		s.opts.Logger.Debug().Err(err).Str("ip", id.IP.String()).Msg("upgrade failed")
+		return
+	}
+	// The read loop enforces ReadLimit itself (see readFull), so that an
+	// oversize frame gets a clean 1009 close handshake.
+	ws.SetReadLimit(-1)
+	sess.ws = ws
+	sess.conn = hw.conn
+	if !s.add(sess) {
+		_ = ws.Close(ReasonDrain.Code(), ReasonDrain.Text())
+		budget.Release(time.Now())
+		return
+	}
+	s.run(sess)
+}
+
+// isUpgrade reports whether r asks for a websocket upgrade.
+func isUpgrade(r *http.Request) bool {
+	return r.Method == http.MethodGet && headerHasToken(r.Header, "Connection", "upgrade") && headerHasToken(r.Header, "Upgrade", "websocket")
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// originAllowed implements the cross-origin rule of protocol.md.
+func (s *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, p := range s.opts.AllowedOrigins {
+		target := u.Host
+		if strings.Contains(p, "://") {
+			target = u.Scheme + "://" + u.Host
+		}
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(target)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) add(sess *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() || s.draining.Load() {
+		return false
+	}
+	s.sessions[sess] = struct{}{}
+	s.active.Add(1)
+	return true
+}
+
+// run is the life of an accepted session on its upgrade goroutine.
+func (s *Server) run(sess *session) {
+	defer s.active.Done()
+	kind := sess.id.Kind.String()
+	s.m.connections.WithLabelValues(kind).Inc()
+	s.m.opened.WithLabelValues(kind).Inc()
+	s.opts.Logger.Info().Str("event", "open").Str("identity", sess.id.ID).Str("ip", sess.id.IP.String()).
+		Str("key_prefix", sess.id.KeyPrefix).Str("node", s.opts.NodeID).Msg("connection opened")
+
+	readReason := sess.readLoop()
+
+	sess.mu.Lock()
+	if sess.closing == reasonNone {
+		sess.closing = readReason
+	}
+	reason := sess.closing
+	writing := sess.writing
+	sess.mu.Unlock()
+	if !writing {
+		_ = sess.ws.CloseNow()
+	}
+	sess.wg.Wait()
+	sess.leaveAll()
+	// Return pooled replies still queued.
+	sess.mu.Lock()
+	left := sess.queue
+	sess.queue = nil
+	sess.mu.Unlock()
+	for _, it := range left {
+		s.recycle(it)
+	}
+	end := time.Now()
+	sess.budget.Release(end)
+
+	s.mu.Lock()
+	delete(s.sessions, sess)
+	s.mu.Unlock()
+	s.m.connections.WithLabelValues(kind).Dec()
+	s.m.closes.WithLabelValues(reason.String()).Inc()
+	s.opts.Logger.Info().Str("event", "close").Str("identity", sess.id.ID).Str("ip", sess.id.IP.String()).
+		Str("key_prefix", sess.id.KeyPrefix).Str("node", s.opts.NodeID).
+		Dur("duration", end.Sub(sess.start)).Int64("msgs_in", sess.msgsIn.Load()).Int64("msgs_out", sess.msgsOut.Load()).
+		Int("close_code", int(reason.Code())).Str("close_reason", reason.String()).Msg("connection closed")
+	if s.opts.OnClose != nil {
+		s.opts.OnClose(SessionInfo{
+			Identity: sess.id, Start: sess.start, End: end,
+			MsgsIn: sess.msgsIn.Load(), MsgsOut: sess.msgsOut.Load(),
+			CloseCode: int(reason.Code()), CloseReason: reason,
+		})
+	}
+}
+
+// snapshot returns the live sessions.
+func (s *Server) snapshot(dst []*session) []*session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sess := range s.sessions {
+		dst = append(dst, sess)
+	}
+	return dst
+}
+
+// Connections returns the number of live sessions.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// Draining reports whether Drain was called.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// CloseKey closes every session of the key prefix with reason (one of the
+// key reasons, ReasonQuota, or any other) and returns how many it closed.
+func (s *Server) CloseKey(prefix string, reason CloseReason) int {
+	n := 0
+	for _, sess := range s.snapshot(nil) {
+		if sess.id.KeyPrefix == prefix && prefix != "" {
+			sess.requestClose(reason)
+			n++
+		}
+	}
+	return n
+}
+
+// Drain stops accepting upgrades (503 DRAINING), sends every session a
+// RECONNECT notice with in_ms = grace, waits grace (or until every session
+// has gone), then closes the rest with 1001 "going away" and waits for them
+// (at most 10 s more). It returns when every session has ended or the wait
+// gave up.
+func (s *Server) Drain(grace time.Duration) {
+	if !s.draining.CompareAndSwap(false, true) {
+		return
+	}
+	for _, sess := range s.snapshot(nil) {
+		sess.notice("RECONNECT", grace)
+	}
+	s.waitSessions(grace)
+	for _, sess := range s.snapshot(nil) {
+		sess.requestClose(ReasonDrain)
+	}
+	s.waitSessions(10 * time.Second)
+}
+
+// waitSessions waits until no session is left or d has passed.
+func (s *Server) waitSessions(d time.Duration) {
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for s.Connections() > 0 && time.Now().Before(deadline) {
+		<-tick.C
+	}
+}
+
+// Close stops the sweeper, closes every session with 1001 "going away" and
+// waits for all session goroutines to end.
+func (s *Server) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return ErrClosed
+	}
+	close(s.stopSweep)
+	<-s.sweepDone
+	for _, sess := range s.snapshot(nil) {
+		sess.requestClose(ReasonDrain)
+	}
+	s.active.Wait()
+	return nil
+}

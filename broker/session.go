@@ -1,0 +1,361 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"floodgate/fanout"
+
+	"github.com/coder/websocket"
+)
+
+// session is one websocket connection.
+type session struct {
+	// Immutable after start.
+	srv    *Server
+	ws     *websocket.Conn
+	conn   *wireConn
+	id     Identity
+	budget Budget
+	start  time.Time
+	remote string
+
+	// Atomics: written by the read loop or callbacks, read by the sweeper.
+	lastRead atomic.Int64 // unix ns of the last text or ping frame
+	lastPong atomic.Int64 // unix ns of the last pong (or the start)
+	msgsIn   atomic.Int64
+	msgsOut  atomic.Int64
+
+	// Owned by the read loop.
+	subs    map[string]struct{} // subjects this session is subscribed to
+	idBuf   []byte
+	scratch []byte
+
+	// Owned by the sweeper.
+	lastPing time.Time
+	noticed  bool
+
+	// Guarded by mu: the send queue and the close state.
+	mu          sync.Mutex
+	queue       []item
+	spare       []item
+	queuedBytes int
+	writing     bool // a writer goroutine is running
+	pingDue     bool
+	closing     CloseReason // first reason wins; reasonNone while open
+	wg          sync.WaitGroup
+}
+
+// item is one queued outbound frame: a shared market frame or a pooled
+// direct reply.
+type item struct {
+	wire  []byte
+	reply *replyBuf
+}
+
+// Deliver implements fanout.Subscriber: it queues f without blocking.
+func (s *session) Deliver(f *fanout.Frame) bool {
+	return s.enqueue(item{wire: f.Wire()})
+}
+
+// enqueue adds it to the send queue and makes sure a writer runs. It
+// returns false when the queue overflowed (the session is then closing as a
+// slow consumer) and true otherwise, including when the session is already
+// closing and the frame is silently discarded.
+func (s *session) enqueue(it item) bool {
+	s.mu.Lock()
+	if s.closing != reasonNone {
+		s.mu.Unlock()
+		s.srv.recycle(it)
+		return true
+	}
+	if len(s.queue) >= s.srv.opts.QueueFrames || s.queuedBytes+len(it.wire) > s.srv.opts.QueueBytes {
+		s.closing = ReasonSlowConsumer
+		dropped := s.queue
+		s.queue = nil
+		s.queuedBytes = 0
+		start := s.startWriterLocked()
+		s.mu.Unlock()
+		s.srv.recycle(it)
+		for _, d := range dropped {
+			s.srv.recycle(d)
+		}
+		s.srv.m.slowConsumers.Inc()
+		if start {
+			go s.writeLoop()
+		}
+		return false
+	}
+	s.queue = append(s.queue, it)
+	s.queuedBytes += len(it.wire)
+	start := s.startWriterLocked()
+	s.mu.Unlock()
+	if start {
+		go s.writeLoop()
+	}
+	return true
+}
+
+// startWriterLocked marks a writer as running and reports whether the
+// caller must start it.
+func (s *session) startWriterLocked() bool {
+	if s.writing {
+		return false
+	}
+	s.writing = true
+	s.wg.Add(1)
+	return true
+}
+
+// requestClose asks the writer to flush what is queued (everything but a
+// slow consumer's backlog), then close with reason. The first reason wins.
+func (s *session) requestClose(reason CloseReason) {
+	s.mu.Lock()
+	if s.closing != reasonNone {
+		s.mu.Unlock()
+		return
+	}
+	s.closing = reason
+	start := s.startWriterLocked()
+	s.mu.Unlock()
+	if start {
+		go s.writeLoop()
+	}
+}
+
+// requestPing asks the writer to send a websocket ping.
+func (s *session) requestPing() {
+	s.mu.Lock()
+	if s.closing != reasonNone {
+		s.mu.Unlock()
+		return
+	}
+	s.pingDue = true
+	start := s.startWriterLocked()
+	s.mu.Unlock()
+	if start {
+		go s.writeLoop()
+	}
+}
+
+func (s *session) closeReason() CloseReason {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// readLoop runs the client protocol until the connection ends and returns
+// why it ended.
+func (s *session) readLoop() CloseReason {
+	srv := s.srv
+	ctx := context.Background()
+	for {
+		typ, r, err := s.ws.Reader(ctx)
+		if err != nil {
+			return readErrReason(err)
+		}
+		now := time.Now()
+		s.lastRead.Store(now.UnixNano())
+		bp := srv.readBufs.Get().(*[]byte)
+		n, err := readFull(r, *bp)
+		if err == errTooBig {
+			// Leave the rest of the frame unread: the writer's close
+			// handshake discards it, so the client reads a clean 1009
+			// instead of a reset.
+			srv.readBufs.Put(bp)
+			s.requestClose(ReasonTooBig)
+			return ReasonTooBig
+		}
+		if err != nil {
+			srv.readBufs.Put(bp)
+			return readErrReason(err)
+		}
+		if typ != websocket.MessageText {
+			srv.readBufs.Put(bp)
+			s.requestClose(ReasonBinary)
+			continue // keep reading so the close handshake completes
+		}
+		if s.closeReason() == reasonNone {
+			s.msgsIn.Add(1)
+			s.handle((*bp)[:n], now)
+		}
+		srv.readBufs.Put(bp)
+	}
+}
+
+// readFull reads a whole message into buf (ReadLimit+1 bytes). A message
+// that fills buf is over the limit: errTooBig.
+func readFull(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for {
+		if n == len(buf) {
+			return n, errTooBig
+		}
+		m, err := r.Read(buf[n:])
+		n += m
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+var errTooBig = errors.New("broker: frame larger than the read buffer")
+
+func readErrReason(err error) CloseReason {
+	switch {
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		return ReasonTooBig
+	case websocket.CloseStatus(err) != -1:
+		return ReasonClientClosed
+	default:
+		return ReasonConnLost
+	}
+}
+
+// handle executes one text frame.
+func (s *session) handle(msg []byte, now time.Time) {
+	srv := s.srv
+	p := srv.parsers.Get()
+	defer srv.parsers.Put(p)
+	s.idBuf = s.idBuf[:0]
+	s.scratch = s.scratch[:0]
+	req, idBuf, ferr := parseRequest(p, msg, s.idBuf)
+	s.idBuf = idBuf
+	d := s.budget.Charge(req.op, now)
+	if !d.Allowed {
+		code := d.Code
+		if code == "" {
+			code = CodeRateLimited
+		}
+		msg := d.Message
+		if msg == "" {
+			msg = "rate limit exceeded"
+		}
+		retry := d.RetryAfter.Milliseconds()
+		if d.RetryAfter > 0 && retry == 0 {
+			retry = 1
+		}
+		s.replyError(frameError{code, msg}, "", retry, req.id, &d)
+		if d.Close {
+			s.requestClose(closeReasonFor(code))
+		}
+		return
+	}
+	if d.Close {
+		defer s.requestClose(closeReasonFor(d.Code))
+	}
+	if ferr != nil {
+		s.replyError(*ferr, "", 0, req.id, &d)
+		return
+	}
+	switch req.op {
+	case OpPing:
+		r := srv.replies.get()
+		r.b = appendPong(r.b, req.id, &d)
+		s.reply(r)
+	case OpSubscribe:
+		s.subscribe(&req, &d)
+	case OpUnsubscribe:
+		s.unsubscribe(&req, &d)
+	}
+}
+
+func closeReasonFor(code string) CloseReason {
+	if code == CodeQuotaExceeded {
+		return ReasonQuota
+	}
+	return ReasonRateLimit
+}
+
+func (s *session) subscribe(req *request, d *Decision) {
+	srv := s.srv
+	ref, scratch, ferr, detail := resolveChannel(srv.opts.Sources, req.params, s.scratch)
+	s.scratch = scratch
+	if ferr != nil {
+		s.replyError(*ferr, detail, 0, req.id, d)
+		return
+	}
+	if ref.src.Private && (s.id.Account == "" || s.id.Account != string(ref.values[ref.src.AccountParam])) {
+		s.replyError(*errForbidden, "", 0, req.id, d)
+		return
+	}
+	if _, ok := s.subs[string(ref.subject)]; ok {
+		s.replyError(*errAlready, "", 0, req.id, d)
+		return
+	}
+	if limit := s.budget.MaxSubscriptions(); limit > 0 && len(s.subs) >= limit {
+		s.replyError(*errSubLimit, "", 0, req.id, d)
+		return
+	}
+	// The ack is queued before the hub can deliver, so the client always
+	// sees the ack before the channel's first message.
+	r := srv.replies.get()
+	r.b = appendAck(r.b, "subscribe", &ref, req.id, d)
+	s.reply(r)
+	subject := string(ref.subject)
+	if err := srv.opts.Hub.Subscribe(ref.src, subject, s); err != nil {
+		srv.opts.Logger.Error().Err(err).Str("subject", subject).Msg("subscribe failed")
+		s.replyError(*errInternal, "", 0, req.id, d)
+		return
+	}
+	s.subs[subject] = struct{}{}
+	srv.m.subscriptions.Inc()
+}
+
+func (s *session) unsubscribe(req *request, d *Decision) {
+	srv := s.srv
+	ref, scratch, ferr, detail := resolveChannel(srv.opts.Sources, req.params, s.scratch)
+	s.scratch = scratch
+	if ferr != nil {
+		s.replyError(*ferr, detail, 0, req.id, d)
+		return
+	}
+	if _, ok := s.subs[string(ref.subject)]; !ok {
+		s.replyError(*errNotSub, "", 0, req.id, d)
+		return
+	}
+	subject := string(ref.subject)
+	// Leave the channel before acking: nothing of it follows the ack.
+	srv.opts.Hub.Unsubscribe(subject, s)
+	delete(s.subs, subject)
+	srv.m.subscriptions.Dec()
+	r := srv.replies.get()
+	r.b = appendAck(r.b, "unsubscribe", &ref, req.id, d)
+	s.reply(r)
+}
+
+func (s *session) replyError(fe frameError, detail string, retryMs int64, id []byte, d *Decision) {
+	s.srv.m.errorReplies.WithLabelValues(fe.code).Inc()
+	r := s.srv.replies.get()
+	r.b = appendError(r.b, &fe, detail, retryMs, id, d)
+	s.reply(r)
+}
+
+func (s *session) reply(r *replyBuf) {
+	r.finish()
+	s.enqueue(item{wire: r.wire(), reply: r})
+}
+
+// notice queues a notice frame (RECONNECT before drain or lifetime end).
+func (s *session) notice(code string, in time.Duration) {
+	r := s.srv.replies.get()
+	r.b = appendNotice(r.b, code, in.Milliseconds())
+	s.reply(r)
+}
+
+// leaveAll removes the session from every channel. Read loop only, after
+// the loop ended.
+func (s *session) leaveAll() {
+	for subject := range s.subs {
+		s.srv.opts.Hub.Unsubscribe(subject, s)
+		delete(s.subs, subject)
+		s.srv.m.subscriptions.Dec()
+	}
+}

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+
+	"floodgate/fanout"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// fileConfig is the optional YAML config file (--config): the tables that
+// do not fit flags. Unknown fields are errors, so typos do not pass
+// silently.
+type fileConfig struct {
+	// Sources is the sources table; see docs/configuration.md.
+	Sources fanout.SourcesConfig `yaml:"sources"`
+}
+
+// loadConfig reads path; an empty path yields the defaults.
+func loadConfig(path string) (fileConfig, error) {
+	var cfg fileConfig
+	if path == "" {
+		return cfg, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}

@@ -1,0 +1,52 @@
+package fanout
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the hub's Prometheus series. Each is counted in hub.go.
+type metrics struct {
+	// msgsIn counts NATS messages received on channel subscriptions.
+	msgsIn prometheus.Counter
+	// msgsOut counts frames handed to subscribers (one per subscriber per
+	// message).
+	msgsOut prometheus.Counter
+	// dropped counts frames a subscriber refused because its queue was full.
+	dropped prometheus.Counter
+	// invalid counts NATS payloads that were not valid JSON and were not
+	// forwarded.
+	invalid prometheus.Counter
+	// natsSubs is the number of live NATS subscriptions of the hub.
+	natsSubs prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, h *Hub) *metrics {
+	m := &metrics{
+		msgsIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "floodgate", Name: "fanout_messages_in_total",
+			Help: "NATS messages received on channel subscriptions.",
+		}),
+		msgsOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "floodgate", Name: "fanout_messages_out_total",
+			Help: "Market frames handed to subscriber send queues.",
+		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "floodgate", Name: "fanout_frames_dropped_total",
+			Help: "Market frames refused by a full subscriber send queue.",
+		}),
+		invalid: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "floodgate", Name: "fanout_invalid_payloads_total",
+			Help: "NATS payloads dropped because they were not valid JSON.",
+		}),
+		natsSubs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "floodgate", Name: "fanout_nats_subscriptions",
+			Help: "Live NATS subscriptions (one per channel with local subscribers).",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.msgsIn, m.msgsOut, m.dropped, m.invalid, m.natsSubs,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: "floodgate", Name: "fanout_channels",
+				Help: "Channels with at least one local subscriber.",
+			}, func() float64 { return float64(h.Stats().Channels) }))
+	}
+	return m
+}
