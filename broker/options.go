@@ -135,7 +135,7 @@ type Budget interface {
 // Hub is the fan-out side a session subscribes through; *fanout.Hub
 // implements it.
 type Hub interface {
-	Subscribe(src *fanout.Source, subject string, s fanout.Subscriber) error
+	Subscribe(src *fanout.Source, subject string, s fanout.Subscriber, joined func()) error
 	Unsubscribe(subject string, s fanout.Subscriber)
 }
 

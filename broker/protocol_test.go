@@ -156,9 +156,11 @@ func (c capSubs) Admit(broker.Identity, time.Time) (broker.Budget, *broker.Refus
 
 type cappedBudget struct{ n int }
 
-func (b cappedBudget) Charge(broker.Op, time.Time) broker.Decision { return broker.Decision{Allowed: true} }
-func (b cappedBudget) MaxSubscriptions() int                        { return b.n }
-func (b cappedBudget) Release(time.Time)                            {}
+func (b cappedBudget) Charge(broker.Op, time.Time) broker.Decision {
+	return broker.Decision{Allowed: true}
+}
+func (b cappedBudget) MaxSubscriptions() int { return b.n }
+func (b cappedBudget) Release(time.Time)     {}
 
 func TestOversizeFrameClosed1009(t *testing.T) {
 	e := newEnv(t, broker.Options{})

@@ -294,13 +294,16 @@ func (s *session) subscribe(req *request, d *Decision) {
 		s.replyError(*errSubLimit, "", 0, req.id, d)
 		return
 	}
-	// The ack is queued before the hub can deliver, so the client always
-	// sees the ack before the channel's first message.
 	r := srv.replies.get()
 	r.b = appendAck(r.b, "subscribe", &ref, req.id, d)
-	s.reply(r)
+	r.finish()
 	subject := string(ref.subject)
-	if err := srv.opts.Hub.Subscribe(ref.src, subject, s); err != nil {
+	// The hub queues the ack once NATS has the interest and just before
+	// this session can receive the channel's frames: the client sees the
+	// ack first, and anything published after the ack reaches it.
+	err := srv.opts.Hub.Subscribe(ref.src, subject, s, func() { s.enqueue(item{wire: r.wire(), reply: r}) })
+	if err != nil {
+		srv.replies.put(r)
 		srv.opts.Logger.Error().Err(err).Str("subject", subject).Msg("subscribe failed")
 		s.replyError(*errInternal, "", 0, req.id, d)
 		return

@@ -60,7 +60,7 @@ type Hub struct {
 }
 
 type shard struct {
-	mu       sync.Mutex
+	mu       sync.RWMutex
 	channels map[string]*channel // guarded by mu
 	_        [40]byte            // keep neighbouring shard locks off one cache line
 }
@@ -69,14 +69,18 @@ type shard struct {
 type channel struct {
 	// Immutable after creation.
 	hub      *Hub
+	shard    *shard
 	subject  string
 	envelope string
 
 	// subs is the current subscriber set, replaced (copy on write) under
-	// the shard lock and read without a lock by the NATS goroutine.
+	// the shard's write lock and loaded under its read lock by the NATS
+	// goroutine, which then walks it without a lock. The read lock orders
+	// a load after any join in progress: see Subscribe.
 	subs atomic.Pointer[[]Subscriber]
 
-	// Guarded by the shard lock.
+	// Guarded by the shard lock: subscribers plus joins in progress; the
+	// channel is dropped when it reaches 0.
 	count int
 
 	// Guarded by natsMu: the NATS side of the channel.
@@ -119,11 +123,17 @@ func (h *Hub) shardFor(subject string) *shard {
 }
 
 // Subscribe adds s to the channel of subject, creating the channel and its
-// NATS subscription when s is the first local subscriber. When Subscribe
-// returns nil, the NATS server has the subscription: a message published
-// after that reaches s. The caller must not subscribe s twice to one subject
-// and must call Unsubscribe for every successful Subscribe.
-func (h *Hub) Subscribe(src *Source, subject string, s Subscriber) error {
+// NATS subscription when s is the first local subscriber. The NATS server
+// has the subscription before s joins: a message published after Subscribe
+// returns nil reaches s. joined, when non-nil, is called under the shard's
+// write lock just before s joins (so it must be quick and must not call the
+// hub): a session queues its subscribe ack there. Delivery loads the
+// subscriber set under the read lock, so every frame queued to s comes
+// after the ack, and every message published after the client could see
+// the ack reaches s. The caller must not subscribe s
+// twice to one subject and must call Unsubscribe for every successful
+// Subscribe.
+func (h *Hub) Subscribe(src *Source, subject string, s Subscriber, joined func()) error {
 	if h.closed.Load() {
 		return ErrClosed
 	}
@@ -131,18 +141,34 @@ func (h *Hub) Subscribe(src *Source, subject string, s Subscriber) error {
 	sh.mu.Lock()
 	ch := sh.channels[subject]
 	if ch == nil {
-		ch = &channel{hub: h, subject: subject, envelope: src.envelope}
+		ch = &channel{hub: h, shard: sh, subject: subject, envelope: src.envelope}
 		empty := []Subscriber{}
 		ch.subs.Store(&empty)
 		sh.channels[subject] = ch
 	}
-	ch.addLocked(s)
+	ch.count++ // reserves the channel while its NATS side is set up
 	sh.mu.Unlock()
 
-	if err := ch.ensureNATS(); err != nil {
-		h.Unsubscribe(subject, s)
+	err := ch.ensureNATS()
+
+	sh.mu.Lock()
+	if err != nil {
+		ch.count--
+		last := ch.count == 0
+		if last {
+			delete(sh.channels, subject)
+		}
+		sh.mu.Unlock()
+		if last {
+			ch.dropNATS()
+		}
 		return err
 	}
+	if joined != nil {
+		joined()
+	}
+	ch.addLocked(s)
+	sh.mu.Unlock()
 	return nil
 }
 
@@ -157,6 +183,7 @@ func (h *Hub) Unsubscribe(subject string, s Subscriber) {
 		sh.mu.Unlock()
 		return
 	}
+	ch.count--
 	last := ch.count == 0
 	if last {
 		delete(sh.channels, subject)
@@ -174,7 +201,6 @@ func (ch *channel) addLocked(s Subscriber) {
 	copy(next, old)
 	next = append(next, s)
 	ch.subs.Store(&next)
-	ch.count++
 }
 
 // removeLocked removes s and reports whether it was there; the shard lock
@@ -187,7 +213,6 @@ func (ch *channel) removeLocked(s Subscriber) bool {
 			next = append(next, old[:i]...)
 			next = append(next, old[i+1:]...)
 			ch.subs.Store(&next)
-			ch.count--
 			return true
 		}
 	}
@@ -245,7 +270,9 @@ func (ch *channel) deliver(payload []byte) {
 		return
 	}
 	f := newFrame(ch.envelope, payload)
+	ch.shard.mu.RLock()
 	subs := *ch.subs.Load()
+	ch.shard.mu.RUnlock()
 	dropped := 0
 	for _, s := range subs {
 		if !s.Deliver(f) {
@@ -277,7 +304,7 @@ func (h *Hub) Stats() Stats {
 		sh.mu.Lock()
 		st.Channels += len(sh.channels)
 		for _, ch := range sh.channels {
-			st.Subscriptions += ch.count
+			st.Subscriptions += len(*ch.subs.Load())
 			ch.natsMu.Lock()
 			if ch.natsSub != nil {
 				st.NATSSubscriptions++

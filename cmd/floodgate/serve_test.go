@@ -1,0 +1,209 @@
+package main_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
+)
+
+// binary is the floodgate binary built once by TestMain.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "floodgate-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "floodgate")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a running `floodgate serve`.
+type proc struct {
+	cmd     *exec.Cmd
+	wsURL   string
+	apiURL  string
+	natsURL string
+	logs    chan map[string]any
+	exited  chan error
+}
+
+// startServe runs floodgate serve on free ports and waits until it serves.
+func startServe(t *testing.T, args ...string) *proc {
+	t.Helper()
+	all := append([]string{"serve", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
+		"--embedded-nats-listen", "127.0.0.1:0", "--log-format", "json", "--node-id", "test-node"}, args...)
+	cmd := exec.Command(binary, all...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, logs: make(chan map[string]any, 1024), exited: make(chan error, 1)}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var ev map[string]any
+			if json.Unmarshal(sc.Bytes(), &ev) == nil {
+				select {
+				case p.logs <- ev:
+				default:
+				}
+			}
+		}
+		p.exited <- cmd.Wait()
+		close(p.logs)
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+	})
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case ev, ok := <-p.logs:
+			if !ok {
+				t.Fatal("floodgate exited before serving")
+			}
+			if ev["message"] == "embedded NATS started; publishers connect here" {
+				p.natsURL, _ = ev["url"].(string)
+			}
+			if ev["message"] == "floodgate serving" {
+				p.wsURL = "ws://" + ev["listen"].(string) + "/ws"
+				p.apiURL = "http://" + ev["api_listen"].(string)
+				return p
+			}
+		case <-deadline:
+			t.Fatal("floodgate did not start serving in 15s")
+		}
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestServeEndToEndAndGracefulDrain(t *testing.T) {
+	p := startServe(t, "--shutdown-grace", "700ms")
+	if code, body := get(t, p.apiURL+"/healthz"); code != 200 {
+		t.Fatalf("healthz %d %s", code, body)
+	}
+	if code, body := get(t, p.apiURL+"/readyz"); code != 200 || !strings.Contains(body, "ready") {
+		t.Fatalf("readyz %d %s", code, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, p.wsURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if err := c.Write(ctx, websocket.MessageText, []byte(`{"method":"subscribe","params":{"source":"trades","symbol":"BTC"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, b, err := c.Read(ctx); err != nil || string(b) != `{"channel":"subscribe","data":{"source":"trades","symbol":"BTC"}}` {
+		t.Fatalf("ack %s %v", b, err)
+	}
+	// An external publisher on the embedded NATS server.
+	nc, err := nats.Connect(p.natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := nc.Publish("md.trades.BTC", []byte(`[{"p":"1"}]`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, b, err := c.Read(ctx); err != nil || string(b) != `{"channel":"trades","data":[{"p":"1"}]}` {
+		t.Fatalf("trade %s %v", b, err)
+	}
+	if _, body := get(t, p.apiURL+"/metrics"); !strings.Contains(body, `floodgate_connections{kind="anonymous"} 1`) ||
+		!strings.Contains(body, "floodgate_fanout_nats_subscriptions 1") {
+		t.Fatalf("metrics lack connection/subscription series:\n%.2000s", body)
+	}
+
+	// SIGTERM: readyz 503, RECONNECT notice, close 1001 after the grace,
+	// exit 0.
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if _, b, err := c.Read(ctx); err != nil || string(b) != `{"channel":"notice","data":{"code":"RECONNECT","in_ms":700}}` {
+		t.Fatalf("notice %s %v", b, err)
+	}
+	if code, body := get(t, p.apiURL+"/readyz"); code != 503 || !strings.Contains(body, "draining") {
+		t.Fatalf("readyz while draining %d %s", code, body)
+	}
+	_, _, err = c.Read(ctx)
+	if websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Fatalf("close: %v", err)
+	}
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("floodgate did not exit after drain")
+	}
+}
+
+func TestServeHelpListsFlagsAndEnv(t *testing.T) {
+	out, err := exec.Command(binary, "serve", "--help").CombinedOutput()
+	if err != nil {
+		t.Fatal(err, string(out))
+	}
+	for _, want := range []string{"--listen", "--api-listen", "--nats-url", "--embedded-nats-listen", "--subject-prefix",
+		"--demo-feed", "--config", "--log-level", "--log-format", "--shutdown-grace", "--node-id", "FLOODGATE_LISTEN", "FLOODGATE_NATS_URL"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("serve --help lacks %s", want)
+		}
+	}
+}
+
+func TestServeRejectsBadConfigNamingField(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(cfg, []byte("sources:\n  sources:\n    - name: \"a.b\"\n"), 0o600)
+	out, err := exec.Command(binary, "serve", "--config", cfg, "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0", "--embedded-nats-listen", "127.0.0.1:0").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `sources[0].name "a.b"`) {
+		t.Fatalf("err %v out %s", err, out)
+	}
+}
+
+func TestEnvVariablesSetFlags(t *testing.T) {
+	cmd := exec.Command(binary, "serve", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0", "--embedded-nats-listen", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "FLOODGATE_LOG_LEVEL=shouting")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `--log-level "shouting"`) {
+		t.Fatalf("env not applied: %v %s", err, out)
+	}
+}
