@@ -228,7 +228,9 @@ func startNode(f serveFlags, log zerolog.Logger) (n *node, err error) {
 		return nil, err
 	}
 	if f.demoFeed {
-		n.startDemo(sources.Prefix())
+		if err := n.startDemo(natsURL, sources.Prefix()); err != nil {
+			return nil, fmt.Errorf("demo feed: %w", err)
+		}
 	}
 
 	wsMux := http.NewServeMux()

@@ -1,0 +1,4 @@
+package demofeed
+
+// Fixed exposes the decimal formatter to the external tests.
+var Fixed = fixed
