@@ -1,0 +1,181 @@
+package limiter
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config holds every number the limiter enforces. It is read from the
+// `limits` part of floodgate.yaml; fields left out keep the values of
+// DefaultConfig (decode into a DefaultConfig value). Durations are written as
+// Go durations ("60s", "5m").
+type Config struct {
+	// Tiers are the budgets of anonymous (per IP) and key identities.
+	Tiers Tiers `yaml:"tiers"`
+	// Costs are the credits each client method costs.
+	Costs Costs `yaml:"costs"`
+	// Violations closes connections that keep getting refused and cools their
+	// identity down.
+	Violations Violations `yaml:"violations"`
+	// FailedKeys blocks an IP that guesses keys.
+	FailedKeys FailedKeys `yaml:"failed_keys"`
+	// ConnectionsRetryAfter is the Retry-After sent with 429
+	// TOO_MANY_CONNECTIONS, when no time can be computed. Defaults to 10 s.
+	ConnectionsRetryAfter time.Duration `yaml:"connections_retry_after"`
+}
+
+// Tiers holds one Tier per kind of identity.
+type Tiers struct {
+	// Anonymous applies to `ip:<addr>` identities (no key).
+	Anonymous Tier `yaml:"anonymous"`
+	// Key applies to `key:<prefix>` identities; a key's own Limits override it.
+	Key Tier `yaml:"key"`
+}
+
+// Tier is the set of budgets of one kind of identity (limits.md table).
+type Tier struct {
+	// Credits an identity may spend per CreditWindow, shared by all its
+	// connections; also the burst. Anonymous 125, key 300.
+	Credits int64 `yaml:"credits"`
+	// CreditWindow is the rolling window of Credits. 60 s.
+	CreditWindow time.Duration `yaml:"credit_window"`
+	// ConnMessagesPerSecond is the steady message rate of one connection.
+	// Anonymous 5, key 10.
+	ConnMessagesPerSecond float64 `yaml:"conn_messages_per_second"`
+	// ConnBurst is the message burst of one connection. Anonymous 10, key 20.
+	ConnBurst int64 `yaml:"conn_burst"`
+	// MaxConnections is the cap of concurrent connections of the identity.
+	// Anonymous 300, key 100.
+	MaxConnections int64 `yaml:"max_connections"`
+	// Connects is how many new connections the identity may open per
+	// ConnectWindow (also the burst). 300.
+	Connects int64 `yaml:"connects"`
+	// ConnectWindow is the window of Connects. 5 min.
+	ConnectWindow time.Duration `yaml:"connect_window"`
+	// MaxSubscriptions is the cap of subscriptions per connection.
+	// Anonymous 200, key 500.
+	MaxSubscriptions int `yaml:"max_subscriptions"`
+}
+
+// Costs are the credits charged per client frame, by method.
+type Costs struct {
+	Subscribe   int64 `yaml:"subscribe"`   // 1
+	Unsubscribe int64 `yaml:"unsubscribe"` // 1, counted but never refused
+	Ping        int64 `yaml:"ping"`        // 1
+}
+
+// Violations is the repeated-refusal policy: more than MaxRefusals refusals
+// on one connection within Window close it (1008) and start a cooldown of the
+// identity; the n-th offence within ForgetAfter of the previous one gets
+// Cooldowns[n-1] (the last entry repeats).
+type Violations struct {
+	MaxRefusals int             `yaml:"max_refusals"` // 10
+	Window      time.Duration   `yaml:"window"`       // 10 s
+	Cooldowns   []time.Duration `yaml:"cooldowns"`    // 30 s, 2 min, 10 min
+	ForgetAfter time.Duration   `yaml:"forget_after"` // 1 h without offence resets the escalation
+}
+
+// FailedKeys blocks an IP for Block after more than MaxAttempts failed key
+// attempts within Window.
+type FailedKeys struct {
+	MaxAttempts int           `yaml:"max_attempts"` // 20
+	Window      time.Duration `yaml:"window"`       // 60 s
+	Block       time.Duration `yaml:"block"`        // 5 min
+}
+
+// DefaultConfig returns the defaults of limits.md.
+func DefaultConfig() Config {
+	return Config{
+		Tiers: Tiers{
+			Anonymous: Tier{
+				Credits: 125, CreditWindow: time.Minute,
+				ConnMessagesPerSecond: 5, ConnBurst: 10,
+				MaxConnections: 300,
+				Connects:       300, ConnectWindow: 5 * time.Minute,
+				MaxSubscriptions: 200,
+			},
+			Key: Tier{
+				Credits: 300, CreditWindow: time.Minute,
+				ConnMessagesPerSecond: 10, ConnBurst: 20,
+				MaxConnections: 100,
+				Connects:       300, ConnectWindow: 5 * time.Minute,
+				MaxSubscriptions: 500,
+			},
+		},
+		Costs: Costs{Subscribe: 1, Unsubscribe: 1, Ping: 1},
+		Violations: Violations{
+			MaxRefusals: 10, Window: 10 * time.Second,
+			Cooldowns:   []time.Duration{30 * time.Second, 2 * time.Minute, 10 * time.Minute},
+			ForgetAfter: time.Hour,
+		},
+		FailedKeys:            FailedKeys{MaxAttempts: 20, Window: time.Minute, Block: 5 * time.Minute},
+		ConnectionsRetryAfter: 10 * time.Second,
+	}
+}
+
+// maxCredits bounds every count so that the fixed-point arithmetic of the
+// cells cannot overflow.
+const maxCredits = 1 << 40
+
+// Validate reports every invalid field, each error naming the field (its yaml
+// path) and the bad value. The errors wrap ErrInvalidConfig.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field string, v any, why string) {
+		errs = append(errs, fmt.Errorf("%w: %s = %v: %s", ErrInvalidConfig, field, v, why))
+	}
+	positive := func(field string, v int64) {
+		if v <= 0 || v > maxCredits {
+			bad(field, v, fmt.Sprintf("must be between 1 and %d", int64(maxCredits)))
+		}
+	}
+	duration := func(field string, v time.Duration) {
+		if v < time.Millisecond || v > 400*24*time.Hour {
+			bad(field, v, "must be between 1ms and 400 days")
+		}
+	}
+	for _, t := range []struct {
+		name string
+		t    *Tier
+	}{{"tiers.anonymous", &c.Tiers.Anonymous}, {"tiers.key", &c.Tiers.Key}} {
+		positive(t.name+".credits", t.t.Credits)
+		duration(t.name+".credit_window", t.t.CreditWindow)
+		if !(t.t.ConnMessagesPerSecond > 0 && t.t.ConnMessagesPerSecond <= 1e6) {
+			bad(t.name+".conn_messages_per_second", t.t.ConnMessagesPerSecond, "must be > 0 and <= 1000000")
+		}
+		positive(t.name+".conn_burst", t.t.ConnBurst)
+		positive(t.name+".max_connections", t.t.MaxConnections)
+		positive(t.name+".connects", t.t.Connects)
+		duration(t.name+".connect_window", t.t.ConnectWindow)
+		if t.t.MaxSubscriptions <= 0 {
+			bad(t.name+".max_subscriptions", t.t.MaxSubscriptions, "must be > 0")
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"costs.subscribe", c.Costs.Subscribe}, {"costs.unsubscribe", c.Costs.Unsubscribe}, {"costs.ping", c.Costs.Ping}} {
+		if f.v < 0 || f.v > maxCredits {
+			bad(f.name, f.v, "must be >= 0")
+		}
+	}
+	if c.Violations.MaxRefusals <= 0 || c.Violations.MaxRefusals > 10000 {
+		bad("violations.max_refusals", c.Violations.MaxRefusals, "must be between 1 and 10000")
+	}
+	duration("violations.window", c.Violations.Window)
+	if len(c.Violations.Cooldowns) == 0 {
+		bad("violations.cooldowns", c.Violations.Cooldowns, "must list at least one duration")
+	}
+	for i, d := range c.Violations.Cooldowns {
+		duration(fmt.Sprintf("violations.cooldowns[%d]", i), d)
+	}
+	duration("violations.forget_after", c.Violations.ForgetAfter)
+	if c.FailedKeys.MaxAttempts <= 0 || c.FailedKeys.MaxAttempts > 10000 {
+		bad("failed_keys.max_attempts", c.FailedKeys.MaxAttempts, "must be between 1 and 10000")
+	}
+	duration("failed_keys.window", c.FailedKeys.Window)
+	duration("failed_keys.block", c.FailedKeys.Block)
+	duration("connections_retry_after", c.ConnectionsRetryAfter)
+	return errors.Join(errs...)
+}
