@@ -1,0 +1,204 @@
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Signed types of the account endpoints.
+const (
+	TypeCreateAPIKey = "create_api_key"
+	TypeRevokeAPIKey = "revoke_api_key"
+	TypeListAPIKeys  = "list_api_keys"
+)
+
+var errAgentWallet = &apiError{http.StatusBadRequest, "BAD_REQUEST", "Agent wallets are not supported: sign with the account key"}
+
+// verifySigned reads and checks a wallet-signed request: body, signature,
+// time window, replay (in that order).
+func (s *Sidecar) verifySigned(w http.ResponseWriter, r *http.Request, typ string, payloadFields ...string) (*SignedRequest, error) {
+	body, err := readBody(w, r)
+	if err != nil {
+		return nil, err
+	}
+	req, err := ParseSignedRequest(body, typ, payloadFields...)
+	if err != nil {
+		return nil, err
+	}
+	if req.AgentWallet != "" {
+		return nil, errAgentWallet
+	}
+	if err := req.Verify(); err != nil {
+		return nil, err
+	}
+	now := s.opts.Now()
+	if err := req.CheckTime(now, MaxFutureSkew); err != nil {
+		return nil, err
+	}
+	key, until := req.ReplayKey()
+	fresh, err := s.opts.Store.UseSignature(r.Context(), key, now, until)
+	if err != nil {
+		return nil, err
+	}
+	if !fresh {
+		return nil, ErrSignatureReplayed
+	}
+	return req, nil
+}
+
+// POST /api/v1/account/api_keys/create
+func (s *Sidecar) handleAccountCreate(w http.ResponseWriter, r *http.Request) {
+	req, err := s.verifySigned(w, r, TypeCreateAPIKey)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	key, _, err := s.newKey(r, Record{Account: req.Account, Status: StatusActive, CreatedAt: s.opts.Now().UTC()})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeData(w, http.StatusOK, map[string]string{"api_key": key})
+}
+
+// POST /api/v1/account/api_keys/revoke
+func (s *Sidecar) handleAccountRevoke(w http.ResponseWriter, r *http.Request) {
+	req, err := s.verifySigned(w, r, TypeRevokeAPIKey, "api_key")
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	given, ok := req.Payload["api_key"].(string)
+	if !ok {
+		s.fail(w, &FieldError{Field: "api_key", Problem: "must be a string"})
+		return
+	}
+	prefix, ok := prefixOf(given)
+	if !ok {
+		s.fail(w, &FieldError{Field: "api_key", Problem: "not an API key or prefix"})
+		return
+	}
+	rec, err := s.opts.Store.Update(r.Context(), prefix, 0, func(rec *Record) error {
+		if rec.Account != req.Account {
+			return errNotFound // never reveal other accounts' keys
+		}
+		rec.Status = StatusRevoked
+		return nil
+	})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.notify(r, KeyEvent{Type: EventRevoked, Prefix: rec.Prefix, Reason: ReasonRevoked})
+	writeData(w, http.StatusOK, map[string]string{"revoked": rec.Prefix})
+}
+
+// prefixOf accepts a full key, a masked key ("AbCdEfGh_…") or a prefix.
+func prefixOf(s string) (string, bool) {
+	if len(s) < PrefixLen || (len(s) > PrefixLen && s[PrefixLen] != '_') {
+		return "", false
+	}
+	p := s[:PrefixLen]
+	return p, ValidPrefix(p)
+}
+
+// POST /api/v1/account/api_keys
+func (s *Sidecar) handleAccountList(w http.ResponseWriter, r *http.Request) {
+	req, err := s.verifySigned(w, r, TypeListAPIKeys)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	recs, err := s.opts.Store.List(r.Context(), Filter{Account: req.Account})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	now := s.opts.Now()
+	out := AccountKeys{ActiveAPIKeys: []string{}, APIKeyLimit: s.opts.MaxActiveKeys, Keys: []AccountKey{}}
+	for i := range recs {
+		rec := &recs[i]
+		st := rec.EffectiveStatus(now)
+		if st == string(StatusActive) {
+			out.ActiveAPIKeys = append(out.ActiveAPIKeys, rec.Prefix+"_…")
+		}
+		count, last := s.usage(rec)
+		out.Keys = append(out.Keys, AccountKey{Prefix: rec.Prefix, Alias: rec.Alias, Status: st,
+			CreatedAt: rec.CreatedAt.UTC(), LastUsedAt: timePtr(last), RequestCount: count})
+	}
+	writeData(w, http.StatusOK, out)
+}
+
+var (
+	errNoKeyHeader = &apiError{http.StatusUnauthorized, "API_KEY_NOT_FOUND", "API key not found: send it in the PF-API-KEY header"}
+	errInvalidKey  = &apiError{http.StatusUnauthorized, "INVALID_API_KEY", "Invalid API Key"}
+)
+
+// GET /api/v1/api_keys/status
+func (s *Sidecar) handleStatus(w http.ResponseWriter, r *http.Request) {
+	key := r.Header.Get("PF-API-KEY")
+	if key == "" {
+		key = r.Header.Get("X-API-Key")
+	}
+	if key == "" {
+		s.fail(w, errNoKeyHeader)
+		return
+	}
+	now := s.opts.Now()
+	prefix, err := ParseKey(key)
+	if err != nil {
+		s.fail(w, errInvalidKey)
+		return
+	}
+	if s.opts.Keyring != nil {
+		// Turns away unknown and wrong keys from the cache.
+		if _, err := s.opts.Keyring.Verify(key, now); errors.Is(err, ErrInvalidKey) {
+			s.fail(w, errInvalidKey)
+			return
+		}
+	}
+	rec, err := s.opts.Store.Get(r.Context(), prefix)
+	if errors.Is(err, ErrNotFound) || (err == nil && (!rec.Hash.Equal(Hash(key)) || rec.Status == StatusRevoked)) {
+		s.fail(w, errInvalidKey)
+		return
+	}
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	ok, remaining, retry := s.allowStatus(prefix, now)
+	w.Header().Set("RateLimit-Policy", fmt.Sprintf(`"status";q=%d;w=60`, s.opts.StatusPerMinute))
+	if !ok {
+		secs := int((retry + time.Second - 1) / time.Second)
+		w.Header().Set("RateLimit", fmt.Sprintf(`"status";r=0;t=%d`, secs))
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		writeError(w, http.StatusTooManyRequests, "RATE_LIMITED", "Rate limit exceeded")
+		return
+	}
+	w.Header().Set("RateLimit", fmt.Sprintf(`"status";r=%d;t=0`, remaining))
+	count, last := s.usage(&rec)
+	st := KeyStatus{
+		Status: rec.EffectiveStatus(now), WalletAddress: rec.Account, CreatedAt: rec.CreatedAt.UTC(),
+		LastUsedAt: timePtr(last), RequestCount: count, RateLimit: s.budget(&rec, now),
+	}
+	writeData(w, http.StatusOK, st)
+}
+
+// budget is the live credit budget of rec, or the full budget when the
+// limiter does not report one.
+func (s *Sidecar) budget(rec *Record, now time.Time) BudgetUsage {
+	if s.opts.LiveUsage != nil {
+		if u, ok := s.opts.LiveUsage.KeyUsage(rec.Prefix, now); ok {
+			u.Credits.ResetAt = u.Credits.ResetAt.UTC()
+			return u.Credits
+		}
+	}
+	limit := int64(rec.Limits.CreditsPerMinute)
+	if limit == 0 {
+		limit = int64(s.opts.DefaultCreditsPerMinute)
+	}
+	return BudgetUsage{Limit: limit, Remaining: limit, ResetAt: now.UTC()}
+}

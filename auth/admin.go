@@ -1,0 +1,263 @@
+package auth
+
+import (
+	"crypto/ed25519"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/mr-tron/base58"
+)
+
+// The operator API (/admin/v1), behind the bearer token checked in
+// dispatch.
+
+// POST /admin/v1/keys
+func (s *Sidecar) handleAdminCreate(w http.ResponseWriter, r *http.Request) {
+	var req CreateKeyRequest
+	if err := decodeBody(w, r, &req, false); err != nil {
+		s.fail(w, err)
+		return
+	}
+	if req.Account == "" {
+		s.fail(w, &FieldError{Field: "account", Problem: "missing"})
+		return
+	}
+	if pk, err := base58.Decode(req.Account); err != nil || len(pk) != ed25519.PublicKeySize {
+		s.fail(w, ErrInvalidPublicKey)
+		return
+	}
+	now := s.opts.Now().UTC()
+	rec := Record{Account: req.Account, Alias: req.Alias, Category: req.Category, Status: StatusActive, CreatedAt: now}
+	if req.Active != nil && !*req.Active {
+		rec.Status = StatusInactive
+	}
+	if req.ExpiresAt != nil {
+		rec.ExpiresAt = req.ExpiresAt.UTC()
+	}
+	if req.Limits != nil {
+		rec.Limits = *req.Limits
+	}
+	if req.Quotas != nil {
+		rec.Quotas = *req.Quotas
+	}
+	s.createAndAnswer(w, r, rec, "")
+}
+
+func (s *Sidecar) createAndAnswer(w http.ResponseWriter, r *http.Request, rec Record, rotatedFrom string) {
+	if err := rec.Limits.Validate(); err != nil {
+		s.fail(w, err)
+		return
+	}
+	if err := rec.Quotas.Validate(); err != nil {
+		s.fail(w, err)
+		return
+	}
+	key, rec, err := s.newKey(r, rec)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeData(w, http.StatusCreated, CreatedKey{APIKey: key, Key: s.view(&rec, s.opts.Now()), RotatedFrom: rotatedFrom})
+}
+
+// GET /admin/v1/keys?account=&category=&status=
+func (s *Sidecar) handleAdminList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := Filter{Account: q.Get("account"), Category: q.Get("category")}
+	status := q.Get("status")
+	switch status {
+	case "", "expired":
+	default:
+		if !Status(status).Valid() {
+			s.fail(w, &FieldError{Field: "status", Problem: "must be active, inactive, revoked or expired"})
+			return
+		}
+		f.Status = Status(status)
+	}
+	recs, err := s.opts.Store.List(r.Context(), f)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	now := s.opts.Now()
+	out := KeyList{Keys: []KeyView{}}
+	for i := range recs {
+		v := s.view(&recs[i], now)
+		if status != "" && v.Status != status {
+			continue // "active" excludes expired keys; "expired" is derived
+		}
+		out.Keys = append(out.Keys, v)
+	}
+	writeData(w, http.StatusOK, out)
+}
+
+// pathPrefix returns the {prefix} path value, or answers 404.
+func (s *Sidecar) pathPrefix(w http.ResponseWriter, r *http.Request) (string, bool) {
+	p := r.PathValue("prefix")
+	if !ValidPrefix(p) {
+		s.fail(w, ErrNotFound)
+		return "", false
+	}
+	return p, true
+}
+
+// GET /admin/v1/keys/{prefix}
+func (s *Sidecar) handleAdminShow(w http.ResponseWriter, r *http.Request) {
+	prefix, ok := s.pathPrefix(w, r)
+	if !ok {
+		return
+	}
+	rec, err := s.opts.Store.Get(r.Context(), prefix)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	now := s.opts.Now()
+	v := s.view(&rec, now)
+	if s.opts.LiveUsage != nil {
+		if u, ok := s.opts.LiveUsage.KeyUsage(prefix, now); ok {
+			v.Live = &u
+		}
+	}
+	writeData(w, http.StatusOK, v)
+}
+
+// PATCH /admin/v1/keys/{prefix}
+func (s *Sidecar) handleAdminPatch(w http.ResponseWriter, r *http.Request) {
+	prefix, ok := s.pathPrefix(w, r)
+	if !ok {
+		return
+	}
+	var p KeyPatch
+	if err := decodeBody(w, r, &p, false); err != nil {
+		s.fail(w, err)
+		return
+	}
+	if p.Status != nil && !p.Status.Valid() {
+		s.fail(w, &FieldError{Field: "status", Problem: "must be active, inactive or revoked"})
+		return
+	}
+	var before Record
+	rec, err := s.opts.Store.Update(r.Context(), prefix, s.opts.MaxActiveKeys, func(rec *Record) error {
+		before = *rec
+		if p.Active != nil {
+			if *p.Active {
+				rec.Status = StatusActive
+			} else if rec.Status != StatusRevoked {
+				rec.Status = StatusInactive
+			}
+		}
+		if p.Status != nil {
+			rec.Status = *p.Status
+		}
+		if p.ExpiresAt.Set {
+			rec.ExpiresAt = p.ExpiresAt.Time.UTC()
+		}
+		if p.Alias != nil {
+			rec.Alias = *p.Alias
+		}
+		if p.Category != nil {
+			rec.Category = *p.Category
+		}
+		if p.Limits != nil {
+			p.Limits.apply(&rec.Limits)
+		}
+		if p.Quotas != nil {
+			p.Quotas.apply(&rec.Quotas)
+		}
+		return nil
+	})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	now := s.opts.Now()
+	if ev, ok := changeEvent(&before, &rec, now); ok {
+		s.notify(r, ev)
+	}
+	writeData(w, http.StatusOK, s.view(&rec, now))
+}
+
+// changeEvent is the control event for a change from before to after.
+func changeEvent(before, after *Record, now time.Time) (KeyEvent, bool) {
+	ev := KeyEvent{Prefix: after.Prefix}
+	switch {
+	case after.Status == StatusRevoked && before.Status != StatusRevoked:
+		ev.Type, ev.Reason = EventRevoked, ReasonRevoked
+	case after.Status == StatusInactive && before.Status == StatusActive:
+		ev.Type, ev.Reason = EventDeactivated, ReasonDeactivated
+	case !after.ExpiresAt.Equal(before.ExpiresAt) && after.Expired(now):
+		ev.Type, ev.Reason = EventExpired, ReasonExpired
+	case *after != *before:
+		ev.Type = EventUpdated
+	default:
+		return KeyEvent{}, false
+	}
+	return ev, true
+}
+
+// DELETE /admin/v1/keys/{prefix}
+func (s *Sidecar) handleAdminDelete(w http.ResponseWriter, r *http.Request) {
+	prefix, ok := s.pathPrefix(w, r)
+	if !ok {
+		return
+	}
+	if err := s.opts.Store.Delete(r.Context(), prefix); err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.notify(r, KeyEvent{Type: EventRevoked, Prefix: prefix, Reason: ReasonDeleted})
+	writeData(w, http.StatusOK, map[string]string{"deleted": prefix})
+}
+
+// POST /admin/v1/keys/{prefix}/rotate
+func (s *Sidecar) handleAdminRotate(w http.ResponseWriter, r *http.Request) {
+	prefix, ok := s.pathPrefix(w, r)
+	if !ok {
+		return
+	}
+	var req RotateRequest
+	if err := decodeBody(w, r, &req, true); err != nil {
+		s.fail(w, err)
+		return
+	}
+	old, err := s.opts.Store.Get(r.Context(), prefix)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if old.Status == StatusRevoked {
+		s.fail(w, ErrRevoked)
+		return
+	}
+	rec := Record{Account: old.Account, Alias: req.Alias, Category: old.Category, Status: StatusActive,
+		CreatedAt: s.opts.Now().UTC(), ExpiresAt: old.ExpiresAt, Limits: old.Limits, Quotas: old.Quotas}
+	s.createAndAnswer(w, r, rec, prefix)
+}
+
+// GET /admin/v1/keys/{prefix}/events?limit=
+func (s *Sidecar) handleAdminEvents(w http.ResponseWriter, r *http.Request) {
+	prefix, ok := s.pathPrefix(w, r)
+	if !ok {
+		return
+	}
+	limit := 100
+	if q := r.URL.Query().Get("limit"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil || n < 1 || n > MaxEvents {
+			s.fail(w, &FieldError{Field: "limit", Problem: "must be 1..1000"})
+			return
+		}
+		limit = n
+	}
+	evs, err := s.opts.Store.Events(r.Context(), prefix, limit)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if evs == nil {
+		evs = []Event{}
+	}
+	writeData(w, http.StatusOK, KeyEvents{Prefix: prefix, Events: evs})
+}

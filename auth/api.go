@@ -1,0 +1,213 @@
+package auth
+
+import (
+	"bytes"
+	"encoding/json"
+	"time"
+)
+
+// Wire types of the REST API, shared by the sidecar and AdminClient.
+
+// Envelope wraps every REST response.
+type Envelope struct {
+	Success bool            `json:"success"`
+	Data    json.RawMessage `json:"data"`
+	Error   *string         `json:"error"`
+	Code    *string         `json:"code"`
+}
+
+// KeyView is a key as the API shows it: never the secret or its hash.
+type KeyView struct {
+	Prefix       string     `json:"prefix"`
+	Account      string     `json:"account"`
+	Alias        string     `json:"alias,omitempty"`
+	Category     string     `json:"category,omitempty"`
+	Status       string     `json:"status"` // active, inactive, revoked or expired
+	CreatedAt    time.Time  `json:"created_at"`
+	ExpiresAt    *time.Time `json:"expires_at"`
+	LastUsedAt   *time.Time `json:"last_used_at"`
+	RequestCount int64      `json:"request_count"`
+	Limits       Limits     `json:"limits"`
+	Quotas       Quotas     `json:"quotas"`
+	// Live is the key's live budget and quota use (show only, when the
+	// limiter reports it).
+	Live *KeyUsage `json:"live,omitempty"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+// CreateKeyRequest is the body of POST /admin/v1/keys.
+type CreateKeyRequest struct {
+	Account   string     `json:"account"`
+	Alias     string     `json:"alias,omitempty"`
+	Category  string     `json:"category,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	Limits    *Limits    `json:"limits,omitempty"`
+	Quotas    *Quotas    `json:"quotas,omitempty"`
+	Active    *bool      `json:"active,omitempty"` // default true
+}
+
+// CreatedKey answers a create or rotate: the full key, shown this once.
+type CreatedKey struct {
+	APIKey      string  `json:"api_key"`
+	Key         KeyView `json:"key"`
+	RotatedFrom string  `json:"rotated_from,omitempty"`
+}
+
+// RotateRequest is the optional body of POST /admin/v1/keys/{prefix}/rotate.
+type RotateRequest struct {
+	Alias string `json:"alias,omitempty"` // alias of the new key; default none
+}
+
+// KeyPatch is the body of PATCH /admin/v1/keys/{prefix}; absent fields
+// are left alone.
+type KeyPatch struct {
+	Active    *bool        `json:"active,omitempty"`
+	Status    *Status      `json:"status,omitempty"` // "revoked" revokes (final)
+	ExpiresAt OptionalTime `json:"expires_at,omitzero"`
+	Alias     *string      `json:"alias,omitempty"`
+	Category  *string      `json:"category,omitempty"`
+	Limits    *LimitsPatch `json:"limits,omitempty"`
+	Quotas    *QuotasPatch `json:"quotas,omitempty"`
+}
+
+// LimitsPatch changes the limits it names; 0 restores the tier default.
+type LimitsPatch struct {
+	CreditsPerMinute      *int `json:"credits_per_minute,omitempty"`
+	MaxConnections        *int `json:"max_connections,omitempty"`
+	MaxSubscriptions      *int `json:"max_subscriptions,omitempty"`
+	ConnMessagesPerSecond *int `json:"conn_messages_per_second,omitempty"`
+}
+
+// QuotasPatch changes the quotas it names; 0 removes one.
+type QuotasPatch struct {
+	Total   *int64 `json:"total,omitempty"`
+	Daily   *int64 `json:"daily,omitempty"`
+	Weekly  *int64 `json:"weekly,omitempty"`
+	Monthly *int64 `json:"monthly,omitempty"`
+}
+
+func (p *LimitsPatch) apply(l *Limits) {
+	set := func(dst *int, v *int) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&l.CreditsPerMinute, p.CreditsPerMinute)
+	set(&l.MaxConnections, p.MaxConnections)
+	set(&l.MaxSubscriptions, p.MaxSubscriptions)
+	set(&l.ConnMessagesPerSecond, p.ConnMessagesPerSecond)
+}
+
+func (p *QuotasPatch) apply(q *Quotas) {
+	set := func(dst *int64, v *int64) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&q.Total, p.Total)
+	set(&q.Daily, p.Daily)
+	set(&q.Weekly, p.Weekly)
+	set(&q.Monthly, p.Monthly)
+}
+
+// OptionalTime is a JSON field that may be absent (Set false), null (Set,
+// zero Time: "never") or a time.
+type OptionalTime struct {
+	Set  bool
+	Time time.Time
+}
+
+// IsZero reports an absent field (for omitzero).
+func (o OptionalTime) IsZero() bool { return !o.Set }
+
+// MarshalJSON writes null for the zero time.
+func (o OptionalTime) MarshalJSON() ([]byte, error) {
+	if o.Time.IsZero() {
+		return []byte("null"), nil
+	}
+	return json.Marshal(o.Time)
+}
+
+// UnmarshalJSON accepts null or an RFC 3339 time.
+func (o *OptionalTime) UnmarshalJSON(b []byte) error {
+	o.Set = true
+	if bytes.Equal(b, []byte("null")) {
+		o.Time = time.Time{}
+		return nil
+	}
+	return json.Unmarshal(b, &o.Time)
+}
+
+// LiveUsage reports a key's live budget and quota use; the limiter
+// implements it. A nil LiveUsage in Options means "not available".
+type LiveUsage interface {
+	// KeyUsage returns the live use of prefix at now, or false when the
+	// limiter has no state for it.
+	KeyUsage(prefix string, now time.Time) (KeyUsage, bool)
+}
+
+// KeyUsage is a key's live use.
+type KeyUsage struct {
+	Credits     BudgetUsage  `json:"credits"`
+	Quotas      []QuotaUsage `json:"quotas,omitempty"`
+	Connections int          `json:"connections"`
+}
+
+// BudgetUsage is the state of the rolling credit budget.
+type BudgetUsage struct {
+	Limit     int64     `json:"limit"`
+	Remaining int64     `json:"remaining"`
+	ResetAt   time.Time `json:"reset_at"` // when the budget is full again
+}
+
+// QuotaUsage is the state of one rolling quota.
+type QuotaUsage struct {
+	Window string `json:"window"` // total, daily, weekly or monthly
+	Limit  int64  `json:"limit"`
+	Used   int64  `json:"used"`
+}
+
+// KeyStatus is the data of GET /api/v1/api_keys/status.
+type KeyStatus struct {
+	Status        string      `json:"status"` // active, inactive or expired
+	WalletAddress string      `json:"wallet_address"`
+	CreatedAt     time.Time   `json:"created_at"`
+	LastUsedAt    *time.Time  `json:"last_used_at"`
+	RequestCount  int64       `json:"request_count"`
+	RateLimit     BudgetUsage `json:"rate_limit"`
+}
+
+// AccountKey is one key in the account list endpoint.
+type AccountKey struct {
+	Prefix       string     `json:"prefix"`
+	Alias        string     `json:"alias,omitempty"`
+	Status       string     `json:"status"`
+	CreatedAt    time.Time  `json:"created_at"`
+	LastUsedAt   *time.Time `json:"last_used_at"`
+	RequestCount int64      `json:"request_count"`
+}
+
+// AccountKeys is the data of POST /api/v1/account/api_keys.
+type AccountKeys struct {
+	ActiveAPIKeys []string     `json:"active_api_keys"` // masked: "AbCdEfGh_…"
+	APIKeyLimit   int          `json:"api_key_limit"`
+	Keys          []AccountKey `json:"keys"`
+}
+
+// KeyList is the data of GET /admin/v1/keys.
+type KeyList struct {
+	Keys []KeyView `json:"keys"`
+}
+
+// KeyEvents is the data of GET /admin/v1/keys/{prefix}/events.
+type KeyEvents struct {
+	Prefix string  `json:"prefix"`
+	Events []Event `json:"events"`
+}

@@ -1,0 +1,129 @@
+package auth_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"floodgate/auth"
+)
+
+func runNATS(t *testing.T) string {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s.ClientURL()
+}
+
+func connect(t *testing.T, url string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func TestEvents_NATS(t *testing.T) {
+	url := runNATS(t)
+	pub, subA, subB := connect(t, url), connect(t, url), connect(t, url)
+	got := make(chan auth.KeyEvent, 10)
+	stopA, err := auth.SubscribeEvents(subA, func(ev auth.KeyEvent) { got <- ev })
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotB := make(chan auth.KeyEvent, 10)
+	stopB, err := auth.SubscribeEvents(subB, func(ev auth.KeyEvent) { gotB <- ev })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopB()
+
+	n := auth.NewNATSNotifier(pub)
+	want := auth.KeyEvent{Type: auth.EventRevoked, Prefix: "AbCdEfGh", Reason: auth.ReasonRevoked}
+	if err := n.Notify(context.Background(), want); err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []chan auth.KeyEvent{got, gotB} {
+		select {
+		case ev := <-ch:
+			if ev != want || !ev.Closes() {
+				t.Fatalf("got %+v", ev)
+			}
+		case <-time.After(time.Second):
+			t.Fatal("event not delivered within 1 s")
+		}
+	}
+	// Malformed messages are dropped; the wire format is the JSON of KeyEvent.
+	_ = pub.Publish(auth.ControlSubject, []byte(`not json`))
+	_ = pub.Publish(auth.ControlSubject, []byte(`{"type":"revoked"}`))
+	_ = pub.Publish(auth.ControlSubject, []byte(`{"type":"updated","prefix":"Zz9Yy8Xx"}`))
+	_ = pub.Flush()
+	select {
+	case ev := <-got:
+		if ev != (auth.KeyEvent{Type: auth.EventUpdated, Prefix: "Zz9Yy8Xx"}) || ev.Closes() {
+			t.Fatalf("got %+v", ev)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("event not delivered")
+	}
+	// After stop, fn is never called again.
+	stopA()
+	_ = n.Notify(context.Background(), want)
+	select {
+	case <-gotB:
+	case <-time.After(time.Second):
+		t.Fatal("B stopped receiving")
+	}
+	select {
+	case ev := <-got:
+		t.Fatalf("stopped subscriber got %+v", ev)
+	default:
+	}
+}
+
+// A revoke through the sidecar reaches another node's Keyring over NATS.
+func TestEvents_SidecarToKeyring(t *testing.T) {
+	url := runNATS(t)
+	store := openBolt(t)
+	ringB := auth.NewKeyring(auth.KeyringOptions{Store: store})
+	nodeB := connect(t, url)
+	invalidated := make(chan string, 10)
+	stop, err := auth.SubscribeEvents(nodeB, func(ev auth.KeyEvent) {
+		ringB.HandleEvent(ev)
+		invalidated <- ev.Prefix
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	g, _ := auth.NewSidecar(auth.Options{Store: store, Notifier: auth.NewNATSNotifier(connect(t, url)), AdminToken: adminToken, Now: func() time.Time { return t0 }})
+	key := addKey(t, store, newWallet(1).account, nil)
+	if _, err := ringB.Verify(key, t0); err != nil {
+		t.Fatal(err)
+	}
+	fx := &fixture{t: t, h: g, store: store, clock: &clock{t: t0}, events: &events{}}
+	wantOK(t, fx.admin("PATCH", "/admin/v1/keys/"+key[:8], `{"active":false}`), 200, nil)
+	select {
+	case p := <-invalidated:
+		if p != key[:8] {
+			t.Fatalf("invalidated %s", p)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("no event within 1 s")
+	}
+	if _, err := ringB.Verify(key, t0); err != auth.ErrInactiveKey {
+		t.Fatalf("node B after deactivate: %v", err)
+	}
+}

@@ -1,0 +1,28 @@
+package auth
+
+// Routes lists the method and pattern of every handler route.
+func (s *Sidecar) Routes() [][2]string {
+	out := make([][2]string, len(s.routes))
+	for i, r := range s.routes {
+		out[i] = [2]string{r.method, r.pattern}
+	}
+	return out
+}
+
+// FlightWaiters is the number of callers waiting for the in-flight lookup
+// of prefix.
+func (k *Keyring) FlightWaiters(prefix string) int {
+	k.fmu.Lock()
+	defer k.fmu.Unlock()
+	if f := k.flights[prefix]; f != nil {
+		return f.waiters
+	}
+	return -1
+}
+
+// NegativeLen is the number of remembered unknown prefixes.
+func (k *Keyring) NegativeLen() int {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return len(k.negative)
+}

@@ -1,0 +1,131 @@
+package auth
+
+import (
+	"fmt"
+	"time"
+)
+
+// Status is the stored state of a key. "expired" is not a status: it is
+// derived from ExpiresAt at the time of a check.
+type Status string
+
+// Key statuses.
+const (
+	StatusActive   Status = "active"
+	StatusInactive Status = "inactive"
+	StatusRevoked  Status = "revoked" // final
+)
+
+// Valid reports whether s is one of the three statuses.
+func (s Status) Valid() bool {
+	return s == StatusActive || s == StatusInactive || s == StatusRevoked
+}
+
+// MaxLabelLen bounds a key's alias and category, in bytes.
+const MaxLabelLen = 128
+
+// MaxCreditsPerMinute bounds Limits.CreditsPerMinute.
+const MaxCreditsPerMinute = 10000
+
+// Limits are a key's overrides of its tier's budgets; zero means "tier
+// default".
+type Limits struct {
+	CreditsPerMinute      int `json:"credits_per_minute,omitempty"`       // 1..10000
+	MaxConnections        int `json:"max_connections,omitempty"`          // concurrent connections of the key
+	MaxSubscriptions      int `json:"max_subscriptions,omitempty"`        // per connection
+	ConnMessagesPerSecond int `json:"conn_messages_per_second,omitempty"` // per connection
+}
+
+// Validate checks the ranges of l; the error names the field.
+func (l Limits) Validate() error {
+	switch {
+	case l.CreditsPerMinute < 0 || l.CreditsPerMinute > MaxCreditsPerMinute:
+		return &FieldError{Field: "limits.credits_per_minute", Problem: "must be 1..10000"}
+	case l.MaxConnections < 0:
+		return &FieldError{Field: "limits.max_connections", Problem: "must not be negative"}
+	case l.MaxSubscriptions < 0:
+		return &FieldError{Field: "limits.max_subscriptions", Problem: "must not be negative"}
+	case l.ConnMessagesPerSecond < 0:
+		return &FieldError{Field: "limits.conn_messages_per_second", Problem: "must not be negative"}
+	}
+	return nil
+}
+
+// Quotas are a key's rolling quotas, counted in credits; zero means none.
+type Quotas struct {
+	Total   int64 `json:"total,omitempty"`
+	Daily   int64 `json:"daily,omitempty"`
+	Weekly  int64 `json:"weekly,omitempty"`
+	Monthly int64 `json:"monthly,omitempty"`
+}
+
+// Validate checks that no quota is negative; the error names the field.
+func (q Quotas) Validate() error {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"total", q.Total}, {"daily", q.Daily}, {"weekly", q.Weekly}, {"monthly", q.Monthly}} {
+		if f.v < 0 {
+			return &FieldError{Field: "quotas." + f.name, Problem: "must not be negative"}
+		}
+	}
+	return nil
+}
+
+// Record is a stored API key. It never holds the key itself, only its hash.
+type Record struct {
+	Prefix       string    `json:"prefix"`
+	Hash         KeyHash   `json:"hash"`
+	Account      string    `json:"account"`
+	Alias        string    `json:"alias,omitempty"`
+	Category     string    `json:"category,omitempty"`
+	Status       Status    `json:"status"`
+	CreatedAt    time.Time `json:"created_at"`
+	ExpiresAt    time.Time `json:"expires_at,omitzero"`   // zero: never
+	LastUsedAt   time.Time `json:"last_used_at,omitzero"` // zero: never used
+	RequestCount int64     `json:"request_count"`
+	Limits       Limits    `json:"limits,omitzero"`
+	Quotas       Quotas    `json:"quotas,omitzero"`
+}
+
+// Expired reports whether the key is past its expiry at now.
+func (r *Record) Expired(now time.Time) bool {
+	return !r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt)
+}
+
+// Used reports whether the key was ever used (it then cannot be deleted).
+func (r *Record) Used() bool {
+	return r.RequestCount > 0 || !r.LastUsedAt.IsZero()
+}
+
+// EffectiveStatus is Status, or "expired" for an active or inactive key
+// past its expiry at now.
+func (r *Record) EffectiveStatus(now time.Time) string {
+	if r.Status != StatusRevoked && r.Expired(now) {
+		return "expired"
+	}
+	return string(r.Status)
+}
+
+// validate checks the invariants every stored record keeps.
+func (r *Record) validate() error {
+	if !ValidPrefix(r.Prefix) {
+		return &FieldError{Field: "prefix", Problem: "malformed"}
+	}
+	if r.Account == "" {
+		return &FieldError{Field: "account", Problem: "missing"}
+	}
+	if len(r.Alias) > MaxLabelLen {
+		return &FieldError{Field: "alias", Problem: fmt.Sprintf("longer than %d bytes", MaxLabelLen)}
+	}
+	if len(r.Category) > MaxLabelLen {
+		return &FieldError{Field: "category", Problem: fmt.Sprintf("longer than %d bytes", MaxLabelLen)}
+	}
+	if !r.Status.Valid() {
+		return &FieldError{Field: "status", Problem: fmt.Sprintf("unknown status %q", r.Status)}
+	}
+	if err := r.Limits.Validate(); err != nil {
+		return err
+	}
+	return r.Quotas.Validate()
+}
