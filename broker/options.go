@@ -42,8 +42,12 @@ type Identity struct {
 	// Account is the key's account; empty when anonymous.
 	Account string
 	// ExpiresAt is when the key expires; zero means never. The session is
-	// closed with 1008 "api key expired" at that time.
+	// closed with 1008 "api key expired" at that time (Server.SetKeyExpiry
+	// moves it on live sessions).
 	ExpiresAt time.Time
+	// Policy is opaque data the Resolver hands to the Admitter for this
+	// identity (a key's limits and quotas). The broker never reads it.
+	Policy any
 }
 
 // Refusal is an HTTP error returned before the upgrade, with a JSON body

@@ -141,6 +141,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sess := &session{srv: s, id: id, budget: budget, start: now, remote: r.RemoteAddr, subs: make(map[string]struct{})}
 	sess.lastRead.Store(now.UnixNano())
 	sess.lastPong.Store(now.UnixNano())
+	if !id.ExpiresAt.IsZero() {
+		sess.expires.Store(id.ExpiresAt.UnixNano())
+	}
 	sess.lastPing = now
 	hw := &hijackWriter{ResponseWriter: w, writeTimeout: s.opts.WriteTimeout}
 	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
@@ -308,6 +311,39 @@ func (s *Server) CloseKey(prefix string, reason CloseReason) int {
 		}
 	}
 	return n
+}
+
+// SetKeyExpiry moves the expiry of every live session of the key prefix
+// (zero: never) and returns how many it updated. Sessions past the new
+// expiry are closed at the next sweep.
+func (s *Server) SetKeyExpiry(prefix string, expiresAt time.Time) int {
+	var ns int64
+	if !expiresAt.IsZero() {
+		ns = expiresAt.UnixNano()
+	}
+	n := 0
+	for _, sess := range s.snapshot(nil) {
+		if sess.id.KeyPrefix == prefix && prefix != "" {
+			sess.expires.Store(ns)
+			n++
+		}
+	}
+	return n
+}
+
+// KeyPrefixes returns the distinct key prefixes with live sessions.
+func (s *Server) KeyPrefixes() []string {
+	seen := make(map[string]struct{})
+	var out []string
+	for _, sess := range s.snapshot(nil) {
+		if p := sess.id.KeyPrefix; p != "" {
+			if _, ok := seen[p]; !ok {
+				seen[p] = struct{}{}
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 // Drain stops accepting upgrades (503 DRAINING), sends every session a

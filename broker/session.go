@@ -26,6 +26,7 @@ type session struct {
 
 	// Atomics: written by the read loop or callbacks, read by the sweeper.
 	lastRead atomic.Int64 // unix ns of the last text or ping frame
+	expires  atomic.Int64 // unix ns of the key's expiry; 0 = never
 	lastPong atomic.Int64 // unix ns of the last pong (or the start)
 	msgsIn   atomic.Int64
 	msgsOut  atomic.Int64

@@ -30,7 +30,7 @@ func (s *Server) sweep(buf []*session, now time.Time) []*session {
 			sess.requestClose(ReasonIdle)
 		case nowNs-sess.lastPong.Load() >= int64(o.PongTimeout):
 			sess.requestClose(ReasonPingTimeout)
-		case !sess.id.ExpiresAt.IsZero() && !now.Before(sess.id.ExpiresAt):
+		case sess.expires.Load() != 0 && nowNs >= sess.expires.Load():
 			sess.requestClose(ReasonKeyExpired)
 		case now.Sub(sess.start) >= o.Lifetime:
 			sess.requestClose(ReasonLifetime)

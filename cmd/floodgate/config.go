@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"floodgate/fanout"
+	"floodgate/limiter"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -16,11 +17,13 @@ import (
 type fileConfig struct {
 	// Sources is the sources table; see docs/configuration.md.
 	Sources fanout.SourcesConfig `yaml:"sources"`
+	// Limits are the tiers, costs and throttling numbers of limits.md.
+	Limits limiter.Config `yaml:"limits"`
 }
 
 // loadConfig reads path; an empty path yields the defaults.
 func loadConfig(path string) (fileConfig, error) {
-	var cfg fileConfig
+	cfg := fileConfig{Limits: limiter.DefaultConfig()}
 	if path == "" {
 		return cfg, nil
 	}
@@ -31,6 +34,9 @@ func loadConfig(path string) (fileConfig, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.Limits.Validate(); err != nil {
 		return cfg, fmt.Errorf("config %s: %w", path, err)
 	}
 	return cfg, nil

@@ -8,18 +8,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
-	"floodgate/broker"
-	"floodgate/fanout"
-
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -30,9 +21,13 @@ type serveFlags struct {
 	listen, apiListen     string
 	natsURL, embeddedNATS string
 	subjectPrefix         string
+	redisURL, dataDir     string
+	adminToken            string
 	config                string
 	demoFeed              bool
+	trustedProxies        []string
 	allowedOrigins        []string
+	allowQueryKey         bool
 	nodeID                string
 	logLevel, logFormat   string
 	shutdownGrace         time.Duration
@@ -59,11 +54,16 @@ win over the environment.`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&f.listen, "listen", ":8080", "websocket listener address (GET /ws)")
-	fs.StringVar(&f.apiListen, "api-listen", ":8081", "API listener address (/healthz, /readyz, /metrics)")
+	fs.StringVar(&f.apiListen, "api-listen", ":8081", "API listener address (REST sidecar, /healthz, /readyz, /metrics)")
 	fs.StringVar(&f.natsURL, "nats-url", "", "NATS server URL(s), comma separated; empty starts an embedded server")
 	fs.StringVar(&f.embeddedNATS, "embedded-nats-listen", "127.0.0.1:4223", "where the embedded NATS server listens for publishers")
 	fs.StringVar(&f.subjectPrefix, "subject-prefix", "md", "first token of every market data subject")
-	fs.StringVar(&f.config, "config", "", "YAML config file (sources table)")
+	fs.StringVar(&f.redisURL, "redis-url", "", "Redis URL (redis://host:6379/0): keys and cluster-wide budgets; empty keeps keys in --data-dir and budgets local")
+	fs.StringVar(&f.dataDir, "data-dir", "./data", "directory of the bbolt key store (when --redis-url is empty)")
+	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token of the operator API /admin/v1; empty turns it off")
+	fs.StringVar(&f.config, "config", "", "YAML config file (sources, limits)")
+	fs.StringSliceVar(&f.trustedProxies, "trusted-proxies", nil, "CIDRs of proxies whose X-Forwarded-For is trusted")
+	fs.BoolVar(&f.allowQueryKey, "allow-query-key", false, "accept the API key as ?api_key= (query strings end up in proxy logs)")
 	fs.BoolVar(&f.demoFeed, "demo-feed", false, "publish a synthetic market (prices, trades, bbo, book, candles for BTC, ETH, SOL)")
 	fs.StringSliceVar(&f.allowedOrigins, "allowed-origins", nil, "host patterns of browser origins allowed to connect cross-origin")
 	fs.StringVar(&f.nodeID, "node-id", host, "this node's name in logs and events")
@@ -95,22 +95,6 @@ func newLogger(level, format string) (zerolog.Logger, error) {
 		return l, fmt.Errorf("--log-format %q: want json or console", format)
 	}
 	return l.Level(lvl).With().Timestamp().Logger(), nil
-}
-
-// node is everything `serve` runs, so tests and `load --self` can start one.
-type node struct {
-	log      zerolog.Logger
-	embedded *server.Server
-	nc       *nats.Conn
-	hub      *fanout.Hub
-	broker   *broker.Server
-	reg      *prometheus.Registry
-	wsSrv    *http.Server
-	apiSrv   *http.Server
-	wsLn     net.Listener
-	apiLn    net.Listener
-	stopDemo context.CancelFunc
-	demoDone chan struct{}
 }
 
 func runServe(ctx context.Context, f serveFlags) error {
@@ -155,160 +139,4 @@ func serveHTTP(s *http.Server, ln net.Listener) error {
 		return err
 	}
 	return nil
-}
-
-func startNode(f serveFlags, log zerolog.Logger) (n *node, err error) {
-	cfg, err := loadConfig(f.config)
-	if err != nil {
-		return nil, err
-	}
-	if f.subjectPrefix != "" {
-		cfg.Sources.Prefix = f.subjectPrefix
-	}
-	sources, err := fanout.NewSources(cfg.Sources)
-	if err != nil {
-		return nil, err
-	}
-	n = &node{log: log, reg: prometheus.NewRegistry()}
-	defer func() {
-		if err != nil {
-			n.close()
-		}
-	}()
-	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	natsURL := f.natsURL
-	if natsURL == "" {
-		n.embedded, err = fanout.StartEmbedded(fanout.EmbeddedOptions{Listen: f.embeddedNATS})
-		if err != nil {
-			return nil, fmt.Errorf("embedded NATS on %s: %w", f.embeddedNATS, err)
-		}
-		natsURL = n.embedded.ClientURL()
-		log.Info().Str("url", natsURL).Msg("embedded NATS started; publishers connect here")
-	}
-	n.nc, err = nats.Connect(natsURL,
-		nats.Name("floodgate "+f.nodeID),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
-		nats.RetryOnFailedConnect(false),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn().Err(err).Msg("NATS disconnected") }),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info().Str("url", c.ConnectedUrlRedacted()).Msg("NATS reconnected") }),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			subj := ""
-			if sub != nil {
-				subj = sub.Subject
-			}
-			log.Warn().Err(err).Str("subject", subj).Msg("NATS async error")
-		}),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("connect NATS %s: %w", natsURL, err)
-	}
-	n.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "floodgate", Name: "nats_connected", Help: "1 when the NATS connection is up.",
-	}, func() float64 {
-		if n.nc.IsConnected() {
-			return 1
-		}
-		return 0
-	}))
-	n.hub, err = fanout.NewHub(fanout.Options{Conn: n.nc, Registerer: n.reg})
-	if err != nil {
-		return nil, err
-	}
-	n.broker, err = broker.New(broker.Options{
-		Hub:            n.hub,
-		Sources:        sources,
-		Logger:         &n.log,
-		Registerer:     n.reg,
-		NodeID:         f.nodeID,
-		AllowedOrigins: f.allowedOrigins,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if f.demoFeed {
-		if err := n.startDemo(natsURL, sources.Prefix()); err != nil {
-			return nil, fmt.Errorf("demo feed: %w", err)
-		}
-	}
-
-	wsMux := http.NewServeMux()
-	wsMux.Handle("GET /ws", n.broker)
-	wsMux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		broker.Refuse(w, &broker.Refusal{Status: http.StatusNotFound, Code: "NOT_FOUND", Message: "websocket endpoint is GET /ws"})
-	})
-	n.wsSrv = &http.Server{Handler: wsMux, ReadHeaderTimeout: 10 * time.Second}
-	n.apiSrv = &http.Server{Handler: n.apiMux(), ReadHeaderTimeout: 10 * time.Second}
-	if n.wsLn, err = net.Listen("tcp", f.listen); err != nil {
-		return nil, fmt.Errorf("--listen %s: %w", f.listen, err)
-	}
-	if n.apiLn, err = net.Listen("tcp", f.apiListen); err != nil {
-		return nil, fmt.Errorf("--api-listen %s: %w", f.apiListen, err)
-	}
-	return n, nil
-}
-
-// apiMux serves health, readiness and metrics.
-func (n *node) apiMux() *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		var reasons []string
-		if n.broker.Draining() {
-			reasons = append(reasons, "draining")
-		}
-		if !n.nc.IsConnected() {
-			reasons = append(reasons, "nats: "+strings.ToLower(n.nc.Status().String()))
-		}
-		w.Header().Set("Content-Type", "application/json")
-		if len(reasons) > 0 {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "{\"status\":\"not ready\",\"reasons\":[%q]}\n", strings.Join(reasons, `","`))
-			return
-		}
-		_, _ = w.Write([]byte(`{"status":"ready"}` + "\n"))
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
-	return mux
-}
-
-// shutdown drains the broker for grace, then stops everything.
-func (n *node) shutdown(grace time.Duration) {
-	n.broker.Drain(grace)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = n.wsSrv.Shutdown(ctx)
-	_ = n.apiSrv.Shutdown(ctx)
-	n.close()
-}
-
-// close releases whatever startNode built, in reverse order.
-func (n *node) close() {
-	if n.stopDemo != nil {
-		n.stopDemo()
-		<-n.demoDone
-	}
-	if n.broker != nil {
-		_ = n.broker.Close()
-	}
-	if n.hub != nil {
-		n.hub.Close()
-	}
-	if n.nc != nil {
-		n.nc.Close()
-	}
-	if n.embedded != nil {
-		n.embedded.Shutdown()
-		n.embedded.WaitForShutdown()
-	}
-	if n.wsLn != nil {
-		_ = n.wsLn.Close()
-	}
-	if n.apiLn != nil {
-		_ = n.apiLn.Close()
-	}
 }

@@ -52,7 +52,8 @@ type proc struct {
 func startServe(t *testing.T, args ...string) *proc {
 	t.Helper()
 	all := append([]string{"serve", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
-		"--embedded-nats-listen", "127.0.0.1:0", "--log-format", "json", "--node-id", "test-node"}, args...)
+		"--embedded-nats-listen", "127.0.0.1:0", "--log-format", "json", "--node-id", "test-node",
+		"--data-dir", t.TempDir()}, args...)
 	cmd := exec.Command(binary, all...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -131,7 +132,7 @@ func TestServeEndToEndAndGracefulDrain(t *testing.T) {
 	if err := c.Write(ctx, websocket.MessageText, []byte(`{"method":"subscribe","params":{"source":"trades","symbol":"BTC"}}`)); err != nil {
 		t.Fatal(err)
 	}
-	if _, b, err := c.Read(ctx); err != nil || string(b) != `{"channel":"subscribe","data":{"source":"trades","symbol":"BTC"}}` {
+	if _, b, err := c.Read(ctx); err != nil || string(b) != `{"channel":"subscribe","data":{"source":"trades","symbol":"BTC"},"rl":{"r":124,"q":125,"t":1}}` {
 		t.Fatalf("ack %s %v", b, err)
 	}
 	// An external publisher on the embedded NATS server.
@@ -193,14 +194,14 @@ func TestServeRejectsBadConfigNamingField(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(cfg, []byte("sources:\n  sources:\n    - name: \"a.b\"\n"), 0o600)
-	out, err := exec.Command(binary, "serve", "--config", cfg, "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0", "--embedded-nats-listen", "127.0.0.1:0").CombinedOutput()
+	out, err := exec.Command(binary, "serve", "--config", cfg, "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0", "--embedded-nats-listen", "127.0.0.1:0", "--data-dir", dir).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), `sources[0].name "a.b"`) {
 		t.Fatalf("err %v out %s", err, out)
 	}
 }
 
 func TestEnvVariablesSetFlags(t *testing.T) {
-	cmd := exec.Command(binary, "serve", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0", "--embedded-nats-listen", "127.0.0.1:0")
+	cmd := exec.Command(binary, "serve", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0", "--embedded-nats-listen", "127.0.0.1:0", "--data-dir", t.TempDir())
 	cmd.Env = append(os.Environ(), "FLOODGATE_LOG_LEVEL=shouting")
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), `--log-level "shouting"`) {
