@@ -1,0 +1,167 @@
+package gate_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"testing"
+	"time"
+
+	"floodgate/auth"
+
+	"github.com/coder/websocket"
+)
+
+const accountA = "FAe4sisG95oZ42w7buUn5qEE4TAnfTTFPiguZUHmhiF"
+
+func TestUpgradeWithEachKindOfKey(t *testing.T) {
+	c := newCluster(t)
+	n := c.node(nodeOpts{})
+	good := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	inactive := false
+	off := n.createKey(auth.CreateKeyRequest{Account: accountA, Active: &inactive})
+	past := time.Now().Add(-time.Minute)
+	expired := n.createKey(auth.CreateKeyRequest{Account: accountA, ExpiresAt: &past})
+	revoked := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	st := auth.StatusRevoked
+	if _, err := n.admin.PatchKey(context.Background(), revoked.Key.Prefix, auth.KeyPatch{Status: &st}); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, key string
+		status    int
+		body      string
+	}{
+		{"unknown", "AbCdEfGh_2mT8xQ9wY3kP7vN5rL1cZ", 401, `{"error":"Invalid API Key","code":"INVALID_API_KEY"}`},
+		{"malformed", "not-a-key", 401, `{"error":"Invalid API Key","code":"INVALID_API_KEY"}`},
+		{"wrong secret", good.Key.Prefix + "_2mT8xQ9wY3kP7vN5rL1cZ", 401, `{"error":"Invalid API Key","code":"INVALID_API_KEY"}`},
+		{"revoked", revoked.APIKey, 401, `{"error":"Invalid API Key","code":"INVALID_API_KEY"}`},
+		{"inactive", off.APIKey, 401, `{"error":"Inactive API Key","code":"INACTIVE_API_KEY"}`},
+		{"expired", expired.APIKey, 401, `{"error":"Expired API Key","code":"EXPIRED_API_KEY"}`},
+	}
+	for _, tc := range cases {
+		_, status, body := n.tryDial(keyHeader(tc.key))
+		if status != tc.status || body != tc.body+"\n" {
+			t.Errorf("%s: %d %s, want %d %s", tc.name, status, body, tc.status, tc.body)
+		}
+	}
+	// The good key works through every carrier and is a key identity.
+	// Credits are shared by the key's connections.
+	for i, h := range []http.Header{keyHeader(good.APIKey), {"X-Api-Key": {good.APIKey}}, {"Sec-Websocket-Protocol": {"floodgate.v1, key." + good.APIKey}}} {
+		cl := n.dial(h)
+		cl.roundTrip(`{"method":"ping"}`, fmt.Sprintf(`{"channel":"pong","rl":{"r":%d,"q":300,"t":1}}`, 299-i))
+	}
+	// The refusals harmed nothing stored.
+	v, err := n.admin.GetKey(context.Background(), good.Key.Prefix)
+	if err != nil || v.Status != "active" {
+		t.Fatalf("good key after refusals: %+v %v", v, err)
+	}
+}
+
+func TestAccountSourcesNeedAKeyOfThatAccount(t *testing.T) {
+	c := newCluster(t)
+	n := c.node(nodeOpts{})
+	k := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	cl := n.dial(keyHeader(k.APIKey))
+	cl.send(`{"method":"subscribe","params":{"source":"account_orders","account":"` + accountA + `"}}`)
+	if got := cl.read(); got != `{"channel":"subscribe","data":{"source":"account_orders","account":"`+accountA+`"},"rl":{"r":299,"q":300,"t":1}}` {
+		t.Fatal(got)
+	}
+	cl.send(`{"method":"subscribe","params":{"source":"account_orders","account":"SomeoneElse"}}`)
+	if got := cl.read(); got != `{"channel":"error","data":{"code":"FORBIDDEN","message":"account streams need an API key of that account"},"rl":{"r":298,"q":300,"t":1}}` {
+		t.Fatal(got)
+	}
+	anon := n.dial(nil)
+	anon.send(`{"method":"subscribe","params":{"source":"account_orders","account":"` + accountA + `"}}`)
+	if got := anon.read(); got != `{"channel":"error","data":{"code":"FORBIDDEN","message":"account streams need an API key of that account"},"rl":{"r":124,"q":125,"t":1}}` {
+		t.Fatal(got)
+	}
+}
+
+// TestRevokeOnOneNodeClosesOnAnother: two brokers share one NATS and one
+// store; a revoke through node A's operator API closes the key's client on
+// node B within 1 s, and B refuses the key afterwards.
+func TestRevokeOnOneNodeClosesOnAnother(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.node(nodeOpts{}), c.node(nodeOpts{})
+	k := a.createKey(auth.CreateKeyRequest{Account: accountA})
+	other := a.createKey(auth.CreateKeyRequest{Account: accountA})
+	onB := b.dial(keyHeader(k.APIKey))
+	onB.roundTrip(`{"method":"ping","id":1}`, `{"channel":"pong","id":1,"rl":{"r":299,"q":300,"t":1}}`)
+	bystander := b.dial(keyHeader(other.APIKey))
+	bystander.roundTrip(`{"method":"ping"}`, `{"channel":"pong","rl":{"r":299,"q":300,"t":1}}`)
+
+	st := auth.StatusRevoked
+	start := time.Now()
+	if _, err := a.admin.PatchKey(context.Background(), k.Key.Prefix, auth.KeyPatch{Status: &st}); err != nil {
+		t.Fatal(err)
+	}
+	code, reason, at := onB.closed(2 * time.Second)
+	if code != websocket.StatusPolicyViolation || reason != "api key revoked" {
+		t.Fatalf("close %d %q", code, reason)
+	}
+	if d := at.Sub(start); d > time.Second {
+		t.Fatalf("closed %v after the revoke, want within 1 s", d)
+	}
+	t.Logf("revoke on A closed the client on B after %v", at.Sub(start))
+	if _, status, body := b.tryDial(keyHeader(k.APIKey)); status != 401 || body != `{"error":"Invalid API Key","code":"INVALID_API_KEY"}`+"\n" {
+		t.Fatalf("revoked key on B: %d %s", status, body)
+	}
+	bystander.roundTrip(`{"method":"ping"}`, `{"channel":"pong","rl":{"r":298,"q":300,"t":1}}`)
+}
+
+func TestDeactivateClosesAndExpiryClosesWithoutAnAPICall(t *testing.T) {
+	c := newCluster(t)
+	n := c.node(nodeOpts{broker: brokerFastSweep()})
+	k := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	cl := n.dial(keyHeader(k.APIKey))
+	off := false
+	if _, err := n.admin.PatchKey(context.Background(), k.Key.Prefix, auth.KeyPatch{Active: &off}); err != nil {
+		t.Fatal(err)
+	}
+	if code, reason, _ := cl.closed(2 * time.Second); code != websocket.StatusPolicyViolation || reason != "api key deactivated" {
+		t.Fatalf("deactivate: %d %q", code, reason)
+	}
+
+	soon := time.Now().Add(700 * time.Millisecond)
+	exp := n.createKey(auth.CreateKeyRequest{Account: accountA, ExpiresAt: &soon})
+	cl = n.dial(keyHeader(exp.APIKey))
+	code, reason, at := cl.closed(3 * time.Second)
+	if code != websocket.StatusPolicyViolation || reason != "api key expired" {
+		t.Fatalf("expiry: %d %q", code, reason)
+	}
+	if at.Before(soon) || at.Sub(soon) > time.Second {
+		t.Fatalf("closed at %v, expiry %v", at, soon)
+	}
+}
+
+func TestFailedKeyAttemptsBlockTheIP(t *testing.T) {
+	c := newCluster(t)
+	n := c.node(nodeOpts{trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	good := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	from := func(ip, key string) http.Header {
+		h := keyHeader(key)
+		h.Set("X-Forwarded-For", ip)
+		return h
+	}
+	for i := 0; i < 20; i++ {
+		if _, status, _ := n.tryDial(from("203.0.113.7", fmt.Sprintf("Guess%03d_2mT8xQ9wY3kP7vN5rL1cZ", i))); status != 401 {
+			t.Fatalf("attempt %d: %d", i, status)
+		}
+	}
+	_, status, body := n.tryDial(from("203.0.113.7", "Guess999_2mT8xQ9wY3kP7vN5rL1cZ"))
+	if status != 403 || body != `{"error":"IP temporarily blocked","code":"IP_BLOCKED"}`+"\n" {
+		t.Fatalf("21st attempt: %d %s", status, body)
+	}
+	// Even the good key is refused from the blocked IP; other IPs and the
+	// stored keys are unharmed.
+	if _, status, _ := n.tryDial(from("203.0.113.7", good.APIKey)); status != 403 {
+		t.Fatalf("good key from blocked IP: %d", status)
+	}
+	n.dial(from("198.51.100.1", good.APIKey)).roundTrip(`{"method":"ping"}`, `{"channel":"pong","rl":{"r":299,"q":300,"t":1}}`)
+	keys, err := n.admin.ListKeys(context.Background(), accountA, "", "")
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("keys after the attack: %d %v", len(keys), err)
+	}
+}

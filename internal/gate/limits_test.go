@@ -1,0 +1,119 @@
+package gate_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"floodgate/broker"
+	"floodgate/limiter"
+
+	"github.com/coder/websocket"
+)
+
+func brokerFastSweep() broker.Options {
+	return broker.Options{SweepInterval: 20 * time.Millisecond}
+}
+
+// TestFloodGetsRateLimitedThenClosed: an anonymous client flooding pings
+// gets RATE_LIMITED with retry_after_ms once its connection burst (10) is
+// spent, is closed 1008 after more than 10 refusals, and its IP then gets
+// 429 on reconnect; a well-behaved client on another IP is untouched.
+func TestFloodGetsRateLimitedThenClosed(t *testing.T) {
+	c := newCluster(t)
+	n := c.node(nodeOpts{})
+	flood := n.dial(nil)
+	for i := 0; i < 10; i++ {
+		flood.send(`{"method":"ping"}`)
+		if got := flood.read(); !strings.HasPrefix(got, `{"channel":"pong","rl":{"r":`) {
+			t.Fatalf("ping %d: %s", i, got)
+		}
+	}
+	refused := 0
+	for i := 0; i < 20; i++ {
+		flood.send(`{"method":"ping","id":` + string(rune('0'+i%10)) + `}`)
+	}
+	var closeCode websocket.StatusCode
+	var closeReason string
+	for {
+		_, b, err := flood.c.Read(t.Context())
+		if err != nil {
+			closeCode, closeReason = websocket.CloseStatus(err), ""
+			var ce websocket.CloseError
+			if ok := asClose(err, &ce); ok {
+				closeReason = ce.Reason
+			}
+			break
+		}
+		var m struct {
+			Channel string `json:"channel"`
+			Data    struct {
+				Code         string `json:"code"`
+				Message      string `json:"message"`
+				RetryAfterMs int64  `json:"retry_after_ms"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Channel == "pong" {
+			continue // the bucket refilled a token meanwhile
+		}
+		if m.Channel != "error" || m.Data.Code != "RATE_LIMITED" || m.Data.RetryAfterMs <= 0 || m.Data.RetryAfterMs > 200 {
+			t.Fatalf("refusal %s", b)
+		}
+		refused++
+	}
+	if refused != 11 || closeCode != websocket.StatusPolicyViolation || closeReason != "rate limit exceeded" {
+		t.Fatalf("refused %d, close %d %q", refused, closeCode, closeReason)
+	}
+	// The identity is cooling down: reconnects get 429 with Retry-After.
+	_, status, body := n.tryDial(nil)
+	if status != 429 || !strings.Contains(body, `"code":"RATE_LIMITED"`) {
+		t.Fatalf("reconnect during cooldown: %d %s", status, body)
+	}
+}
+
+func TestExactRateLimitedReply(t *testing.T) {
+	cfg := limiter.DefaultConfig()
+	cfg.Tiers.Anonymous.ConnBurst = 1
+	cfg.Tiers.Anonymous.ConnMessagesPerSecond = 1
+	c := newCluster(t)
+	n := c.node(nodeOpts{limits: &cfg})
+	cl := n.dial(nil)
+	cl.roundTrip(`{"method":"ping","id":1}`, `{"channel":"pong","id":1,"rl":{"r":124,"q":125,"t":1}}`)
+	// retry_after_ms is the bucket's real wait (1000 ms minus the time
+	// since the first ping); the limiter's fake-clock tests pin it exactly.
+	cl.send(`{"method":"ping","id":2}`)
+	got := cl.read()
+	var m struct {
+		Data struct {
+			RetryAfterMs int64 `json:"retry_after_ms"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(got), &m); err != nil || m.Data.RetryAfterMs < 800 || m.Data.RetryAfterMs > 1000 {
+		t.Fatalf("retry_after_ms in %s", got)
+	}
+	want := fmt.Sprintf(`{"channel":"error","data":{"code":"RATE_LIMITED","message":"Rate limit exceeded: connection message rate","retry_after_ms":%d},"id":2,"rl":{"r":124,"q":125,"t":1}}`, m.Data.RetryAfterMs)
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	// The refused ping cost nothing: the next allowed one has r 123.
+}
+
+func asClose(err error, ce *websocket.CloseError) bool {
+	for err != nil {
+		if e, ok := err.(websocket.CloseError); ok {
+			*ce = e
+			return true
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return false
+		}
+		err = u.Unwrap()
+	}
+	return false
+}

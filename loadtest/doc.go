@@ -1,0 +1,34 @@
+// Package loadtest is the bundled load generator behind `floodgate load`: it
+// drives a broker through its public websocket protocol like real clients,
+// publishes into NATS with a timestamp in every payload, and reports what
+// the clients actually received (loadtest.md).
+//
+// The pieces: [Conn] is a minimal websocket client over a net.Conn (a
+// hand-written upgrade, masked writes, a frame reader on a large
+// bufio.Reader); [Publisher] publishes at a steady rate; [Run] runs the
+// broadcast scenario and returns a [Report] (JSON with stable snake_case
+// names, a text table, and a --max-loss/--max-p99 gate).
+//
+// # Concurrency
+//
+// Run is safe to call concurrently (nothing is shared between runs). A Conn
+// has one reader: ReadMessage and ReadLoop must not be called from two
+// goroutines; WriteText, Close and CloseWith are safe from any goroutine.
+// A Publisher's Run is called once; Total is safe concurrently.
+//
+// # Hot path
+//
+// Per received market frame, on the connection's own goroutine: parse the
+// frame header from the bufio.Reader, hand the payload to the callback
+// straight from the reader's buffer (a frame larger than ReadBufferSize, or
+// fragmented, is assembled in a reused per-connection buffer), classify the
+// "channel" and extract "ts" and "seq" by scanning bytes (no JSON decode),
+// add one to an uncontended atomic counter, and append the latency to a
+// per-connection batch that is flushed under one of 16 shard locks every 64
+// samples or 0.5 s: 0 allocations and no lock per frame (about 160 ns per
+// frame here, plus the read syscall amortised over the whole read buffer).
+// A ping is answered inline with a pong (one write under the connection's
+// write mutex). Memory per connection:
+// ReadBufferSize (32 KiB by default in Run) plus about 1 KiB and a
+// goroutine stack.
+package loadtest

@@ -1,0 +1,49 @@
+package loadtest
+
+import (
+	"bufio"
+	"net"
+	"strings"
+	"time"
+)
+
+// NewConnForTest wraps an established byte stream (no handshake) in a Conn.
+func NewConnForTest(nc net.Conn, readBufferSize, maxMessageSize int) *Conn {
+	return &Conn{nc: nc, br: bufio.NewReaderSize(nc, readBufferSize), maxMsg: maxMessageSize}
+}
+
+// MaskBytes exposes the masking function.
+var MaskBytes = maskBytes
+
+// Classify returns the frame kind name of a server frame.
+func Classify(p []byte) string {
+	return [...]string{"market", "subscribe", "unsubscribe", "pong", "error", "notice", "unknown"}[classify(p)]
+}
+
+// ExtractString exposes the string scanner.
+var ExtractString = extractString
+
+// AutoSourceAddrs exposes the default source-address spreading.
+var AutoSourceAddrs = autoSourceAddrs
+
+// ParseProcessMetrics parses Prometheus text and returns RSS bytes and CPU
+// seconds.
+func ParseProcessMetrics(text string) (rss, cpu float64, err error) {
+	s, err := parseProcessMetrics(bufio.NewScanner(strings.NewReader(text)))
+	return s.rssBytes, s.cpuSeconds, err
+}
+
+// SessionOnFrameForTest builds a subscribed session in a runner measuring
+// from measureFrom and returns its frame handler and a function reporting
+// its delivered count and the total latency samples recorded.
+func SessionOnFrameForTest(measureFrom time.Time) (onFrame func([]byte), counts func() (delivered uint64, samples int64)) {
+	cfg, _ := Config{URL: "ws://127.0.0.1:1/ws", NATSURL: "nats://127.0.0.1:1", Conns: 1}.withDefaults()
+	r := newRunner(cfg)
+	r.measureFrom.Store(measureFrom.UnixNano())
+	s := r.sessions[0]
+	s.settle(stateSubscribed, "")
+	return s.onFrame, func() (uint64, int64) {
+		s.flushLatency()
+		return s.delivered.Load(), r.latency.merged().TotalCount()
+	}
+}

@@ -1,0 +1,186 @@
+package loadtest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is the outcome of one Run. It marshals to JSON with stable
+// snake_case names (the --json file); figures that need Config.MetricsURL are
+// 0 without it. Durations are in seconds (_s) or milliseconds (_ms).
+type Report struct {
+	Scenario  string  `json:"scenario"`
+	URL       string  `json:"url"`
+	Conns     int     `json:"conns"`
+	Channels  int     `json:"channels"`
+	Rate      float64 `json:"rate"`
+	Size      int     `json:"size"`
+	DurationS float64 `json:"duration_s"`
+	WarmupS   float64 `json:"warmup_s"`
+
+	ConnectionsOK     int            `json:"connections_ok"`
+	ConnectionsFailed int            `json:"connections_failed"`
+	ConnectFailures   map[string]int `json:"connect_failures"` // by FailReason: "http 429 TOO_MANY_CONNECTIONS", "timeout", ...
+	ConnectP50Ms      float64        `json:"connect_p50_ms"`
+	ConnectP99Ms      float64        `json:"connect_p99_ms"`
+
+	Published          uint64  `json:"published"`           // measured messages published
+	ExpectedDeliveries uint64  `json:"expected_deliveries"` // per channel: published × subscribers
+	Delivered          uint64  `json:"delivered"`
+	LossPct            float64 `json:"loss_pct"`
+	DeliveredPerS      float64 `json:"delivered_per_s"`
+	LatencyP50Ms       float64 `json:"latency_p50_ms"`
+	LatencyP90Ms       float64 `json:"latency_p90_ms"`
+	LatencyP99Ms       float64 `json:"latency_p99_ms"`
+	LatencyP999Ms      float64 `json:"latency_p999_ms"`
+	LatencyMaxMs       float64 `json:"latency_max_ms"`
+
+	OutOfOrder  uint64         `json:"out_of_order"` // measured frames whose seq did not increase
+	ErrorFrames uint64         `json:"error_frames"` // {"channel":"error"} after the subscribe ack
+	Disconnects map[string]int `json:"disconnects"`  // connections the broker ended during the run, by FailReason
+
+	BrokerRSSBytes       float64 `json:"broker_rss_bytes"`         // at the end of the run
+	BrokerKiBPerConn     float64 `json:"broker_kib_per_conn"`      // RSS growth from before connecting to all connected
+	BrokerCPUSPerMillion float64 `json:"broker_cpu_s_per_million"` // broker CPU seconds from publish start to end, per million delivered
+	GeneratorCPUS        float64 `json:"generator_cpu_s"`          // this process's CPU seconds for the whole run
+	ElapsedS             float64 `json:"elapsed_s"`
+}
+
+// errNoMetrics marks a sample skipped for want of Config.MetricsURL.
+var errNoMetrics = errors.New("loadtest: no metrics URL")
+
+// metricsSamples are the broker samples of one run; an unusable sample has
+// its error set.
+type metricsSamples struct {
+	base, connected, cpuStart, end             brokerSample
+	baseErr, connectedErr, cpuStartErr, endErr error
+}
+
+// report assembles the Report after every session has ended.
+func (r *runner) report(expected uint64, measured time.Duration, m metricsSamples) Report {
+	cfg := r.cfg
+	rep := Report{
+		Scenario: cfg.Scenario, URL: cfg.URL, Conns: cfg.Conns, Channels: cfg.Channels,
+		Rate: cfg.Rate, Size: cfg.Size, DurationS: cfg.Duration.Seconds(), WarmupS: cfg.Warmup.Seconds(),
+		ConnectFailures:    map[string]int{},
+		Disconnects:        map[string]int{},
+		ExpectedDeliveries: expected,
+	}
+	for _, n := range r.pub.Measured() {
+		rep.Published += n
+	}
+	for _, s := range r.sessions {
+		switch s.state.Load() {
+		case stateSubscribed:
+			rep.ConnectionsOK++
+			rep.Delivered += s.delivered.Load()
+			rep.OutOfOrder += s.outOfOrder.Load()
+			rep.ErrorFrames += s.errFrames.Load()
+		default:
+			rep.ConnectionsFailed++
+			rep.ConnectFailures[s.failReason]++
+		}
+	}
+	if expected > 0 && rep.Delivered < expected {
+		rep.LossPct = 100 * float64(expected-rep.Delivered) / float64(expected)
+	}
+	if measured > 0 {
+		rep.DeliveredPerS = float64(rep.Delivered) / measured.Seconds()
+	}
+	h := r.latency.merged()
+	rep.LatencyP50Ms = microsToMs(h.ValueAtQuantile(50))
+	rep.LatencyP90Ms = microsToMs(h.ValueAtQuantile(90))
+	rep.LatencyP99Ms = microsToMs(h.ValueAtQuantile(99))
+	rep.LatencyP999Ms = microsToMs(h.ValueAtQuantile(99.9))
+	rep.LatencyMaxMs = microsToMs(h.Max())
+
+	r.mu.Lock()
+	rep.ConnectP50Ms = microsToMs(r.connectHist.ValueAtQuantile(50))
+	rep.ConnectP99Ms = microsToMs(r.connectHist.ValueAtQuantile(99))
+	for k, v := range r.disconnects {
+		rep.Disconnects[k] = v
+	}
+	r.mu.Unlock()
+
+	if m.endErr == nil {
+		rep.BrokerRSSBytes = m.end.rssBytes
+	}
+	if m.baseErr == nil && m.connectedErr == nil && rep.ConnectionsOK > 0 {
+		rep.BrokerKiBPerConn = (m.connected.rssBytes - m.base.rssBytes) / 1024 / float64(rep.ConnectionsOK)
+	}
+	if m.cpuStartErr == nil && m.endErr == nil && rep.Delivered > 0 {
+		rep.BrokerCPUSPerMillion = (m.end.cpuSeconds - m.cpuStart.cpuSeconds) / float64(rep.Delivered) * 1e6
+	}
+	return rep
+}
+
+// Gate checks the report against --max-loss (percent) and --max-p99; a
+// negative limit is not checked. It returns nil or an error wrapping
+// ErrThreshold that names every exceeded limit.
+func (rep Report) Gate(maxLossPct float64, maxP99 time.Duration) error {
+	var why []string
+	if maxLossPct >= 0 && rep.LossPct > maxLossPct {
+		why = append(why, fmt.Sprintf("loss %.3f%% > %.3f%%", rep.LossPct, maxLossPct))
+	}
+	if maxP99 >= 0 && rep.LatencyP99Ms > float64(maxP99)/float64(time.Millisecond) {
+		why = append(why, fmt.Sprintf("p99 %.2f ms > %v", rep.LatencyP99Ms, maxP99))
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrThreshold, strings.Join(why, ", "))
+}
+
+// WriteTable writes the final human-readable report.
+func (rep Report) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, a...)...) }
+	row("scenario", "%s: %d conns on %d channels, %g msgs/s of %d B for %gs (warm-up %gs)",
+		rep.Scenario, rep.Conns, rep.Channels, rep.Rate, rep.Size, rep.DurationS, rep.WarmupS)
+	row("broker", "%s", rep.URL)
+	row("connections", "ok %d, failed %d%s", rep.ConnectionsOK, rep.ConnectionsFailed, reasons(rep.ConnectFailures))
+	row("connect latency", "p50 %.2f ms, p99 %.2f ms", rep.ConnectP50Ms, rep.ConnectP99Ms)
+	row("published", "%d", rep.Published)
+	row("expected deliveries", "%d", rep.ExpectedDeliveries)
+	row("delivered", "%d (%.0f msgs/s)", rep.Delivered, rep.DeliveredPerS)
+	row("loss", "%.3f %%", rep.LossPct)
+	row("latency", "p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms",
+		rep.LatencyP50Ms, rep.LatencyP90Ms, rep.LatencyP99Ms, rep.LatencyP999Ms, rep.LatencyMaxMs)
+	row("out of order", "%d", rep.OutOfOrder)
+	row("error frames", "%d", rep.ErrorFrames)
+	n := 0
+	for _, v := range rep.Disconnects {
+		n += v
+	}
+	row("disconnects", "%d%s", n, reasons(rep.Disconnects))
+	if rep.BrokerRSSBytes > 0 {
+		row("broker RSS", "%.1f MiB, %.1f KiB per connection", rep.BrokerRSSBytes/(1<<20), rep.BrokerKiBPerConn)
+		row("broker CPU", "%.3f s per million delivered", rep.BrokerCPUSPerMillion)
+	} else {
+		row("broker RSS, CPU", "n/a (no --metrics-url)")
+	}
+	row("generator CPU", "%.2f s over %.1f s", rep.GeneratorCPUS, rep.ElapsedS)
+	return tw.Flush()
+}
+
+// reasons formats a reason count map as " (a 2, b 1)", sorted by reason.
+func reasons(m map[string]int) string {
+	if len(m) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
