@@ -50,7 +50,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newKeysCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newKeysCmd(), newLoadCmd(), newVersionCmd())
 	return root
 }
 

@@ -214,7 +214,11 @@ func connectNATS(url, name string, log zerolog.Logger) (*nats.Conn, error) {
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn().Err(err).Msg("NATS disconnected") }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: we closed it
+				log.Warn().Err(err).Msg("NATS disconnected")
+			}
+		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info().Str("url", c.ConnectedUrlRedacted()).Msg("NATS reconnected") }),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subj := ""
@@ -235,6 +239,15 @@ func boolFloat(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// serve starts the websocket and API servers; a listener failure is sent
+// on the returned channel. shutdown stops them.
+func (n *node) serve() <-chan error {
+	errc := make(chan error, 2)
+	go func() { errc <- serveHTTP(n.wsSrv, n.wsLn) }()
+	go func() { errc <- serveHTTP(n.apiSrv, n.apiLn) }()
+	return errc
 }
 
 // readiness lists why the node is not ready (empty: ready).

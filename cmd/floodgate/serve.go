@@ -109,9 +109,7 @@ func runServe(ctx context.Context, f serveFlags) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
-	errc := make(chan error, 2)
-	go func() { errc <- serveHTTP(n.wsSrv, n.wsLn) }()
-	go func() { errc <- serveHTTP(n.apiSrv, n.apiLn) }()
+	errc := n.serve()
 	log.Info().Str("listen", n.wsLn.Addr().String()).Str("api_listen", n.apiLn.Addr().String()).
 		Str("nats", n.nc.ConnectedUrlRedacted()).Bool("demo_feed", f.demoFeed).Str("node", f.nodeID).Msg("floodgate serving")
 	var runErr error
