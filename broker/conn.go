@@ -23,8 +23,11 @@ const (
 
 // wireConn is the socket of one session. Every write to it, from our
 // writer or from coder/websocket (pong replies, close frames), holds mu for
-// the duration of the write, so frames from the two never interleave, and
-// sets a write deadline so a stuck peer cannot hold a writer forever.
+// the duration of the write, so frames from the two never interleave. A
+// write deadline keeps a stuck peer from holding a writer forever: it is
+// refreshed only when less than half of WriteTimeout is left (moving a
+// deadline costs a runtime timer update), so a write that starts always has
+// between WriteTimeout/2 and WriteTimeout to finish.
 type wireConn struct {
 	net.Conn
 
@@ -32,15 +35,19 @@ type wireConn struct {
 	writeTimeout time.Duration
 
 	// Guarded by mu: serialises socket writes.
-	mu sync.Mutex
+	mu       sync.Mutex
+	deadline time.Time // current write deadline
 }
 
 // Write writes p to the socket under the connection's write lock.
 func (c *wireConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout)); err != nil {
-		return 0, err
+	if now := time.Now(); c.deadline.Sub(now) < c.writeTimeout/2 {
+		c.deadline = now.Add(c.writeTimeout)
+		if err := c.Conn.SetWriteDeadline(c.deadline); err != nil {
+			return 0, err
+		}
 	}
 	return c.Conn.Write(p)
 }

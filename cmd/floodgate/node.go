@@ -199,7 +199,7 @@ func startNode(f serveFlags, log zerolog.Logger) (n *node, err error) {
 		broker.Refuse(w, &broker.Refusal{Status: http.StatusNotFound, Code: "NOT_FOUND", Message: "websocket endpoint is GET /ws"})
 	})
 	n.wsSrv = &http.Server{Handler: wsMux, ReadHeaderTimeout: 10 * time.Second}
-	n.apiSrv = &http.Server{Handler: apiMux(n.sidecar, n.reg, n.readiness), ReadHeaderTimeout: 10 * time.Second}
+	n.apiSrv = &http.Server{Handler: apiMux(n.sidecar, n.reg, n.readiness, f.adminToken), ReadHeaderTimeout: 10 * time.Second}
 	if n.wsLn, err = net.Listen("tcp", f.listen); err != nil {
 		return nil, fmt.Errorf("--listen %s: %w", f.listen, err)
 	}
