@@ -83,7 +83,13 @@ func parseRequest(p *fastjson.Parser, msg []byte, idBuf []byte) (request, []byte
 			return req, idBuf, errBadID
 		}
 		start := len(idBuf)
-		idBuf = idv.MarshalTo(idBuf)
+		if idv.Type() == fastjson.TypeString {
+			// Re-escape as JSON: fastjson's MarshalTo would write Go
+			// escapes for control characters and pass invalid UTF-8.
+			idBuf = jsonw.AppendBytes(idBuf, idv.GetStringBytes())
+		} else {
+			idBuf = idv.MarshalTo(idBuf)
+		}
 		req.id = idBuf[start:]
 	}
 	mv := obj.Get("method")

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"floodgate/internal/wsframe"
 )
 
 const (
@@ -35,14 +37,23 @@ type wireConn struct {
 	writeTimeout time.Duration
 
 	// Guarded by mu: serialises socket writes.
-	mu       sync.Mutex
-	deadline time.Time // current write deadline
+	mu        sync.Mutex
+	deadline  time.Time // current write deadline
+	closeSent bool      // a close frame went out: no data frame may follow
 }
 
-// Write writes p to the socket under the connection's write lock.
+// Write writes data frames (the session writer's batches). After a close
+// frame was sent it fails with net.ErrClosed: nothing may follow a close.
 func (c *wireConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closeSent {
+		return 0, net.ErrClosed
+	}
+	return c.writeLocked(p)
+}
+
+func (c *wireConn) writeLocked(p []byte) (int, error) {
 	if now := time.Now(); c.deadline.Sub(now) < c.writeTimeout/2 {
 		c.deadline = now.Add(c.writeTimeout)
 		if err := c.Conn.SetWriteDeadline(c.deadline); err != nil {
@@ -50,6 +61,20 @@ func (c *wireConn) Write(p []byte) (int, error) {
 		}
 	}
 	return c.Conn.Write(p)
+}
+
+// controlWriter is where coder/websocket's write buffer flushes: control
+// frames only (pong, ping, close), each flushed whole in one Write. It
+// notes when the close frame goes out.
+type controlWriter struct{ c *wireConn }
+
+func (w controlWriter) Write(p []byte) (int, error) {
+	w.c.mu.Lock()
+	defer w.c.mu.Unlock()
+	if len(p) > 0 && p[0]&0x0F == wsframe.OpClose {
+		w.c.closeSent = true
+	}
+	return w.c.writeLocked(p)
 }
 
 // hijackWriter wraps the upgrade's ResponseWriter so that coder/websocket's
@@ -92,7 +117,7 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, err
 		}
 	}
-	return wc, bufio.NewReadWriter(br, bufio.NewWriterSize(wc, controlBufferSize)), nil
+	return wc, bufio.NewReadWriter(br, bufio.NewWriterSize(controlWriter{wc}, controlBufferSize)), nil
 }
 
 // Unwrap lets http.ResponseController reach the original writer.

@@ -35,10 +35,13 @@
 // handled), Budget.Charge (the interface's own cost; 0 allocs for the
 // default), and for ping a pooled reply frame (0 allocs in steady state).
 // Subscribe allocates the subject string and the subscription entry once.
-// Per market frame and subscriber: Deliver appends a pointer to the bounded
+// Per market frame and subscriber: Deliver appends the frame to the bounded
 // send queue under the session mutex and never blocks; it allocates nothing
 // once the queue has grown (its capacity is dropped again when the session
-// goes idle). A full queue (1024 frames or 4 MiB by default) closes the
+// goes idle). Waking an idle session starts its writer goroutine (a
+// pre-bound method value: no heap allocation; the runtime reuses goroutine
+// stacks). A batch of one frame is written straight from the shared frame;
+// larger batches are copied into a pooled 64 KiB buffer first. A full queue (1024 frames or 4 MiB by default) closes the
 // session with 1013 "slow consumer" without delaying the caller.
 //
 // Memory per idle connection: the coder/websocket Conn, a 1 KiB read

@@ -32,6 +32,7 @@ type TestSession struct{ s *session }
 // NewTestSession returns a session of srv that is never written.
 func NewTestSession(srv *Server) *TestSession {
 	s := &session{srv: srv, budget: unlimited{}, subs: make(map[string]struct{})}
+	s.writeFn = s.writeLoop
 	s.writing = true // pretend a writer runs, so none is started
 	return &TestSession{s: s}
 }
@@ -61,3 +62,27 @@ func (t *TestSession) Drain(dst []byte) []byte {
 }
 
 func timeNow() time.Time { return time.Unix(1700000000, 0) }
+
+// DrainTexts empties the queue and returns each frame's JSON text.
+func (t *TestSession) DrainTexts() []string {
+	s := t.s
+	s.mu.Lock()
+	q := s.queue
+	s.queue = nil
+	s.mu.Unlock()
+	var out []string
+	for _, it := range q {
+		w := it.wire
+		n := int(w[1] & 0x7f)
+		off := 2
+		switch n {
+		case 126:
+			off = 4
+		case 127:
+			off = 10
+		}
+		out = append(out, string(w[off:]))
+		s.srv.recycle(it)
+	}
+	return out
+}

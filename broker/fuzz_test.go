@@ -2,7 +2,9 @@ package broker_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"testing"
+	"unicode/utf8"
 
 	"floodgate/broker"
 	"floodgate/fanout"
@@ -31,7 +33,15 @@ func FuzzParseFrame(f *testing.F) {
 		f.Fatal(err)
 	}
 	var p fastjson.Parser
+	sess := broker.NewTestSession(newHotServer(f))
 	f.Fuzz(func(t *testing.T, msg []byte) {
+		// Every reply the session sends is valid JSON in valid UTF-8.
+		sess.Handle(msg)
+		for _, reply := range sess.DrainTexts() {
+			if !json.Valid([]byte(reply)) || !utf8.ValidString(reply) {
+				t.Fatalf("reply %q to %q is not valid JSON", reply, msg)
+			}
+		}
 		op, code, subject, _ := broker.ParseFrame(&p, src, msg, make([]byte, 0, 64))
 		if code != "" || subject == nil {
 			return

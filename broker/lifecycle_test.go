@@ -203,3 +203,25 @@ func TestNotAnUpgrade(t *testing.T) {
 		t.Fatalf("%d %s", resp.StatusCode, b)
 	}
 }
+
+// TestStalledFrameDoesNotHoldTheSession: a client that declares a huge
+// frame, sends part of it and stops is closed within CloseTimeout, and
+// Close does not hang on it.
+func TestStalledFrameDoesNotHoldTheSession(t *testing.T) {
+	e := newEnv(t, broker.Options{CloseTimeout: 300 * time.Millisecond})
+	c := e.dial(nil)
+	ctx := t.Context()
+	w, err := c.c.Writer(ctx, websocket.MessageText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One unfinished frame declaring 10000 bytes, of which the client's
+	// buffer flushes about 8 KiB: over the limit, then silence.
+	if _, err := w.Write([]byte(strings.Repeat("x", 10000))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the stalled session to end", func() bool { return e.srv.Connections() == 0 })
+	if got := e.counter("floodgate_connections_closed_total", "reason", "frame_too_big"); got != 1 {
+		t.Fatalf("frame_too_big closes = %v", got)
+	}
+}

@@ -199,6 +199,9 @@ type Options struct {
 	QueueBytes  int
 	// WriteTimeout bounds every socket write. Defaults to 10s.
 	WriteTimeout time.Duration
+	// CloseTimeout bounds the reads of a close handshake (waiting for the
+	// client's close frame, skipping what it still sends). Defaults to 6s.
+	CloseTimeout time.Duration
 	// SweepInterval is how often timers are checked; it is the resolution
 	// of every timeout above. Defaults to 1s, or a quarter of the shortest
 	// timeout when that is smaller.
@@ -220,6 +223,7 @@ func (o *Options) setDefaults() {
 	def(&o.Lifetime, 24*time.Hour)
 	def(&o.LifetimeNotice, 60*time.Second)
 	def(&o.WriteTimeout, 10*time.Second)
+	def(&o.CloseTimeout, 6*time.Second)
 	if o.SweepInterval <= 0 {
 		o.SweepInterval = time.Second
 		for _, d := range []time.Duration{o.IdleTimeout, o.PingInterval, o.PongTimeout, o.LifetimeNotice} {

@@ -195,3 +195,16 @@ func TestBinaryFrameClosed1003(t *testing.T) {
 	c.expectClose(websocket.StatusUnsupportedData, "binary frames not supported")
 	bystander.roundTrip(`{"method":"ping"}`, `{"channel":"pong"}`)
 }
+
+// TestIDEchoIsAlwaysValidJSON: ids with control characters, quotes or
+// invalid UTF-8 are re-escaped, never echoed raw.
+func TestIDEchoIsAlwaysValidJSON(t *testing.T) {
+	e := newEnv(t, broker.Options{})
+	c := e.dial(nil)
+	c.roundTrip(`{"method":"ping","id":"a\u0007b"}`, `{"channel":"pong","id":"a\u0007b"}`)
+	c.roundTrip(`{"method":"ping","id":"q\"\u0001"}`, `{"channel":"pong","id":"q\"\u0001"}`)
+	c.send("{\"method\":\"ping\",\"id\":\"bad\xffutf8\"}")
+	if got := c.read(); got != `{"channel":"pong","id":"bad\ufffdutf8"}` {
+		t.Fatalf("invalid UTF-8 id echoed as %q", got)
+	}
+}

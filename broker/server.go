@@ -139,6 +139,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := &session{srv: s, id: id, budget: budget, start: now, remote: r.RemoteAddr, subs: make(map[string]struct{})}
+	sess.writeFn = sess.writeLoop
 	sess.lastRead.Store(now.UnixNano())
 	sess.lastPong.Store(now.UnixNano())
 	if !id.ExpiresAt.IsZero() {
@@ -169,7 +170,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sess.ws = ws
 	sess.conn = hw.conn
 	if !s.add(sess) {
-		_ = ws.Close(ReasonDrain.Code(), ReasonDrain.Text())
+		_ = ws.CloseNow() // closed while upgrading
 		budget.Release(time.Now())
 		return
 	}

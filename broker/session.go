@@ -16,13 +16,14 @@ import (
 // session is one websocket connection.
 type session struct {
 	// Immutable after start.
-	srv    *Server
-	ws     *websocket.Conn
-	conn   *wireConn
-	id     Identity
-	budget Budget
-	start  time.Time
-	remote string
+	srv     *Server
+	ws      *websocket.Conn
+	conn    *wireConn
+	id      Identity
+	budget  Budget
+	start   time.Time
+	remote  string
+	writeFn func() // s.writeLoop, bound once: go s.writeFn() does not allocate
 
 	// Atomics: written by the read loop or callbacks, read by the sweeper.
 	lastRead atomic.Int64 // unix ns of the last text or ping frame
@@ -74,7 +75,7 @@ func (s *session) enqueue(it item) bool {
 		s.srv.recycle(it)
 		return true
 	}
-	if len(s.queue) >= s.srv.opts.QueueFrames || s.queuedBytes+len(it.wire) > s.srv.opts.QueueBytes {
+	if len(s.queue) >= s.srv.opts.QueueFrames || (s.queuedBytes+len(it.wire) > s.srv.opts.QueueBytes && len(s.queue) > 0) {
 		s.closing = ReasonSlowConsumer
 		dropped := s.queue
 		s.queue = nil
@@ -87,7 +88,7 @@ func (s *session) enqueue(it item) bool {
 		}
 		s.srv.m.slowConsumers.Inc()
 		if start {
-			go s.writeLoop()
+			go s.writeFn()
 		}
 		return false
 	}
@@ -96,7 +97,7 @@ func (s *session) enqueue(it item) bool {
 	start := s.startWriterLocked()
 	s.mu.Unlock()
 	if start {
-		go s.writeLoop()
+		go s.writeFn()
 	}
 	return true
 }
@@ -124,7 +125,7 @@ func (s *session) requestClose(reason CloseReason) {
 	start := s.startWriterLocked()
 	s.mu.Unlock()
 	if start {
-		go s.writeLoop()
+		go s.writeFn()
 	}
 }
 
@@ -139,7 +140,7 @@ func (s *session) requestPing() {
 	start := s.startWriterLocked()
 	s.mu.Unlock()
 	if start {
-		go s.writeLoop()
+		go s.writeFn()
 	}
 }
 

@@ -1,10 +1,19 @@
 package broker
 
-import "floodgate/internal/wsframe"
+import (
+	"errors"
+	"net"
+	"time"
+
+	"floodgate/internal/wsframe"
+)
 
 // maxIdleQueueCap is the queue capacity a session keeps while idle; larger
 // backing arrays are dropped when the writer exits.
 const maxIdleQueueCap = 64
+
+// pingFrame is a server websocket ping with no payload.
+var pingFrame = [2]byte{0x80 | wsframe.OpPing, 0}
 
 // writeLoop is the session's writer: it drains the queue into one pooled
 // buffer, writes it with one syscall, and repeats until the queue is empty,
@@ -42,39 +51,52 @@ func (s *session) writeLoop() {
 		}
 		s.mu.Unlock()
 
-		if len(batch) > 0 || ping {
-			if closing == ReasonSlowConsumer {
-				// Its backlog is dropped: the close frame goes next.
-				for _, it := range batch {
-					srv.recycle(it)
-				}
-			} else {
-				if buf == nil {
-					buf = srv.writeBufs.Get().(*[]byte)
-				}
-				if err := s.writeBatch(buf, batch, ping); err != nil {
-					for _, it := range batch {
-						srv.recycle(it)
-					}
-					s.fail(ReasonWriteError)
-					return
-				}
-			}
-			for i := range batch {
-				srv.recycle(batch[i])
-				batch[i] = item{}
-			}
-			s.mu.Lock()
-			if s.spare == nil {
-				s.spare = batch[:0]
-			}
-			s.mu.Unlock()
-			continue
+		if len(batch) == 0 && !ping {
+			// Nothing left to write and a close was requested.
+			s.closeHandshake(closing)
+			return
 		}
-		// Nothing left to write and a close was requested.
-		s.closeHandshake(closing)
-		return
+		var err error
+		switch {
+		case closing == ReasonSlowConsumer:
+			// Its backlog is dropped: the close frame goes next.
+		case len(batch) == 1 && !ping:
+			// One frame: write it as it is, no copy.
+			err = s.write(batch[0].wire, 1)
+		default:
+			if buf == nil {
+				buf = srv.writeBufs.Get().(*[]byte)
+			}
+			err = s.writeBatch(buf, batch, ping)
+		}
+		for i := range batch {
+			srv.recycle(batch[i])
+			batch[i] = item{}
+		}
+		if err != nil {
+			reason := ReasonWriteError
+			if errors.Is(err, net.ErrClosed) {
+				reason = ReasonClientClosed // the client's close was echoed
+			}
+			s.fail(reason)
+			return
+		}
+		s.mu.Lock()
+		if s.spare == nil {
+			s.spare = batch[:0]
+		}
+		s.mu.Unlock()
 	}
+}
+
+// write writes b, which holds frames complete websocket frames, with one
+// socket write.
+func (s *session) write(b []byte, frames int) error {
+	_, err := s.conn.Write(b)
+	s.msgsOut.Add(int64(frames))
+	s.srv.m.framesOut.Add(float64(frames))
+	s.srv.m.writes.Inc()
+	return err
 }
 
 // writeBatch copies the batch into *buf and writes it, flushing whenever
@@ -82,54 +104,47 @@ func (s *session) writeLoop() {
 func (s *session) writeBatch(buf *[]byte, batch []item, ping bool) error {
 	b := (*buf)[:0]
 	limit := cap(b)
-	var frames, writes int
-	flush := func() error {
-		if len(b) == 0 {
-			return nil
-		}
-		writes++
-		_, err := s.conn.Write(b)
-		b = b[:0]
-		return err
-	}
+	frames := 0
 	if ping {
-		b = wsframe.AppendHeader(b, wsframe.OpPing, 0)
+		b = append(b, pingFrame[:]...)
 	}
 	for _, it := range batch {
 		w := it.wire
-		if len(b)+len(w) > limit {
-			if err := flush(); err != nil {
+		if len(b)+len(w) > limit && len(b) > 0 {
+			if err := s.write(b, frames); err != nil {
 				return err
 			}
-			if len(w) > limit {
-				writes++
-				if _, err := s.conn.Write(w); err != nil {
-					return err
-				}
-				frames++
-				continue
+			b, frames = b[:0], 0
+		}
+		if len(w) > limit {
+			if err := s.write(w, 1); err != nil {
+				return err
 			}
+			continue
 		}
 		b = append(b, w...)
 		frames++
 	}
-	err := flush()
+	var err error
+	if len(b) > 0 {
+		err = s.write(b, frames)
+	}
 	*buf = b[:0]
-	s.msgsOut.Add(int64(frames))
-	s.srv.m.framesOut.Add(float64(frames))
-	s.srv.m.writes.Add(float64(writes))
 	return err
 }
 
-// closeHandshake sends the close frame and waits for the peer's (bounded
-// by coder/websocket at 5s each way).
+// closeHandshake sends the close frame and waits for the peer's: 5 s for
+// the write (coder/websocket) and CloseTimeout for the reads, which a read
+// deadline enforces: coder/websocket skips the rest of a pending frame
+// without a timeout of its own, so a client that stops sending mid-frame
+// would otherwise hold the session forever.
 func (s *session) closeHandshake(reason CloseReason) {
-	switch reason.Code() {
-	case 1006: // abnormal: no close frame can be sent
+	if reason.Code() == 1006 { // abnormal: no close frame can be sent
 		_ = s.ws.CloseNow()
-	default:
-		_ = s.ws.Close(reason.Code(), reason.Text())
+		return
 	}
+	_ = s.conn.SetReadDeadline(time.Now().Add(s.srv.opts.CloseTimeout))
+	_ = s.ws.Close(reason.Code(), reason.Text())
 }
 
 // fail closes the socket at once after a write error.

@@ -25,12 +25,13 @@
 //
 // # Hot path
 //
-// Per NATS message: one JSON validation pass over the payload, one
-// allocation (the frame: websocket header, envelope and payload in one
-// slice), then a lock-free walk of the channel's subscriber slice calling
-// [Subscriber.Deliver], which must not block. Nothing is allocated or copied
+// Per NATS message: one JSON validation pass over the payload, two
+// allocations (the frame struct and its bytes: websocket header, envelope
+// and payload in one slice), then a walk of the channel's subscriber slice
+// under the shard's read lock calling [Subscriber.Deliver], which must not
+// block. Nothing is allocated or copied
 // per subscriber; the cost of a delivery is one interface call plus whatever
 // Deliver does (in Floodgate: append a pointer to a bounded queue).
 // Subscriber sets are copy-on-write, so joining or leaving a channel of n
-// subscribers costs O(n) and delivery takes no lock.
+// subscribers costs O(n) and deliveries on a shard run concurrently.
 package fanout

@@ -56,7 +56,8 @@ type Hub struct {
 	shard []shard
 
 	// Atomics.
-	closed atomic.Bool
+	closed   atomic.Bool
+	natsSubs atomic.Int64 // live NATS subscriptions
 }
 
 type shard struct {
@@ -130,7 +131,8 @@ func (h *Hub) shardFor(subject string) *shard {
 // hub): a session queues its subscribe ack there. Delivery loads the
 // subscriber set under the read lock, so every frame queued to s comes
 // after the ack, and every message published after the client could see
-// the ack reaches s. The caller must not subscribe s
+// the ack reaches s. joined is called at most once, and only when
+// Subscribe returns nil. The caller must not subscribe s
 // twice to one subject and must call Unsubscribe for every successful
 // Subscribe.
 func (h *Hub) Subscribe(src *Source, subject string, s Subscriber, joined func()) error {
@@ -139,6 +141,10 @@ func (h *Hub) Subscribe(src *Source, subject string, s Subscriber, joined func()
 	}
 	sh := h.shardFor(subject)
 	sh.mu.Lock()
+	if h.closed.Load() {
+		sh.mu.Unlock()
+		return ErrClosed
+	}
 	ch := sh.channels[subject]
 	if ch == nil {
 		ch = &channel{hub: h, shard: sh, subject: subject, envelope: src.envelope}
@@ -225,7 +231,7 @@ func (ch *channel) ensureNATS() error {
 	ch.natsMu.Lock()
 	defer ch.natsMu.Unlock()
 	if ch.dead {
-		return nil
+		return ErrClosed // the hub closed while this subscribe ran
 	}
 	if ch.natsSub != nil {
 		return nil
@@ -237,6 +243,7 @@ func (ch *channel) ensureNATS() error {
 	}
 	_ = sub.SetPendingLimits(h.opts.PendingMsgs, h.opts.PendingBytes)
 	ch.natsSub = sub
+	h.natsSubs.Add(1)
 	h.m.natsSubs.Inc()
 	if err := h.nc.FlushTimeout(h.opts.FlushTimeout); err != nil && !h.nc.IsReconnecting() {
 		// While reconnecting nats.go resends the subscription on
@@ -253,6 +260,7 @@ func (ch *channel) dropNATS() {
 	if ch.natsSub != nil {
 		_ = ch.natsSub.Unsubscribe()
 		ch.natsSub = nil
+		ch.hub.natsSubs.Add(-1)
 		ch.hub.m.natsSubs.Dec()
 	}
 }
@@ -270,18 +278,31 @@ func (ch *channel) deliver(payload []byte) {
 		return
 	}
 	f := newFrame(ch.envelope, payload)
+	// The read lock is held for the whole walk: a subscriber leaving the
+	// channel (write lock) then gets nothing of it after Unsubscribe
+	// returns, and a joining one nothing before its ack. Deliver never
+	// blocks, so the walk is short.
 	ch.shard.mu.RLock()
 	subs := *ch.subs.Load()
-	ch.shard.mu.RUnlock()
 	dropped := 0
 	for _, s := range subs {
 		if !s.Deliver(f) {
 			dropped++
 		}
 	}
+	ch.shard.mu.RUnlock()
 	m.msgsOut.Add(float64(len(subs) - dropped))
 	if dropped > 0 {
 		m.dropped.Add(float64(dropped))
+	}
+}
+
+// AsyncError counts a NATS asynchronous error of the hub's connection
+// (wire it to nats.ErrorHandler): a slow-consumer error means nats.go
+// dropped messages of a channel because its handler fell behind.
+func (h *Hub) AsyncError(err error) {
+	if errors.Is(err, nats.ErrSlowConsumer) {
+		h.m.natsSlow.Inc()
 	}
 }
 
@@ -295,23 +316,19 @@ type Stats struct {
 	Subscriptions int
 }
 
-// Stats counts channels and subscriptions. It takes every shard lock in
-// turn; it is meant for metrics and tests, not the hot path.
+// Stats counts channels and subscriptions. It takes every shard's read
+// lock in turn (never a channel's NATS lock, which a subscribe holds during
+// a NATS round trip); it is meant for metrics and tests, not the hot path.
 func (h *Hub) Stats() Stats {
-	var st Stats
+	st := Stats{NATSSubscriptions: int(h.natsSubs.Load())}
 	for i := range h.shard {
 		sh := &h.shard[i]
-		sh.mu.Lock()
+		sh.mu.RLock()
 		st.Channels += len(sh.channels)
 		for _, ch := range sh.channels {
 			st.Subscriptions += len(*ch.subs.Load())
-			ch.natsMu.Lock()
-			if ch.natsSub != nil {
-				st.NATSSubscriptions++
-			}
-			ch.natsMu.Unlock()
 		}
-		sh.mu.Unlock()
+		sh.mu.RUnlock()
 	}
 	return st
 }

@@ -165,3 +165,54 @@ func TestConcurrentSubscribeUnsubscribe(t *testing.T) {
 		t.Fatalf("leftovers: %+v nats %d", st, nc.NumSubscriptions())
 	}
 }
+
+// gate is a Subscriber whose first Deliver blocks until released.
+type gate struct {
+	entered, release chan struct{}
+	once             sync.Once
+	mu               sync.Mutex
+	log              []string
+}
+
+func (g *gate) Deliver(f *fanout.Frame) bool {
+	g.once.Do(func() {
+		g.entered <- struct{}{}
+		<-g.release
+	})
+	g.mu.Lock()
+	g.log = append(g.log, "frame")
+	g.mu.Unlock()
+	return true
+}
+
+// TestNoFrameAfterUnsubscribeReturns: a delivery walk in progress finishes
+// before Unsubscribe returns, so nothing of the channel reaches a
+// subscriber after its unsubscribe ack.
+func TestNoFrameAfterUnsubscribeReturns(t *testing.T) {
+	nc, pub := startNATS(t)
+	hub, _ := fanout.NewHub(fanout.Options{Conn: nc})
+	defer hub.Close()
+	srcs, _ := fanout.NewSources(fanout.SourcesConfig{})
+	g := &gate{entered: make(chan struct{}), release: make(chan struct{})}
+	if err := hub.Subscribe(srcs.Lookup([]byte("prices")), "md.prices", g, nil); err != nil {
+		t.Fatal(err)
+	}
+	pub.Publish("md.prices", []byte(`{}`))
+	pub.Flush()
+	<-g.entered // the walk is inside Deliver
+	done := make(chan struct{})
+	go func() {
+		hub.Unsubscribe("md.prices", g)
+		g.mu.Lock()
+		g.log = append(g.log, "unsubscribed")
+		g.mu.Unlock()
+		close(done)
+	}()
+	close(g.release)
+	<-done
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.log) != 2 || g.log[0] != "frame" || g.log[1] != "unsubscribed" {
+		t.Fatalf("order %v: a frame was delivered after Unsubscribe returned", g.log)
+	}
+}

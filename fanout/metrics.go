@@ -16,6 +16,9 @@ type metrics struct {
 	invalid prometheus.Counter
 	// natsSubs is the number of live NATS subscriptions of the hub.
 	natsSubs prometheus.Gauge
+	// natsSlow counts nats.go slow-consumer errors: messages of a channel
+	// dropped before the hub saw them (AsyncError).
+	natsSlow prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, h *Hub) *metrics {
@@ -40,9 +43,13 @@ func newMetrics(reg prometheus.Registerer, h *Hub) *metrics {
 			Namespace: "floodgate", Name: "fanout_nats_subscriptions",
 			Help: "Live NATS subscriptions (one per channel with local subscribers).",
 		}),
+		natsSlow: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "floodgate", Name: "fanout_nats_slow_consumer_total",
+			Help: "NATS slow-consumer errors: channel messages dropped by the client library before delivery.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.msgsIn, m.msgsOut, m.dropped, m.invalid, m.natsSubs,
+		reg.MustRegister(m.msgsIn, m.msgsOut, m.dropped, m.invalid, m.natsSubs, m.natsSlow,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Namespace: "floodgate", Name: "fanout_channels",
 				Help: "Channels with at least one local subscriber.",

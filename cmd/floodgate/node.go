@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"floodgate/auth"
@@ -34,6 +35,7 @@ type node struct {
 	limiter  *limiter.Limiter
 	gate     *gate.Gate
 	hub      *fanout.Hub
+	hubRef   atomic.Pointer[fanout.Hub] // hub, for NATS callbacks
 	broker   *broker.Server
 	sidecar  *auth.Sidecar
 	reg      *prometheus.Registry
@@ -135,7 +137,7 @@ func startNode(f serveFlags, log zerolog.Logger) (n *node, err error) {
 		natsURL = n.embedded.ClientURL()
 		log.Info().Str("url", natsURL).Msg("embedded NATS started; publishers connect here")
 	}
-	if n.nc, err = connectNATS(natsURL, "floodgate "+f.nodeID, log); err != nil {
+	if n.nc, err = connectNATS(natsURL, "floodgate "+f.nodeID, log, n.asyncError); err != nil {
 		return nil, err
 	}
 	n.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -163,6 +165,7 @@ func startNode(f serveFlags, log zerolog.Logger) (n *node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	n.hubRef.Store(n.hub)
 	n.broker, err = broker.New(broker.Options{
 		Hub:            n.hub,
 		Sources:        sources,
@@ -209,7 +212,14 @@ func startNode(f serveFlags, log zerolog.Logger) (n *node, err error) {
 	return n, nil
 }
 
-func connectNATS(url, name string, log zerolog.Logger) (*nats.Conn, error) {
+// asyncError hands NATS async errors to the hub's metrics.
+func (n *node) asyncError(err error) {
+	if h := n.hubRef.Load(); h != nil {
+		h.AsyncError(err)
+	}
+}
+
+func connectNATS(url, name string, log zerolog.Logger, onAsync func(error)) (*nats.Conn, error) {
 	nc, err := nats.Connect(url,
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -226,6 +236,7 @@ func connectNATS(url, name string, log zerolog.Logger) (*nats.Conn, error) {
 				subj = sub.Subject
 			}
 			log.Warn().Err(err).Str("subject", subj).Msg("NATS async error")
+			onAsync(err)
 		}),
 	)
 	if err != nil {

@@ -49,14 +49,14 @@ func newCluster(t *testing.T) *cluster {
 
 // node is one broker with its sidecar, wired like `floodgate serve`.
 type node struct {
-	t      *testing.T
-	srv    *broker.Server
-	ws     *httptest.Server
-	api    *httptest.Server
-	admin  *auth.AdminClient
-	lim    *limiter.Limiter
-	wsURL  string
-	nc     *nats.Conn
+	t     *testing.T
+	srv   *broker.Server
+	ws    *httptest.Server
+	api   *httptest.Server
+	admin *auth.AdminClient
+	lim   *limiter.Limiter
+	wsURL string
+	nc    *nats.Conn
 }
 
 type nodeOpts struct {

@@ -11,6 +11,7 @@ package jsonw
 import (
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 )
 
 const hex = "0123456789abcdef"
@@ -64,6 +65,11 @@ func AppendString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// AppendBytes is AppendString for a byte slice; it does not copy b.
+func AppendBytes(dst []byte, b []byte) []byte {
+	return AppendString(dst, unsafe.String(unsafe.SliceData(b), len(b)))
 }
 
 // AppendInt appends n as a JSON number.

@@ -42,3 +42,11 @@ func TestAppendStringNoAlloc(t *testing.T) {
 		t.Fatalf("allocs = %v", n)
 	}
 }
+
+func TestAppendBytesMatchesAppendString(t *testing.T) {
+	for _, s := range []string{"a\u0007b", "x\"\u0001", "\xff\xfe", "plain"} {
+		if got, want := string(jsonw.AppendBytes(nil, []byte(s))), string(jsonw.AppendString(nil, s)); got != want {
+			t.Fatalf("%q: %s vs %s", s, got, want)
+		}
+	}
+}
