@@ -50,7 +50,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newKeysCmd(), newLoadCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newSidecarCmd(), newKeysCmd(), newLoadCmd(), newVersionCmd())
 	return root
 }
 
