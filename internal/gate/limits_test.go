@@ -1,12 +1,14 @@
 package gate_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"floodgate/auth"
 	"floodgate/broker"
 	"floodgate/limiter"
 
@@ -116,4 +118,83 @@ func asClose(err error, ce *websocket.CloseError) bool {
 		err = u.Unwrap()
 	}
 	return false
+}
+
+func TestConnectionCapGets429WithRateLimitFields(t *testing.T) {
+	cfg := limiter.DefaultConfig()
+	cfg.Tiers.Anonymous.MaxConnections = 2
+	c := newCluster(t)
+	n := c.node(nodeOpts{limits: &cfg})
+	n.dial(nil)
+	n.dial(nil)
+	ctx := t.Context()
+	_, resp, err := websocket.Dial(ctx, n.wsURL, nil)
+	if err == nil {
+		t.Fatal("third connection admitted over a cap of 2")
+	}
+	body := make([]byte, 512)
+	k, _ := resp.Body.Read(body)
+	if resp.StatusCode != 429 || !strings.Contains(string(body[:k]), `"code":"TOO_MANY_CONNECTIONS"`) {
+		t.Fatalf("%d %s", resp.StatusCode, body[:k])
+	}
+	for _, h := range []string{"Retry-After", "RateLimit", "RateLimit-Policy"} {
+		if resp.Header.Get(h) == "" {
+			t.Errorf("429 lacks %s (headers %v)", h, resp.Header)
+		}
+	}
+}
+
+func TestQuotaUsedUpClosesLiveConnectionAndRefusesUpgrade(t *testing.T) {
+	c := newCluster(t)
+	n := c.node(nodeOpts{})
+	k := n.createKey(auth.CreateKeyRequest{Account: accountA, Quotas: &auth.Quotas{Daily: 3}})
+	cl := n.dial(keyHeader(k.APIKey))
+	for i := 0; i < 3; i++ {
+		cl.send(`{"method":"ping"}`)
+		if got := cl.read(); !strings.HasPrefix(got, `{"channel":"pong"`) {
+			t.Fatalf("ping %d: %s", i, got)
+		}
+	}
+	cl.send(`{"method":"ping","id":4}`)
+	got := cl.read()
+	if !strings.Contains(got, `"code":"QUOTA_EXCEEDED"`) || !strings.Contains(got, `"id":4`) {
+		t.Fatalf("4th ping: %s", got)
+	}
+	if code, reason, _ := cl.closed(2 * time.Second); code != websocket.StatusPolicyViolation || reason != "quota exceeded" {
+		t.Fatalf("close %d %q", code, reason)
+	}
+	_, status, body := n.tryDial(keyHeader(k.APIKey))
+	if status != 401 || body != `{"error":"Rate limit exceeded: quota daily","code":"QUOTA_EXCEEDED"}`+"\n" {
+		t.Fatalf("upgrade with the quota used up: %d %s", status, body)
+	}
+}
+
+// TestOverridesApplyToLiveConnections: an operator PATCH of a key's credit
+// budget reaches a live connection on its next frame, and the operator API
+// shows the live budget.
+func TestOverridesApplyToLiveConnections(t *testing.T) {
+	c := newCluster(t)
+	n := c.node(nodeOpts{})
+	k := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	cl := n.dial(keyHeader(k.APIKey))
+	cl.roundTrip(`{"method":"ping"}`, `{"channel":"pong","rl":{"r":299,"q":300,"t":1}}`)
+	credits := 1000
+	if _, err := n.admin.PatchKey(context.Background(), k.Key.Prefix, auth.KeyPatch{Limits: &auth.LimitsPatch{CreditsPerMinute: &credits}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		cl.send(`{"method":"ping"}`)
+		got := cl.read()
+		if strings.Contains(got, `"q":1000`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("override not applied within 2 s: %s", got)
+		}
+	}
+	v, err := n.admin.GetKey(context.Background(), k.Key.Prefix)
+	if err != nil || v.Live == nil || v.Live.Credits.Limit != 1000 || v.Live.Connections != 1 {
+		t.Fatalf("admin show live: %+v %v", v.Live, err)
+	}
 }
