@@ -165,3 +165,42 @@ func TestFailedKeyAttemptsBlockTheIP(t *testing.T) {
 		t.Fatalf("keys after the attack: %d %v", len(keys), err)
 	}
 }
+
+// TestConnectionEventsAreRecorded: a key's session end and a refused
+// upgrade appear in its events through the operator API.
+func TestConnectionEventsAreRecorded(t *testing.T) {
+	c := newCluster(t)
+	n := c.node(nodeOpts{})
+	k := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	cl := n.dial(keyHeader(k.APIKey))
+	cl.roundTrip(`{"method":"ping"}`, `{"channel":"pong","rl":{"r":299,"q":300,"t":1}}`)
+	cl.c.Close(websocket.StatusNormalClosure, "bye")
+	off := false
+	if _, err := n.admin.PatchKey(context.Background(), k.Key.Prefix, auth.KeyPatch{Active: &off}); err != nil {
+		t.Fatal(err)
+	}
+	if _, status, _ := n.tryDial(keyHeader(k.APIKey)); status != 401 {
+		t.Fatalf("inactive key admitted: %d", status)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		evs, err := n.admin.KeyEvents(context.Background(), k.Key.Prefix, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == 2 {
+			closeEv, refusal := evs[0], evs[1]
+			if closeEv.MsgsIn != 1 || closeEv.MsgsOut != 1 || closeEv.CloseReason != "client_closed" || closeEv.IP != "127.0.0.1" || closeEv.Node == "" {
+				t.Fatalf("close event %+v", closeEv)
+			}
+			if refusal.Refusal != "INACTIVE_API_KEY" {
+				t.Fatalf("refusal event %+v", refusal)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("events %+v", evs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
