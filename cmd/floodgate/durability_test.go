@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
@@ -90,25 +91,29 @@ func TestKeysSurviveSIGKILL(t *testing.T) {
 func TestSidecarServesKeysAlone(t *testing.T) {
 	dir := t.TempDir()
 	cmd := exec.Command(binary, "sidecar", "--api-listen", "127.0.0.1:0", "--data-dir", dir, "--admin-token", testAdmin, "--log-format", "json")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	var api string
-	deadline := time.Now().Add(10 * time.Second)
-	for api == "" {
-		if time.Now().After(deadline) {
-			t.Fatalf("sidecar did not start: %s", stderr.String())
-		}
-		for _, line := range strings.Split(stderr.String(), "\n") {
+	apic := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
 			var ev map[string]any
-			if json.Unmarshal([]byte(line), &ev) == nil && ev["message"] == "floodgate sidecar serving" {
-				api = "http://" + ev["api_listen"].(string)
+			if json.Unmarshal(sc.Bytes(), &ev) == nil && ev["message"] == "floodgate sidecar serving" {
+				apic <- "http://" + ev["api_listen"].(string)
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
+	}()
+	var api string
+	select {
+	case api = <-apic:
+	case <-time.After(10 * time.Second):
+		t.Fatal("sidecar did not start in 10 s")
 	}
 	status, env := adminDo(t, "POST", api+"/admin/v1/keys", map[string]any{"account": account(0)})
 	if status != 201 && status != 200 {
