@@ -37,12 +37,19 @@ func newEnv(t *testing.T, opts broker.Options) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := nats.Connect(ns.ClientURL())
+	return newEnvOn(t, ns.ClientURL(), opts)
+}
+
+// newEnvOn is newEnv on an existing NATS server (real NATS in integration
+// tests).
+func newEnvOn(t *testing.T, natsURL string, opts broker.Options) *env {
+	t.Helper()
+	nc, err := nats.Connect(natsURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	pub, err := nats.Connect(ns.ClientURL())
+	pub, err := nats.Connect(natsURL)
 	if err != nil {
 		t.Fatal(err)
 	}
