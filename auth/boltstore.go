@@ -148,11 +148,8 @@ func (s *BoltStore) Create(ctx context.Context, rec Record, maxActive int) error
 		if err != nil {
 			return err
 		}
-		if rec.Status == StatusActive && maxActive > 0 && countActive(others, "") >= maxActive {
-			return ErrTooManyKeys
-		}
-		if aliasTaken(others, rec.Alias, "") {
-			return ErrAliasTaken
+		if err := checkCreate(&rec, others, maxActive); err != nil {
+			return err
 		}
 		if err := putRecord(tx, &rec); err != nil {
 			return err

@@ -149,11 +149,8 @@ func (s *RedisStore) Create(ctx context.Context, rec Record, maxActive int) erro
 		if err != nil {
 			return err
 		}
-		if rec.Status == StatusActive && maxActive > 0 && countActive(others, "") >= maxActive {
-			return ErrTooManyKeys
-		}
-		if aliasTaken(others, rec.Alias, "") {
-			return ErrAliasTaken
+		if err := checkCreate(&rec, others, maxActive); err != nil {
+			return err
 		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.Set(ctx, s.keyKey(rec.Prefix), val, 0)

@@ -141,6 +141,18 @@ func aliasTaken(recs []Record, alias, skip string) bool {
 	return false
 }
 
+// checkCreate validates a new record against the account's other records:
+// the active-key limit and alias uniqueness.
+func checkCreate(rec *Record, others []Record, maxActive int) error {
+	if rec.Status == StatusActive && maxActive > 0 && countActive(others, "") >= maxActive {
+		return ErrTooManyKeys
+	}
+	if aliasTaken(others, rec.Alias, "") {
+		return ErrAliasTaken
+	}
+	return nil
+}
+
 // checkUpdate validates an updated record against the immutable fields of
 // the original and the account's other records.
 func checkUpdate(before, after *Record, others []Record, maxActive int) error {

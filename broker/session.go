@@ -94,12 +94,17 @@ func (s *session) enqueue(it item) bool {
 	}
 	s.queue = append(s.queue, it)
 	s.queuedBytes += len(it.wire)
+	s.wakeUnlock()
+	return true
+}
+
+// wakeUnlock starts the writer unless one runs, and releases mu.
+func (s *session) wakeUnlock() {
 	start := s.startWriterLocked()
 	s.mu.Unlock()
 	if start {
 		go s.writeFn()
 	}
-	return true
 }
 
 // startWriterLocked marks a writer as running and reports whether the
@@ -122,11 +127,7 @@ func (s *session) requestClose(reason CloseReason) {
 		return
 	}
 	s.closing = reason
-	start := s.startWriterLocked()
-	s.mu.Unlock()
-	if start {
-		go s.writeFn()
-	}
+	s.wakeUnlock()
 }
 
 // requestPing asks the writer to send a websocket ping.
@@ -137,11 +138,7 @@ func (s *session) requestPing() {
 		return
 	}
 	s.pingDue = true
-	start := s.startWriterLocked()
-	s.mu.Unlock()
-	if start {
-		go s.writeFn()
-	}
+	s.wakeUnlock()
 }
 
 func (s *session) closeReason() CloseReason {

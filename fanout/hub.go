@@ -159,15 +159,7 @@ func (h *Hub) Subscribe(src *Source, subject string, s Subscriber, joined func()
 
 	sh.mu.Lock()
 	if err != nil {
-		ch.count--
-		last := ch.count == 0
-		if last {
-			delete(sh.channels, subject)
-		}
-		sh.mu.Unlock()
-		if last {
-			ch.dropNATS()
-		}
+		ch.leaveUnlock()
 		return err
 	}
 	if joined != nil {
@@ -189,10 +181,18 @@ func (h *Hub) Unsubscribe(subject string, s Subscriber) {
 		sh.mu.Unlock()
 		return
 	}
+	ch.leaveUnlock()
+}
+
+// leaveUnlock gives up one count of the channel (the shard lock is held),
+// releases the lock and, when that was the last, drops the channel and its
+// NATS subscription.
+func (ch *channel) leaveUnlock() {
+	sh := ch.shard
 	ch.count--
 	last := ch.count == 0
 	if last {
-		delete(sh.channels, subject)
+		delete(sh.channels, ch.subject)
 	}
 	sh.mu.Unlock()
 	if last {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 )
 
@@ -58,20 +59,31 @@ win over the environment.`,
 	fs.StringVar(&f.natsURL, "nats-url", "", "NATS server URL(s), comma separated; empty starts an embedded server")
 	fs.StringVar(&f.embeddedNATS, "embedded-nats-listen", "127.0.0.1:4223", "where the embedded NATS server listens for publishers")
 	fs.StringVar(&f.subjectPrefix, "subject-prefix", "md", "first token of every market data subject")
-	fs.StringVar(&f.redisURL, "redis-url", "", "Redis URL (redis://host:6379/0): keys and cluster-wide budgets; empty keeps keys in --data-dir and budgets local")
-	fs.StringVar(&f.dataDir, "data-dir", "./data", "directory of the bbolt key store (when --redis-url is empty)")
-	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token of the operator API /admin/v1; empty turns it off")
+	addStoreFlags(fs, &f.redisURL, &f.dataDir, &f.adminToken)
 	fs.StringVar(&f.config, "config", "", "YAML config file (sources, limits)")
 	fs.StringSliceVar(&f.trustedProxies, "trusted-proxies", nil, "CIDRs of proxies whose X-Forwarded-For is trusted")
 	fs.BoolVar(&f.allowQueryKey, "allow-query-key", false, "accept the API key as ?api_key= (query strings end up in proxy logs)")
 	fs.BoolVar(&f.demoFeed, "demo-feed", false, "publish a synthetic market (prices, trades, bbo, book, candles for BTC, ETH, SOL)")
 	fs.StringSliceVar(&f.allowedOrigins, "allowed-origins", nil, "host patterns of browser origins allowed to connect cross-origin")
 	fs.StringVar(&f.nodeID, "node-id", host, "this node's name in logs and events")
-	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fs.StringVar(&f.logFormat, "log-format", "", "log format: json or console (default json; console when stderr is a terminal)")
+	addLogFlags(fs, &f.logLevel, &f.logFormat)
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM, how long clients get after the RECONNECT notice before the close")
 	annotateEnv(fs)
 	return cmd
+}
+
+// addStoreFlags adds the key store and operator API flags shared by serve
+// and sidecar.
+func addStoreFlags(fs *pflag.FlagSet, redisURL, dataDir, adminToken *string) {
+	fs.StringVar(redisURL, "redis-url", "", "Redis URL (redis://host:6379/0): keys and cluster-wide budgets; empty keeps keys in --data-dir and budgets local")
+	fs.StringVar(dataDir, "data-dir", "./data", "directory of the bbolt key store (when --redis-url is empty)")
+	fs.StringVar(adminToken, "admin-token", "", "bearer token of the operator API /admin/v1 and /debug/pprof; empty turns them off")
+}
+
+// addLogFlags adds --log-level and --log-format.
+func addLogFlags(fs *pflag.FlagSet, level, format *string) {
+	fs.StringVar(level, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(format, "log-format", "", "log format: json or console (default json; console when stderr is a terminal)")
 }
 
 func newLogger(level, format string) (zerolog.Logger, error) {

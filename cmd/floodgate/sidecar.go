@@ -51,14 +51,11 @@ sidecar at a data dir only when no serve uses it; clusters use Redis. With
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&f.apiListen, "api-listen", ":8081", "API listener address")
-	fs.StringVar(&f.redisURL, "redis-url", "", "Redis URL of the key store (and cluster budgets, for live usage)")
-	fs.StringVar(&f.dataDir, "data-dir", "./data", "directory of the bbolt key store (when --redis-url is empty)")
+	addStoreFlags(fs, &f.redisURL, &f.dataDir, &f.adminToken)
 	fs.StringVar(&f.natsURL, "nats-url", "", "NATS URL to publish key control events on (empty: none)")
-	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token of the operator API /admin/v1; empty turns it off")
 	fs.StringVar(&f.config, "config", "", "YAML config file (limits, for the key tier's numbers)")
 	fs.StringVar(&f.nodeID, "node-id", host, "this process's name in logs")
-	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fs.StringVar(&f.logFormat, "log-format", "", "log format: json or console (default json; console when stderr is a terminal)")
+	addLogFlags(fs, &f.logLevel, &f.logFormat)
 	annotateEnv(fs)
 	return cmd
 }
