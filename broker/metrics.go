@@ -1,6 +1,10 @@
 package broker
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // metrics are the broker's Prometheus series; each is counted where its
 // comment says.
@@ -25,6 +29,30 @@ type metrics struct {
 	writes prometheus.Counter
 	// slowConsumers: send-queue overflows (session.go enqueue).
 	slowConsumers prometheus.Counter
+	// clientFrames: text frames received from clients (session.go
+	// readLoop).
+	clientFrames prometheus.Counter
+	// batchFrames: frames a writer took from its queue at once, i.e. the
+	// send-queue depth when the writer ran (writer.go).
+	batchFrames prometheus.Histogram
+	// fanoutLatency: NATS receive to socket write of the oldest market
+	// frame of each batch (writer.go).
+	fanoutLatency prometheus.Histogram
+}
+
+// observeBatch records a writer batch's size and the age of its oldest
+// market frame.
+func (m *metrics) observeBatch(batch []item) {
+	if len(batch) == 0 {
+		return
+	}
+	m.batchFrames.Observe(float64(len(batch)))
+	for i := range batch {
+		if r := batch[i].recv; r != 0 {
+			m.fanoutLatency.Observe(float64(time.Now().UnixNano()-r) / 1e9)
+			return
+		}
+	}
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
@@ -65,13 +93,27 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			Namespace: "floodgate", Name: "slow_consumer_closes_total",
 			Help: "Connections closed because their send queue overflowed.",
 		}),
+		clientFrames: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "floodgate", Name: "client_frames_total",
+			Help: "Text frames received from clients.",
+		}),
+		batchFrames: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "floodgate", Name: "send_queue_depth_frames",
+			Help:    "Frames a session writer found queued when it ran (one observation per write batch).",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024},
+		}),
+		fanoutLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "floodgate", Name: "fanout_latency_seconds",
+			Help:    "NATS receive to socket write of the oldest market frame in each write batch.",
+			Buckets: []float64{.0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
 	}
 	for r := CloseReason(1); r < numReasons; r++ {
 		m.closes.WithLabelValues(r.String())
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.opened, m.closes, m.refusals, m.errorReplies,
-			m.subscriptions, m.framesOut, m.writes, m.slowConsumers)
+			m.subscriptions, m.framesOut, m.writes, m.slowConsumers, m.clientFrames, m.batchFrames, m.fanoutLatency)
 	}
 	return m
 }

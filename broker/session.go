@@ -57,11 +57,12 @@ type session struct {
 type item struct {
 	wire  []byte
 	reply *replyBuf
+	recv  int64 // unix ns the node received a market frame; 0 for replies
 }
 
 // Deliver implements fanout.Subscriber: it queues f without blocking.
 func (s *session) Deliver(f *fanout.Frame) bool {
-	return s.enqueue(item{wire: f.Wire()})
+	return s.enqueue(item{wire: f.Wire(), recv: f.Received()})
 }
 
 // enqueue adds it to the send queue and makes sure a writer runs. It
@@ -180,6 +181,7 @@ func (s *session) readLoop() CloseReason {
 		}
 		if s.closeReason() == reasonNone {
 			s.msgsIn.Add(1)
+			srv.m.clientFrames.Inc()
 			s.handle((*bp)[:n], now)
 		}
 		srv.readBufs.Put(bp)

@@ -56,6 +56,7 @@ func (s *session) writeLoop() {
 			s.closeHandshake(closing)
 			return
 		}
+		srv.m.observeBatch(batch)
 		var err error
 		switch {
 		case closing == ReasonSlowConsumer:

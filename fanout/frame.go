@@ -1,6 +1,8 @@
 package fanout
 
 import (
+	"time"
+
 	"floodgate/internal/wsframe"
 )
 
@@ -10,11 +12,16 @@ import (
 // its bytes to the socket.
 type Frame struct {
 	wire []byte
+	recv int64 // unix ns when the node received the message
 }
 
 // Wire returns the frame's bytes exactly as they go on the socket. The
 // slice is shared: callers must not modify it.
 func (f *Frame) Wire() []byte { return f.wire }
+
+// Received returns when the node received the message, in unix ns (0 for
+// frames built with NewFrame).
+func (f *Frame) Received() int64 { return f.recv }
 
 // Len returns the frame's size on the wire in bytes.
 func (f *Frame) Len() int { return len(f.wire) }
@@ -28,7 +35,7 @@ func newFrame(prefix string, payload []byte) *Frame {
 	b = append(b, prefix...)
 	b = append(b, payload...)
 	b = append(b, '}')
-	return &Frame{wire: b}
+	return &Frame{wire: b, recv: time.Now().UnixNano()}
 }
 
 // NewFrame builds a frame as the hub would for a message with payload on

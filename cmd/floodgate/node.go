@@ -147,6 +147,7 @@ func startNode(f serveFlags, log zerolog.Logger) (n *node, err error) {
 	if n.store, n.rdb, err = openStore(f.redisURL, f.dataDir); err != nil {
 		return nil, err
 	}
+	n.store = auth.NewTimedStore(n.store, n.reg)
 	n.limiter, err = limiter.New(limiter.Options{Config: &cfg.Limits, Redis: n.rdb, NodeID: f.nodeID, Logger: log, Registerer: n.reg})
 	if err != nil {
 		return nil, err

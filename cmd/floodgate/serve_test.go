@@ -147,9 +147,13 @@ func TestServeEndToEndAndGracefulDrain(t *testing.T) {
 	if _, b, err := c.Read(ctx); err != nil || string(b) != `{"channel":"trades","data":[{"p":"1"}]}` {
 		t.Fatalf("trade %s %v", b, err)
 	}
-	if _, body := get(t, p.apiURL+"/metrics"); !strings.Contains(body, `floodgate_connections{kind="anonymous"} 1`) ||
-		!strings.Contains(body, "floodgate_fanout_nats_subscriptions 1") {
-		t.Fatalf("metrics lack connection/subscription series:\n%.2000s", body)
+	_, body := get(t, p.apiURL+"/metrics")
+	for _, want := range []string{`floodgate_connections{kind="anonymous"} 1`, "floodgate_fanout_nats_subscriptions 1",
+		"floodgate_client_frames_total 1", "floodgate_fanout_latency_seconds_count 1", "floodgate_send_queue_depth_frames_count",
+		"floodgate_nats_connected 1", "floodgate_limiter_cluster_up", "floodgate_connections_closed_total{reason=\"slow_consumer\"} 0"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 
 	// SIGTERM: readyz 503, RECONNECT notice, close 1001 after the grace,
