@@ -102,22 +102,37 @@ func openStore(redisURL, dataDir string) (auth.Store, redis.UniversalClient, err
 	return st, nil, nil
 }
 
-func startNode(f serveFlags, log zerolog.Logger) (n *node, err error) {
+// loadServeConfig reads and validates the config file and the flags that
+// need parsing; errors name the field and the bad value.
+func loadServeConfig(f serveFlags) (fileConfig, *fanout.Sources, error) {
 	cfg, err := loadConfig(f.config)
 	if err != nil {
-		return nil, err
+		return cfg, nil, err
 	}
 	if f.subjectPrefix != "" {
 		cfg.Sources.Prefix = f.subjectPrefix
 	}
 	sources, err := fanout.NewSources(cfg.Sources)
 	if err != nil {
-		return nil, err
+		return cfg, nil, err
 	}
-	trusted, err := parsePrefixes(f.trustedProxies)
+	if _, err := parsePrefixes(f.trustedProxies); err != nil {
+		return cfg, nil, err
+	}
+	if f.logLevel != "" || f.logFormat != "" {
+		if _, err := newLogger(f.logLevel, f.logFormat); err != nil {
+			return cfg, nil, err
+		}
+	}
+	return cfg, sources, nil
+}
+
+func startNode(f serveFlags, log zerolog.Logger) (n *node, err error) {
+	cfg, sources, err := loadServeConfig(f)
 	if err != nil {
 		return nil, err
 	}
+	trusted, _ := parsePrefixes(f.trustedProxies) // checked by loadServeConfig
 	n = &node{log: log, reg: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {

@@ -32,6 +32,7 @@ type serveFlags struct {
 	nodeID                string
 	logLevel, logFormat   string
 	shutdownGrace         time.Duration
+	checkConfig           bool
 }
 
 func newServeCmd() *cobra.Command {
@@ -50,6 +51,13 @@ win over the environment.`,
 			if err := bindEnv(cmd.Flags()); err != nil {
 				return err
 			}
+			if f.checkConfig {
+				if _, _, err := loadServeConfig(f); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "config ok")
+				return nil
+			}
 			return runServe(cmd.Context(), f)
 		},
 	}
@@ -67,6 +75,7 @@ win over the environment.`,
 	fs.StringSliceVar(&f.allowedOrigins, "allowed-origins", nil, "host patterns of browser origins allowed to connect cross-origin")
 	fs.StringVar(&f.nodeID, "node-id", host, "this node's name in logs and events")
 	addLogFlags(fs, &f.logLevel, &f.logFormat)
+	fs.BoolVar(&f.checkConfig, "check-config", false, "validate the flags and --config file, print \"config ok\" and exit")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM, how long clients get after the RECONNECT notice before the close")
 	annotateEnv(fs)
 	return cmd

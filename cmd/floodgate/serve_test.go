@@ -212,3 +212,18 @@ func TestEnvVariablesSetFlags(t *testing.T) {
 		t.Fatalf("env not applied: %v %s", err, out)
 	}
 }
+
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("limits:\n  tiers:\n    key:\n      credits: 600\nsources:\n  prefix: pf\n"), 0o600)
+	if out, err := exec.Command(binary, "serve", "--check-config", "--config", good).CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "config ok" {
+		t.Fatalf("good config: %v %s", err, out)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("limits:\n  tiers:\n    key:\n      credits: -5\n"), 0o600)
+	out, err := exec.Command(binary, "serve", "--check-config", "--config", bad).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "tiers.key.credits = -5") {
+		t.Fatalf("bad config: %v %s", err, out)
+	}
+}
