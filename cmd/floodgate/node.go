@@ -199,6 +199,7 @@ func startNode(f serveFlags, log zerolog.Logger) (n *node, err error) {
 	if n.stopWatch, err = n.gate.Watch(n.nc, n.broker); err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", auth.ControlSubject, err)
 	}
+	n.goBG(ctx, func(ctx context.Context) { n.gate.Recheck(ctx, n.broker, 30*time.Second) })
 	n.sidecar, err = auth.NewSidecar(auth.Options{
 		Store: n.store, Keyring: keyring, Usage: n.usage, Notifier: auth.NewNATSNotifier(n.nc),
 		LiveUsage: n.gate, AdminToken: f.adminToken, Logger: &n.log,

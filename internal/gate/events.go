@@ -126,6 +126,9 @@ func (g *Gate) refresh(prefix string, sessions Sessions) {
 	case rec.Status == auth.StatusInactive:
 		sessions.CloseKey(prefix, broker.ReasonKeyInactive)
 		return
+	case !rec.ExpiresAt.IsZero() && !now.Before(rec.ExpiresAt):
+		sessions.CloseKey(prefix, broker.ReasonKeyExpired)
+		return
 	}
 	sessions.SetKeyExpiry(prefix, rec.ExpiresAt)
 	if g.opts.Limiter != nil {
@@ -138,4 +141,29 @@ func (g *Gate) refresh(prefix string, sessions Sessions) {
 // sessions until the returned stop is called.
 func (g *Gate) Watch(nc *nats.Conn, sessions Sessions) (stop func(), err error) {
 	return auth.SubscribeEvents(nc, func(ev auth.KeyEvent) { g.Apply(ev, sessions) })
+}
+
+// LiveKeys lists the key prefixes with live sessions (broker.Server).
+type LiveKeys interface {
+	Sessions
+	KeyPrefixes() []string
+}
+
+// Recheck re-reads every key with live sessions from the store every
+// interval until ctx ends, and applies what changed as if a control event
+// had arrived: a node that missed events while cut off from NATS still
+// closes revoked, deactivated and expired keys within one interval.
+func (g *Gate) Recheck(ctx context.Context, live LiveKeys, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for _, prefix := range live.KeyPrefixes() {
+				g.refresh(prefix, live)
+			}
+		}
+	}
 }

@@ -55,6 +55,7 @@ type node struct {
 	api   *httptest.Server
 	admin *auth.AdminClient
 	lim   *limiter.Limiter
+	gate  *gate.Gate
 	wsURL string
 	nc    *nats.Conn
 }
@@ -122,7 +123,7 @@ func (c *cluster) node(o nodeOpts) *node {
 		ws.Close()
 		api.Close()
 	})
-	return &node{t: t, srv: srv, ws: ws, api: api, lim: lim, nc: nc,
+	return &node{t: t, srv: srv, ws: ws, api: api, lim: lim, nc: nc, gate: g,
 		admin: auth.NewAdminClient(api.URL, adminToken, api.Client()),
 		wsURL: "ws" + strings.TrimPrefix(ws.URL, "http") + "/ws"}
 }

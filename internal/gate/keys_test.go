@@ -204,3 +204,28 @@ func TestConnectionEventsAreRecorded(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestRecheckClosesKeysRevokedWhileEventsWereMissed: a node that never got
+// the control event (here: its events are not watched) closes the key's
+// sessions at the next recheck.
+func TestRecheckClosesKeysRevokedWhileEventsWereMissed(t *testing.T) {
+	c := newCluster(t)
+	a := c.node(nodeOpts{})
+	k := a.createKey(auth.CreateKeyRequest{Account: accountA})
+	cl := a.dial(keyHeader(k.APIKey))
+	cl.roundTrip(`{"method":"ping"}`, `{"channel":"pong","rl":{"r":299,"q":300,"t":1}}`)
+	// Revoke in the store directly: no control event is published.
+	if _, err := c.store.Update(context.Background(), k.Key.Prefix, 5, func(r *auth.Record) error {
+		r.Status = auth.StatusRevoked
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.gate.Recheck(ctx, a.srv, 50*time.Millisecond); close(done) }()
+	defer func() { cancel(); <-done }()
+	if code, reason, _ := cl.closed(2 * time.Second); code != websocket.StatusPolicyViolation || reason != "api key revoked" {
+		t.Fatalf("close %d %q", code, reason)
+	}
+}
