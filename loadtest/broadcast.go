@@ -13,7 +13,7 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Run drives one broadcast (or fanout) run: it opens Config.Conns websocket
+// Run drives one run of cfg.Scenario. Broadcast and fanout: it opens Config.Conns websocket
 // connections to Config.URL, subscribes connection i to channel
 // i mod Config.Channels and waits for every ack (or failure), publishes to
 // NATS at Config.Rate for Config.Warmup + Config.Duration, waits up to
@@ -24,6 +24,10 @@ import (
 // published on each channel times the connections subscribed to it when
 // publishing began; a connection the broker drops shows as loss.
 //
+// Storm (see storm.go) adds churned connections beside the steady
+// population, which alone is counted in the deliveries; throttle (see
+// throttle.go) publishes nothing and measures admitted pings.
+//
 // Run returns an error wrapping ErrConfig for a bad Config, or when NATS is
 // unreachable; it returns the report so far and ctx.Err() when ctx ends
 // early, and the report and the publish error if publishing failed.
@@ -31,6 +35,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return Report{}, err
+	}
+	if cfg.Scenario == ScenarioThrottle {
+		return runThrottle(ctx, cfg)
 	}
 	nc, err := nats.Connect(cfg.NATSURL, nats.Name("floodgate-load"))
 	if err != nil {
@@ -59,7 +66,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	until := measureFrom.Add(cfg.Duration)
 	r.measureFrom.Store(measureFrom.UnixNano())
 	m.cpuStart, m.cpuStartErr = r.sample(ctx)
+	stopChurn := func() {}
+	if r.storm != nil {
+		stopChurn = r.storm.start(sctx)
+	}
 	runErr := pub.Run(ctx, measureFrom, until)
+	stopChurn()
 	measureEnd := time.Now()
 	if measureEnd.After(until) {
 		measureEnd = until
@@ -94,6 +106,7 @@ type runner struct {
 	limiter    *rate.Limiter // nil without Config.Ramp
 	latency    *latencyShards
 	pub        *Publisher
+	storm      *storm // nil unless the storm scenario
 	wg         sync.WaitGroup
 
 	// Shared.
@@ -115,20 +128,19 @@ func newRunner(cfg Config) *runner {
 		disconnects: map[string]int{},
 	}
 	r.measureFrom.Store(notMeasuring)
-	if cfg.Ramp > 0 {
+	if cfg.Ramp > 0 && cfg.Scenario != ScenarioStorm {
 		r.limiter = rate.NewLimiter(rate.Limit(cfg.Ramp), 1)
+	}
+	if cfg.Scenario == ScenarioStorm {
+		r.storm = newStorm(r)
 	}
 	for k := range cfg.Channels {
 		r.subjects = append(r.subjects, cfg.channelSubject(k))
 		r.subscribes = append(r.subscribes, cfg.subscribeFrame(k))
 	}
-	for i := range cfg.Conns {
-		key := ""
-		if len(cfg.APIKeys) > 0 {
-			key = cfg.APIKeys[i%len(cfg.APIKeys)]
-		}
+	for i := range cfg.baseConns() {
 		ch := i % cfg.Channels
-		r.sessions = append(r.sessions, newSession(r, i, ch, key, r.subscribes[ch]))
+		r.sessions = append(r.sessions, newSession(r, i, ch, cfg.apiKey(i), r.subscribes[ch]))
 	}
 	return r
 }

@@ -235,6 +235,11 @@ func headerHasToken(h http.Header, name, token string) bool {
 	return false
 }
 
+// SetReadDeadline sets the deadline of the reads under ReadMessage; a read
+// that hits it fails with a timeout, after which the connection's framing
+// is undefined: close it.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
+
 // LocalAddr returns the local network address of the connection.
 func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
 

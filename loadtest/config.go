@@ -3,6 +3,7 @@ package loadtest
 import (
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -13,6 +14,8 @@ import (
 const (
 	ScenarioBroadcast = "broadcast" // all connections on a few channels
 	ScenarioFanout    = "fanout"    // many channels, a few subscribers each
+	ScenarioStorm     = "storm"     // connect/disconnect churn beside a steady population
+	ScenarioThrottle  = "throttle"  // identities pinging above their credit budget
 )
 
 // connsPerSourceAddr is how many connections share one local source address
@@ -23,20 +26,27 @@ const connsPerSourceAddr = 20_000
 // Config describes one run. Field names follow the `floodgate load` flags of
 // loadtest.md; the zero value of each field means its default.
 type Config struct {
-	// Scenario is ScenarioBroadcast or ScenarioFanout; both subscribe
-	// connection i to channel i mod Channels and differ only in the usual
-	// Channels. (--scenario) Defaults to "broadcast".
+	// Scenario is ScenarioBroadcast, ScenarioFanout, ScenarioStorm or
+	// ScenarioThrottle. Broadcast and fanout subscribe connection i to
+	// channel i mod Channels and differ only in the usual Channels; storm
+	// adds churning connections beside such a steady population (see
+	// Hold); throttle pings instead of subscribing (see Identities).
+	// (--scenario) Defaults to "broadcast".
 	Scenario string
 
 	// URL is the broker's websocket URL, e.g. "ws://127.0.0.1:8080/ws".
 	// (--url) Required.
 	URL string
 
-	// NATSURL is where the publisher connects. (--nats-url) Required.
+	// NATSURL is where the publisher connects. (--nats-url) Required,
+	// except for the throttle scenario, which publishes nothing.
 	NATSURL string
 
-	// Conns is the number of websocket connections. (--conns) Defaults to
-	// 1000.
+	// Conns is the number of websocket connections. In the storm scenario
+	// it is the total at any moment: ⌈Ramp × Hold⌉ of them churn and the
+	// rest are the steady population. In the throttle scenario connection
+	// i belongs to identity i mod Identities. (--conns) Defaults to 1000,
+	// or to Identities for throttle.
 	Conns int
 
 	// Channels is the number of channels the connections spread over.
@@ -59,9 +69,53 @@ type Config struct {
 	// delivered but neither counted nor timed. (--warmup) Defaults to 0.
 	Warmup time.Duration
 
-	// Ramp is the number of new connections per second while connecting.
-	// (--ramp) Defaults to 0: as fast as DialConcurrency allows.
+	// Ramp is the number of new connections per second while connecting;
+	// in the storm scenario, the churn: connections opened (and, Hold
+	// later, closed) per second while publishing, the steady population
+	// connecting as fast as DialConcurrency allows. (--ramp) Defaults to
+	// 0: as fast as DialConcurrency allows; 100 per second for storm.
 	Ramp float64
+
+	// Hold is how long a churned connection of the storm scenario stays
+	// subscribed (receiving) after its ack before it closes. (--hold)
+	// Defaults to 1 s.
+	Hold time.Duration
+
+	// Identities is the number of throttle identities: identity k uses
+	// APIKeys[k], or, anonymous, the source address SourceAddrs[k] (an
+	// anonymous identity is its IP). (--identities) Defaults to
+	// len(APIKeys), else len(SourceAddrs), else 1. Several anonymous
+	// identities need several source addresses: against a loopback broker
+	// they default to 127.0.0.1, 127.0.0.2, ...; otherwise give
+	// SourceAddrs or keys.
+	Identities int
+
+	// SendRate is the pings per second each throttle connection sends at
+	// most (one in flight at a time; after a refusal it pauses for
+	// RefusalPause). (--send-rate) Defaults to 0: 1.5 × the connection's
+	// share of its identity's configured rate, at least 1 and at most 1000
+	// per second.
+	SendRate float64
+
+	// ExpectRate is the configured credit rate of every throttle identity
+	// in credits per minute, compared with the admitted rate (a ping costs
+	// one credit). (--expect-rate) Defaults to 0: the "q" of the broker's
+	// replies per CreditWindow.
+	ExpectRate float64
+
+	// CreditWindow is the broker's credit window, used with "q" when
+	// ExpectRate is 0. (--credit-window) Defaults to 60 s.
+	CreditWindow time.Duration
+
+	// TolerancePct is how far, in percent of the configured rate, an
+	// identity's admitted rate may be from it. (--tolerance) Defaults to 5.
+	TolerancePct float64
+
+	// RefusalPause is how long a throttle connection waits after a refused
+	// ping (at least the reply's retry_after_ms). The broker closes a
+	// connection with more than 10 refusals in 10 s; 1.2 s keeps each
+	// connection at 9. (--refusal-pause) Defaults to 1.2 s.
+	RefusalPause time.Duration
 
 	// APIKeys are sent as PF-API-KEY, key i mod len to connection i.
 	// (--api-key, --keys-file) Defaults to none: anonymous clients.
@@ -115,8 +169,19 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Scenario == "" {
 		c.Scenario = ScenarioBroadcast
 	}
+	if c.Scenario == ScenarioThrottle {
+		return c.throttleDefaults()
+	}
 	if c.Conns <= 0 {
 		c.Conns = 1000
+	}
+	if c.Scenario == ScenarioStorm {
+		if c.Ramp <= 0 {
+			c.Ramp = 100
+		}
+		if c.Hold <= 0 {
+			c.Hold = time.Second
+		}
 	}
 	if c.Channels <= 0 {
 		c.Channels = 1
@@ -131,6 +196,45 @@ func (c Config) withDefaults() (Config, error) {
 		c.Duration = 10 * time.Second
 	}
 	c.Warmup = max(c.Warmup, 0)
+	c.commonDefaults()
+	switch {
+	case c.Scenario != ScenarioBroadcast && c.Scenario != ScenarioFanout && c.Scenario != ScenarioStorm:
+		return c, fmt.Errorf("%w: unknown scenario %q", ErrConfig, c.Scenario)
+	case c.URL == "":
+		return c, fmt.Errorf("%w: broker URL required", ErrConfig)
+	case c.NATSURL == "":
+		return c, fmt.Errorf("%w: NATS URL required", ErrConfig)
+	case c.Size < MinPayloadSize:
+		return c, fmt.Errorf("%w: size %d below the minimum %d", ErrConfig, c.Size, MinPayloadSize)
+	case c.Scenario == ScenarioStorm && c.baseConns() < 1:
+		return c, fmt.Errorf("%w: storm churns ⌈ramp × hold⌉ = %d of the %d connections: none left to stay",
+			ErrConfig, c.churnConns(), c.Conns)
+	case c.Channels > c.baseConns():
+		return c, fmt.Errorf("%w: %d channels for %d steady connections", ErrConfig, c.Channels, c.baseConns())
+	}
+	if _, err := url.Parse(c.URL); err != nil {
+		return c, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if len(c.SourceAddrs) == 0 {
+		// A churned connection's port stays in TIME_WAIT for a minute.
+		c.SourceAddrs = autoSourceAddrs(c.URL, c.Conns+int(c.Ramp*60)*min(c.churnConns(), 1))
+	}
+	return c, nil
+}
+
+// churnConns is how many of Conns churn in the storm scenario: ⌈Ramp × Hold⌉.
+func (c Config) churnConns() int {
+	if c.Scenario != ScenarioStorm {
+		return 0
+	}
+	return int(math.Ceil(c.Ramp * c.Hold.Seconds()))
+}
+
+// baseConns is the steady population: every connection but the churning ones.
+func (c Config) baseConns() int { return c.Conns - c.churnConns() }
+
+// commonDefaults fills in the defaults every scenario shares.
+func (c *Config) commonDefaults() {
 	if c.Prefix == "" {
 		c.Prefix = "md"
 	}
@@ -152,35 +256,58 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ProgressInterval <= 0 {
 		c.ProgressInterval = time.Second
 	}
-	switch {
-	case c.Scenario != ScenarioBroadcast && c.Scenario != ScenarioFanout:
-		return c, fmt.Errorf("%w: scenario %q not supported yet", ErrConfig, c.Scenario)
-	case c.URL == "":
+}
+
+// throttleDefaults fills in and checks a throttle config.
+func (c Config) throttleDefaults() (Config, error) {
+	c.commonDefaults()
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	c.Warmup = max(c.Warmup, 0)
+	if c.CreditWindow <= 0 {
+		c.CreditWindow = time.Minute
+	}
+	if c.TolerancePct <= 0 {
+		c.TolerancePct = 5
+	}
+	if c.RefusalPause <= 0 {
+		c.RefusalPause = 1200 * time.Millisecond
+	}
+	if c.Identities <= 0 {
+		c.Identities = max(len(c.APIKeys), len(c.SourceAddrs), 1)
+	}
+	if c.Conns <= 0 {
+		c.Conns = c.Identities
+	}
+	if c.URL == "" {
 		return c, fmt.Errorf("%w: broker URL required", ErrConfig)
-	case c.NATSURL == "":
-		return c, fmt.Errorf("%w: NATS URL required", ErrConfig)
-	case c.Size < MinPayloadSize:
-		return c, fmt.Errorf("%w: size %d below the minimum %d", ErrConfig, c.Size, MinPayloadSize)
-	case c.Channels > c.Conns:
-		return c, fmt.Errorf("%w: %d channels for %d connections", ErrConfig, c.Channels, c.Conns)
 	}
 	if _, err := url.Parse(c.URL); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if len(c.SourceAddrs) == 0 {
-		c.SourceAddrs = autoSourceAddrs(c.URL, c.Conns)
+	if len(c.APIKeys) == 0 && c.Identities > 1 && len(c.SourceAddrs) == 0 {
+		c.SourceAddrs = loopbackAddrs(c.URL, c.Identities)
+	}
+	switch {
+	case c.Conns < c.Identities:
+		return c, fmt.Errorf("%w: %d connections for %d identities", ErrConfig, c.Conns, c.Identities)
+	case len(c.APIKeys) > 0 && len(c.APIKeys) < c.Identities:
+		return c, fmt.Errorf("%w: %d identities need %d API keys, have %d", ErrConfig, c.Identities, c.Identities, len(c.APIKeys))
+	case len(c.APIKeys) == 0 && c.Identities > 1 && len(c.SourceAddrs) < c.Identities:
+		return c, fmt.Errorf("%w: %d anonymous identities need API keys or %d source addresses (an anonymous identity is its IP)",
+			ErrConfig, c.Identities, c.Identities)
+	case c.SendRate < 0 || c.ExpectRate < 0:
+		return c, fmt.Errorf("%w: negative send or expected rate", ErrConfig)
 	}
 	return c, nil
 }
 
-// autoSourceAddrs spreads connections to a loopback broker over 127.0.0.x
-// when there are more than one address's share of ports.
-func autoSourceAddrs(rawURL string, conns int) []netip.Addr {
-	if conns <= connsPerSourceAddr {
-		return nil
-	}
+// loopbackAddrs returns 127.0.0.1 ... 127.0.0.n when rawURL is a loopback
+// IPv4 broker (Linux routes all of 127/8 to lo), else nil.
+func loopbackAddrs(rawURL string, n int) []netip.Addr {
 	u, err := url.Parse(rawURL)
-	if err != nil {
+	if err != nil || n > 254 {
 		return nil
 	}
 	host := u.Hostname()
@@ -191,12 +318,28 @@ func autoSourceAddrs(rawURL string, conns int) []netip.Addr {
 	if err != nil || !ip.Is4() || !ip.IsLoopback() {
 		return nil
 	}
-	n := min((conns+connsPerSourceAddr-1)/connsPerSourceAddr, 254)
 	out := make([]netip.Addr, n)
 	for i := range out {
 		out[i] = netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + i)})
 	}
 	return out
+}
+
+// autoSourceAddrs spreads connections to a loopback broker over 127.0.0.x
+// when there are more than one address's share of ports.
+func autoSourceAddrs(rawURL string, conns int) []netip.Addr {
+	if conns <= connsPerSourceAddr {
+		return nil
+	}
+	return loopbackAddrs(rawURL, min((conns+connsPerSourceAddr-1)/connsPerSourceAddr, 254))
+}
+
+// apiKey is the key of connection i: APIKeys[i mod len], or "" without keys.
+func (c Config) apiKey(i int) string {
+	if len(c.APIKeys) == 0 {
+		return ""
+	}
+	return c.APIKeys[i%len(c.APIKeys)]
 }
 
 // channelSymbol is the symbol param of channel k.

@@ -47,3 +47,19 @@ func SessionOnFrameForTest(measureFrom time.Time) (onFrame func([]byte), counts 
 		return s.delivered.Load(), r.latency.merged().TotalCount()
 	}
 }
+
+// ParseThrottleReply parses a reply to a throttle ping and returns its
+// outcome name, retry_after_ms and rl fields.
+func ParseThrottleReply(p []byte) (outcome string, retryAfterMs, r, q int64, hasRL bool) {
+	pg := &pinger{}
+	pg.parse(p)
+	rp := pg.rp
+	return [...]string{"none", "admitted", "refused", "refused_conn", "other"}[rp.outcome], rp.retryAfterMs, rp.r, rp.q, rp.hasRL
+}
+
+// ThrottleParser returns a reusable reply parser, for allocation tests.
+func ThrottleParser() func(p []byte) {
+	pg := &pinger{}
+	pg.onFrame = pg.parse
+	return pg.onFrame
+}

@@ -9,6 +9,8 @@ import (
 // the returned stop function is called; stop waits for the goroutine.
 //
 //	[    3s] conns 1000 ok, 0 failed | pub 100/s | deliv 100000/s | p99 1.92 ms | err 0 | disc 0
+//
+// The storm scenario appends "| churn ok N, failed M".
 func (r *runner) startProgress() (stop func()) {
 	if r.cfg.Progress == nil {
 		return func() {}
@@ -38,9 +40,13 @@ func (r *runner) startProgress() (stop func()) {
 					disc += n
 				}
 				r.mu.Unlock()
-				fmt.Fprintf(r.cfg.Progress, "[%5.0fs] conns %d ok, %d failed | pub %.0f/s | deliv %.0f/s | p99 %s | err %d | disc %d\n",
+				churn := ""
+				if s := r.storm; s != nil {
+					churn = fmt.Sprintf(" | churn ok %d, failed %d", s.ok.Load(), s.failed.Load())
+				}
+				fmt.Fprintf(r.cfg.Progress, "[%5.0fs] conns %d ok, %d failed | pub %.0f/s | deliv %.0f/s | p99 %s | err %d | disc %d%s\n",
 					now.Sub(start).Seconds(), ok, failed,
-					float64(pub-lastPub)/secs, float64(deliv-lastDeliv)/secs, p99, errs, disc)
+					float64(pub-lastPub)/secs, float64(deliv-lastDeliv)/secs, p99, errs, disc, churn)
 				last, lastPub, lastDeliv = now, pub, deliv
 			}
 		}

@@ -35,17 +35,17 @@ func natsServer(t testing.TB) string {
 
 // relay is a tiny stand-in for the broker: it speaks just enough of
 // protocol.md (subscribe, ack, error, market frames) over coder/websocket
-// and relays NATS subjects <prefix>.<source>.<symbol>. Once the real broker
-// exists, the accounting tests should run against it instead.
+// and relays NATS subjects <prefix>.<source>.<symbol>. It serves the tests
+// that need a broker misbehaving on cue (every n-th upgrade refused, a
+// symbol refused) or made-up /metrics; realbroker_test.go runs the
+// accounting against the real broker.
 type relay struct {
 	URL string
 
 	nc          *nats.Conn
-	dropAfter   int            // close the first connection with 1013 after this many messages; 0: never
 	refuseEvery int            // answer every n-th upgrade with 429; 0: never
 	badSymbol   string         // refuse subscribing to this symbol with INVALID_PARAMS
 	upgrades    atomic.Int64   // upgrade requests seen
-	dropped     atomic.Bool    // the drop happened
 	wg          sync.WaitGroup // running handlers
 	metrics     func() (float64, float64)
 }
@@ -119,15 +119,7 @@ func (r *relay) serveWS(w http.ResponseWriter, req *http.Request) {
 			_ = c.Write(ctx, websocket.MessageText, []byte(`{"channel":"error","data":{"code":"INVALID_PARAMS","message":"no"}}`))
 			continue
 		}
-		drop := r.dropAfter > 0 && r.dropped.CompareAndSwap(false, true)
-		var sent atomic.Int64
 		s, err := r.nc.Subscribe("md."+src+"."+sym, func(msg *nats.Msg) {
-			if drop && sent.Add(1) > int64(r.dropAfter) {
-				if sent.Load() == int64(r.dropAfter)+1 {
-					_ = c.Close(websocket.StatusTryAgainLater, "slow consumer")
-				}
-				return
-			}
 			frame := append([]byte(`{"channel":"`+src+`","data":`), msg.Data...)
 			_ = c.Write(ctx, websocket.MessageText, append(frame, '}'))
 		})

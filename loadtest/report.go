@@ -49,6 +49,9 @@ type Report struct {
 	BrokerCPUSPerMillion float64 `json:"broker_cpu_s_per_million"` // broker CPU seconds from publish start to end, per million delivered
 	GeneratorCPUS        float64 `json:"generator_cpu_s"`          // this process's CPU seconds for the whole run
 	ElapsedS             float64 `json:"elapsed_s"`
+
+	Storm    *StormReport    `json:"storm,omitempty"`    // the storm scenario's churn
+	Throttle *ThrottleReport `json:"throttle,omitempty"` // the throttle scenario's identities
 }
 
 // errNoMetrics marks a sample skipped for want of Config.MetricsURL.
@@ -116,12 +119,16 @@ func (r *runner) report(expected uint64, measured time.Duration, m metricsSample
 	if m.cpuStartErr == nil && m.endErr == nil && rep.Delivered > 0 {
 		rep.BrokerCPUSPerMillion = (m.end.cpuSeconds - m.cpuStart.cpuSeconds) / float64(rep.Delivered) * 1e6
 	}
+	if r.storm != nil {
+		rep.Storm = r.storm.report()
+	}
 	return rep
 }
 
 // Gate checks the report against --max-loss (percent) and --max-p99; a
-// negative limit is not checked. It returns nil or an error wrapping
-// ErrThreshold that names every exceeded limit.
+// negative limit is not checked. A throttle report also fails when an
+// identity's admitted rate is outside the tolerance. It returns nil or an
+// error wrapping ErrThreshold that names every exceeded limit.
 func (rep Report) Gate(maxLossPct float64, maxP99 time.Duration) error {
 	var why []string
 	if maxLossPct >= 0 && rep.LossPct > maxLossPct {
@@ -129,6 +136,14 @@ func (rep Report) Gate(maxLossPct float64, maxP99 time.Duration) error {
 	}
 	if maxP99 >= 0 && rep.LatencyP99Ms > float64(maxP99)/float64(time.Millisecond) {
 		why = append(why, fmt.Sprintf("p99 %.2f ms > %v", rep.LatencyP99Ms, maxP99))
+	}
+	if t := rep.Throttle; t != nil {
+		for _, id := range t.PerIdentity {
+			if !id.WithinTolerance {
+				why = append(why, fmt.Sprintf("%s admitted %.3f/s, configured %.3f/s (%+.1f%%, tolerance %g%%)",
+					id.Identity, id.AdmittedPerS, id.ConfiguredPerS, id.ErrorPct, t.TolerancePct))
+			}
+		}
 	}
 	if len(why) == 0 {
 		return nil
@@ -138,6 +153,9 @@ func (rep Report) Gate(maxLossPct float64, maxP99 time.Duration) error {
 
 // WriteTable writes the final human-readable report.
 func (rep Report) WriteTable(w io.Writer) error {
+	if rep.Throttle != nil {
+		return rep.writeThrottleTable(w)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, a...)...) }
 	row("scenario", "%s: %d conns on %d channels, %g msgs/s of %d B for %gs (warm-up %gs)",
@@ -145,6 +163,14 @@ func (rep Report) WriteTable(w io.Writer) error {
 	row("broker", "%s", rep.URL)
 	row("connections", "ok %d, failed %d%s", rep.ConnectionsOK, rep.ConnectionsFailed, reasons(rep.ConnectFailures))
 	row("connect latency", "p50 %.2f ms, p99 %.2f ms", rep.ConnectP50Ms, rep.ConnectP99Ms)
+	if s := rep.Storm; s != nil {
+		row("steady population", "%d connections; the rows below are theirs", s.SteadyConns)
+		row("churn", "%d connects at %.1f/s (ramp %g/s, hold %gs)", s.ChurnAttempts, s.ChurnPerS, s.Ramp, s.HoldS)
+		row("churn connects", "ok %d, failed %d%s", s.ConnectsOK, s.ConnectsFailed, reasons(s.ConnectFailures))
+		row("churn connect", "p50 %.2f ms, p99 %.2f ms; to subscribe ack p50 %.2f ms, p99 %.2f ms",
+			s.ConnectP50Ms, s.ConnectP99Ms, s.SubscribeP50Ms, s.SubscribeP99Ms)
+		row("churn received", "%d frames; ended by the broker %d%s", s.Received, sum(s.Disconnects), reasons(s.Disconnects))
+	}
 	row("published", "%d", rep.Published)
 	row("expected deliveries", "%d", rep.ExpectedDeliveries)
 	row("delivered", "%d (%.0f msgs/s)", rep.Delivered, rep.DeliveredPerS)
@@ -153,11 +179,7 @@ func (rep Report) WriteTable(w io.Writer) error {
 		rep.LatencyP50Ms, rep.LatencyP90Ms, rep.LatencyP99Ms, rep.LatencyP999Ms, rep.LatencyMaxMs)
 	row("out of order", "%d", rep.OutOfOrder)
 	row("error frames", "%d", rep.ErrorFrames)
-	n := 0
-	for _, v := range rep.Disconnects {
-		n += v
-	}
-	row("disconnects", "%d%s", n, reasons(rep.Disconnects))
+	row("disconnects", "%d%s", sum(rep.Disconnects), reasons(rep.Disconnects))
 	if rep.BrokerRSSBytes > 0 {
 		row("broker RSS", "%.1f MiB, %.1f KiB per connection", rep.BrokerRSSBytes/(1<<20), rep.BrokerKiBPerConn)
 		row("broker CPU", "%.3f s per million delivered", rep.BrokerCPUSPerMillion)
@@ -166,6 +188,15 @@ func (rep Report) WriteTable(w io.Writer) error {
 	}
 	row("generator CPU", "%.2f s over %.1f s", rep.GeneratorCPUS, rep.ElapsedS)
 	return tw.Flush()
+}
+
+// sum adds up a reason count map.
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 // reasons formats a reason count map as " (a 2, b 1)", sorted by reason.

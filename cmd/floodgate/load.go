@@ -3,15 +3,19 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
 
+	"floodgate/auth"
 	"floodgate/loadtest"
 
 	"github.com/rs/zerolog"
@@ -20,14 +24,19 @@ import (
 
 // loadFlags are the flags of `floodgate load` (loadtest.md).
 type loadFlags struct {
-	cfg        loadtest.Config
-	self       bool
-	apiKey     string
-	keysFile   string
-	jsonFile   string
-	maxLoss    float64
-	maxP99     time.Duration
-	selfConfig string
+	cfg         loadtest.Config
+	self        bool
+	apiKey      string
+	keysFile    string
+	createKeys  int
+	keyCredits  int
+	apiURL      string
+	adminToken  string
+	sourceAddrs []string
+	jsonFile    string
+	maxLoss     float64
+	maxP99      time.Duration
+	selfConfig  string
 }
 
 func newLoadCmd() *cobra.Command {
@@ -39,32 +48,59 @@ func newLoadCmd() *cobra.Command {
 channels, publish --rate messages per second of --size bytes into NATS, and
 report deliveries, loss, latency percentiles and the broker's memory and CPU.
 --self starts an in-process broker with embedded NATS on free ports, so the
-command works on a fresh machine. Exit status: 0 run completed, 1 could not
-run, 2 --max-loss or --max-p99 exceeded.`,
+command works on a fresh machine.
+
+Scenarios: broadcast (all connections on a few channels), fanout (many
+channels), storm (--ramp connections per second opened, subscribed, held for
+--hold and closed, while the rest of --conns keep receiving; the loss and
+latency rows are the steady population's), throttle (--identities identities
+ping above their credit budget; reports admitted vs configured rate per
+identity). Throttle identities are API keys (--api-key, --keys-file,
+--create-keys) or, anonymous, source IPs: several anonymous identities need
+several --source-addrs (127.0.0.1, 127.0.0.2, ... by default against a
+loopback broker).
+
+Exit status: 0 run completed, 1 could not run, 2 --max-loss or --max-p99
+exceeded, or (throttle) an identity outside --tolerance.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd.Flags()); err != nil {
 				return err
+			}
+			if f.cfg.Scenario == loadtest.ScenarioThrottle && !cmd.Flags().Changed("conns") {
+				f.cfg.Conns = 0 // one connection per identity
 			}
 			return runLoad(cmd, f)
 		},
 	}
 	fs := cmd.Flags()
 	c := &f.cfg
-	fs.StringVar(&c.Scenario, "scenario", "broadcast", "broadcast (all clients on few channels) or fanout (many channels)")
+	fs.StringVar(&c.Scenario, "scenario", "broadcast", "broadcast (all clients on few channels), fanout (many channels), storm (connect/disconnect churn) or throttle (identities above their budget)")
 	fs.StringVar(&c.URL, "url", "", "broker websocket URL; empty requires --self")
 	fs.BoolVar(&f.self, "self", false, "start an in-process broker with embedded NATS on free ports")
 	fs.StringVar(&f.selfConfig, "self-config", "", "config file for the --self broker (default: limits raised for load)")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS URL to publish to (default: the --self broker's)")
-	fs.IntVar(&c.Conns, "conns", 1000, "websocket connections")
+	fs.IntVar(&c.Conns, "conns", 1000, "websocket connections (storm: in total, churning ones included; throttle: default one per identity)")
 	fs.IntVar(&c.Channels, "channels", 1, "channels the connections spread over")
 	fs.Float64Var(&c.Rate, "rate", 100, "published messages per second, over all channels")
 	fs.IntVar(&c.Size, "size", 200, "payload bytes")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured publishing time")
 	fs.DurationVar(&c.Warmup, "warmup", 2*time.Second, "publishing time before the measurement")
-	fs.Float64Var(&c.Ramp, "ramp", 0, "new connections per second while connecting (0: as fast as possible)")
+	fs.Float64Var(&c.Ramp, "ramp", 0, "new connections per second while connecting (0: as fast as possible); storm: the churn (0: 100/s)")
+	fs.DurationVar(&c.Hold, "hold", time.Second, "storm: how long a churned connection stays subscribed before it closes")
+	fs.IntVar(&c.Identities, "identities", 0, "throttle: identities (0: one per API key, else one per --source-addrs, else 1)")
+	fs.Float64Var(&c.SendRate, "send-rate", 0, "throttle: pings per second per connection at most (0: 1.5 x the connection's share of the configured rate)")
+	fs.Float64Var(&c.ExpectRate, "expect-rate", 0, "throttle: configured credits per minute per identity (0: the \"q\" of the broker's replies per --credit-window)")
+	fs.DurationVar(&c.CreditWindow, "credit-window", time.Minute, "throttle: the broker's credit window, used with \"q\"")
+	fs.Float64Var(&c.TolerancePct, "tolerance", 5, "throttle: allowed distance of admitted from configured rate, percent")
+	fs.DurationVar(&c.RefusalPause, "refusal-pause", 1200*time.Millisecond, "throttle: pause after a refused ping (the broker closes after more than 10 refusals in 10 s)")
+	fs.StringSliceVar(&f.sourceAddrs, "source-addrs", nil, "local addresses to dial from, round robin, e.g. 127.0.0.1,127.0.0.2 (default: spread over 127.0.0.x when one address runs out of ports)")
 	fs.StringVar(&f.apiKey, "api-key", "", "API key every connection presents")
 	fs.StringVar(&f.keysFile, "keys-file", "", "file of API keys, one per line, used round robin")
+	fs.IntVar(&f.createKeys, "create-keys", 0, "create this many API keys through the operator API (--api-url, --admin-token) and use them")
+	fs.IntVar(&f.keyCredits, "key-credits", 0, "with --create-keys: each key's own credits per minute (0: the key tier's)")
+	fs.StringVar(&f.apiURL, "api-url", "http://127.0.0.1:8081", "base URL of the operator API, for --create-keys (default with --self: the self broker's)")
+	fs.StringVar(&f.adminToken, "admin-token", "", "operator API bearer token, for --create-keys (with --self: set on the self broker, random when empty)")
 	fs.StringVar(&c.MetricsURL, "metrics-url", "", "broker /metrics URL, to sample its RSS and CPU (default: the --self broker's)")
 	fs.IntVar(&c.ReadBufferSize, "read-buffer", 16<<10, "bytes of read buffer per connection")
 	fs.StringVar(&f.jsonFile, "json", "", "also write the report as JSON to this file")
@@ -102,17 +138,33 @@ func runLoad(cmd *cobra.Command, f loadFlags) error {
 		}
 		cfg.APIKeys = append(cfg.APIKeys, keys...)
 	}
+	for _, a := range f.sourceAddrs {
+		ip, err := netip.ParseAddr(strings.TrimSpace(a))
+		if err != nil {
+			return fmt.Errorf("--source-addrs: %w", err)
+		}
+		cfg.SourceAddrs = append(cfg.SourceAddrs, ip)
+	}
+	apiURL, adminToken := f.apiURL, f.adminToken
 	if f.self {
 		if cfg.URL != "" {
 			return errors.New("--self and --url exclude each other")
 		}
-		n, err := startSelf(f.selfConfig)
+		if adminToken == "" {
+			var b [16]byte
+			_, _ = rand.Read(b[:])
+			adminToken = hex.EncodeToString(b[:])
+		}
+		n, err := startSelf(f.selfConfig, adminToken)
 		if err != nil {
 			return fmt.Errorf("--self: %w", err)
 		}
 		n.serve()
 		defer n.shutdown(0)
 		cfg.URL = "ws://" + n.wsLn.Addr().String() + "/ws"
+		if !cmd.Flags().Changed("api-url") {
+			apiURL = "http://" + n.apiLn.Addr().String()
+		}
 		if cfg.NATSURL == "" {
 			cfg.NATSURL = n.embedded.ClientURL()
 		}
@@ -123,9 +175,21 @@ func runLoad(cmd *cobra.Command, f loadFlags) error {
 	if cfg.URL == "" {
 		return errors.New("--url or --self is required")
 	}
-	cfg.Progress = cmd.ErrOrStderr()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if f.createKeys > 0 {
+		ko := loadtest.KeyOptions{AdminURL: apiURL, AdminToken: adminToken, N: f.createKeys}
+		if f.keyCredits > 0 {
+			ko.Limits = &auth.Limits{CreditsPerMinute: f.keyCredits}
+		}
+		keys, err := loadtest.CreateKeys(ctx, ko)
+		if err != nil {
+			return fmt.Errorf("--create-keys: %w", err)
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "created %d API keys through %s\n", len(keys), apiURL)
+		cfg.APIKeys = append(cfg.APIKeys, keys...)
+	}
+	cfg.Progress = cmd.ErrOrStderr()
 	rep, err := loadtest.Run(ctx, cfg)
 	if err != nil && rep.Conns == 0 {
 		return err
@@ -149,9 +213,11 @@ func runLoad(cmd *cobra.Command, f loadFlags) error {
 }
 
 // startSelf starts an in-process node on free ports with embedded NATS,
-// a temporary key store and, unless a config is given, anonymous limits
-// raised so one load generator on one address is not throttled.
-func startSelf(configPath string) (*node, error) {
+// a temporary key store, the operator API behind adminToken and, unless a
+// config is given, connection limits raised so one load generator on one
+// address is not refused (the key tier's credits stay the defaults, for
+// the throttle scenario).
+func startSelf(configPath, adminToken string) (*node, error) {
 	dir, err := os.MkdirTemp("", "floodgate-load")
 	if err != nil {
 		return nil, err
@@ -165,16 +231,20 @@ func startSelf(configPath string) (*node, error) {
 	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	return startNode(serveFlags{
 		listen: "127.0.0.1:0", apiListen: "127.0.0.1:0", embeddedNATS: "127.0.0.1:0",
-		subjectPrefix: "md", dataDir: dir, config: configPath, nodeID: "load-self",
+		subjectPrefix: "md", dataDir: dir, config: configPath, nodeID: "load-self", adminToken: adminToken,
 	}, log)
 }
 
 // selfLoadConfig lifts the anonymous tier's caps: a load generator is one
-// IP with thousands of connections.
+// IP with thousands of connections; and the key tier's connection caps, so
+// a storm with keys is not refused. Key credits keep their defaults.
 const selfLoadConfig = `limits:
   tiers:
     anonymous:
       credits: 1000000
       max_connections: 100000
-      connects: 100000
+      connects: 1000000
+    key:
+      max_connections: 100000
+      connects: 1000000
 `
