@@ -23,6 +23,10 @@ test:
 test-integration:
 	NATS_URL=$(NATS_URL) REDIS_URL=$(REDIS_URL) $(GO) test -race -count=1 -tags integration -run Integration ./...
 
+.PHONY: test-cluster
+test-cluster:
+	NATS_URL=$(NATS_URL) REDIS_URL=$(REDIS_URL) $(GO) test -tags cluster -count=1 -v ./cluster/
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 

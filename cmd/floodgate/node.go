@@ -85,7 +85,7 @@ func parsePrefixes(list []string) ([]netip.Prefix, error) {
 
 // openStore opens the key store: Redis when redisURL is set, else bbolt in
 // dataDir. It returns the Redis client too (nil for bbolt).
-func openStore(redisURL, dataDir string) (auth.Store, redis.UniversalClient, error) {
+func openStore(redisURL, namespace, dataDir string) (auth.Store, redis.UniversalClient, error) {
 	if redisURL != "" {
 		opt, err := redis.ParseURL(redisURL)
 		if err != nil {
@@ -93,7 +93,7 @@ func openStore(redisURL, dataDir string) (auth.Store, redis.UniversalClient, err
 		}
 		opt.DialerRetries = 1
 		rdb := redis.NewClient(opt)
-		return auth.NewRedisStore(rdb, auth.RedisOptions{}), rdb, nil
+		return auth.NewRedisStore(rdb, auth.RedisOptions{Namespace: namespace}), rdb, nil
 	}
 	st, err := auth.OpenBolt(dataDir, auth.BoltOptions{})
 	if err != nil {
@@ -118,6 +118,9 @@ func loadServeConfig(f serveFlags) (fileConfig, *fanout.Sources, error) {
 	}
 	if _, err := parsePrefixes(f.trustedProxies); err != nil {
 		return cfg, nil, err
+	}
+	if f.clusterNodes < 0 {
+		return cfg, nil, fmt.Errorf("--cluster-nodes %d: must be at least 1", f.clusterNodes)
 	}
 	if f.logLevel != "" || f.logFormat != "" {
 		if _, err := newLogger(f.logLevel, f.logFormat); err != nil {
@@ -159,11 +162,14 @@ func startNode(f serveFlags, log zerolog.Logger) (n *node, err error) {
 		Namespace: "floodgate", Name: "nats_connected", Help: "1 when the NATS connection is up.",
 	}, func() float64 { return boolFloat(n.nc.IsConnected()) }))
 
-	if n.store, n.rdb, err = openStore(f.redisURL, f.dataDir); err != nil {
+	if n.store, n.rdb, err = openStore(f.redisURL, f.redisNamespace, f.dataDir); err != nil {
 		return nil, err
 	}
 	n.store = auth.NewTimedStore(n.store, n.reg)
-	n.limiter, err = limiter.New(limiter.Options{Config: &cfg.Limits, Redis: n.rdb, NodeID: f.nodeID, Logger: log, Registerer: n.reg})
+	n.limiter, err = limiter.New(limiter.Options{
+		Config: &cfg.Limits, Redis: n.rdb, KeyPrefix: f.redisNamespace + "lim:",
+		ExpectedNodes: f.clusterNodes, NodeID: f.nodeID, Logger: log, Registerer: n.reg,
+	})
 	if err != nil {
 		return nil, err
 	}

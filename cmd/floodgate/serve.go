@@ -33,6 +33,8 @@ type serveFlags struct {
 	logLevel, logFormat   string
 	shutdownGrace         time.Duration
 	checkConfig           bool
+	clusterNodes          int
+	redisNamespace        string
 }
 
 func newServeCmd() *cobra.Command {
@@ -68,6 +70,8 @@ win over the environment.`,
 	fs.StringVar(&f.embeddedNATS, "embedded-nats-listen", "127.0.0.1:4223", "where the embedded NATS server listens for publishers")
 	fs.StringVar(&f.subjectPrefix, "subject-prefix", "md", "first token of every market data subject")
 	addStoreFlags(fs, &f.redisURL, &f.dataDir, &f.adminToken)
+	fs.StringVar(&f.redisNamespace, "redis-namespace", "floodgate:", "prefix of every Redis key (keys and budgets), to keep clusters sharing one Redis apart")
+	fs.IntVar(&f.clusterNodes, "cluster-nodes", 1, "expected number of nodes sharing --redis-url: if Redis is lost, each node enforces 1/N of every budget, and leases are sized for N nodes")
 	fs.StringVar(&f.config, "config", "", "YAML config file (sources, limits)")
 	fs.StringSliceVar(&f.trustedProxies, "trusted-proxies", nil, "CIDRs of proxies whose X-Forwarded-For is trusted")
 	fs.BoolVar(&f.allowQueryKey, "allow-query-key", false, "accept the API key as ?api_key= (query strings end up in proxy logs)")

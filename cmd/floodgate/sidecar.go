@@ -23,6 +23,7 @@ import (
 type sidecarFlags struct {
 	apiListen           string
 	redisURL, dataDir   string
+	redisNamespace      string
 	natsURL             string
 	adminToken          string
 	config              string
@@ -52,6 +53,7 @@ sidecar at a data dir only when no serve uses it; clusters use Redis. With
 	fs := cmd.Flags()
 	fs.StringVar(&f.apiListen, "api-listen", ":8081", "API listener address")
 	addStoreFlags(fs, &f.redisURL, &f.dataDir, &f.adminToken)
+	fs.StringVar(&f.redisNamespace, "redis-namespace", "floodgate:", "prefix of every Redis key; must match the brokers'")
 	fs.StringVar(&f.natsURL, "nats-url", "", "NATS URL to publish key control events on (empty: none)")
 	fs.StringVar(&f.config, "config", "", "YAML config file (limits, for the key tier's numbers)")
 	fs.StringVar(&f.nodeID, "node-id", host, "this process's name in logs")
@@ -69,7 +71,7 @@ func runSidecar(f sidecarFlags) error {
 	if err != nil {
 		return err
 	}
-	store, rdb, err := openStore(f.redisURL, f.dataDir)
+	store, rdb, err := openStore(f.redisURL, f.redisNamespace, f.dataDir)
 	if err != nil {
 		return err
 	}
@@ -95,7 +97,7 @@ func runSidecar(f sidecarFlags) error {
 	var lim *limiter.Limiter
 	if rdb != nil {
 		// Read-only use of the cluster budgets for live usage.
-		if lim, err = limiter.New(limiter.Options{Config: &cfg.Limits, Redis: rdb, NodeID: f.nodeID, Logger: log}); err != nil {
+		if lim, err = limiter.New(limiter.Options{Config: &cfg.Limits, Redis: rdb, KeyPrefix: f.redisNamespace + "lim:", NodeID: f.nodeID, Logger: log}); err != nil {
 			return err
 		}
 		defer lim.Close()
