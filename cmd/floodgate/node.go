@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -119,6 +120,9 @@ func loadServeConfig(f serveFlags) (fileConfig, *fanout.Sources, error) {
 	if _, err := parsePrefixes(f.trustedProxies); err != nil {
 		return cfg, nil, err
 	}
+	if _, err := tlsConfig(f.tlsCert, f.tlsKey); err != nil {
+		return cfg, nil, err
+	}
 	if f.clusterNodes < 0 {
 		return cfg, nil, fmt.Errorf("--cluster-nodes %d: must be at least 1", f.clusterNodes)
 	}
@@ -232,6 +236,11 @@ func startNode(f serveFlags, log zerolog.Logger) (n *node, err error) {
 	if n.apiLn, err = net.Listen("tcp", f.apiListen); err != nil {
 		return nil, fmt.Errorf("--api-listen %s: %w", f.apiListen, err)
 	}
+	if tc, err := tlsConfig(f.tlsCert, f.tlsKey); err != nil {
+		return nil, err
+	} else if tc != nil {
+		n.wsLn, n.apiLn = tls.NewListener(n.wsLn, tc), tls.NewListener(n.apiLn, tc.Clone())
+	}
 	return n, nil
 }
 
@@ -273,6 +282,21 @@ func boolFloat(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// tlsConfig loads --tls-cert and --tls-key; nil when neither is set.
+func tlsConfig(certFile, keyFile string) (*tls.Config, error) {
+	if certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	if certFile == "" || keyFile == "" {
+		return nil, fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // serve starts the websocket and API servers; a listener failure is sent

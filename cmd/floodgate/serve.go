@@ -35,6 +35,7 @@ type serveFlags struct {
 	checkConfig           bool
 	clusterNodes          int
 	redisNamespace        string
+	tlsCert, tlsKey       string
 }
 
 func newServeCmd() *cobra.Command {
@@ -71,6 +72,8 @@ win over the environment.`,
 	fs.StringVar(&f.subjectPrefix, "subject-prefix", "md", "first token of every market data subject")
 	addStoreFlags(fs, &f.redisURL, &f.dataDir, &f.adminToken)
 	fs.StringVar(&f.redisNamespace, "redis-namespace", "floodgate:", "prefix of every Redis key (keys and budgets), to keep clusters sharing one Redis apart")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve wss:// and https:// on both listeners (with --tls-key)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 	fs.IntVar(&f.clusterNodes, "cluster-nodes", 1, "expected number of nodes sharing --redis-url: if Redis is lost, each node enforces 1/N of every budget, and leases are sized for N nodes")
 	fs.StringVar(&f.config, "config", "", "YAML config file (sources, limits)")
 	fs.StringSliceVar(&f.trustedProxies, "trusted-proxies", nil, "CIDRs of proxies whose X-Forwarded-For is trusted")
