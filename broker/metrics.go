@@ -113,7 +113,8 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.opened, m.closes, m.refusals, m.errorReplies,
-			m.subscriptions, m.framesOut, m.writes, m.slowConsumers, m.clientFrames, m.batchFrames, m.fanoutLatency)
+			m.subscriptions, m.framesOut, m.writes, m.slowConsumers, m.clientFrames, m.batchFrames, m.fanoutLatency,
+			newTopKeysCollector(s, s.opts.MetricsTopKeys))
 	}
 	return m
 }

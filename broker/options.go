@@ -160,6 +160,10 @@ type Options struct {
 	Logger *zerolog.Logger
 	// Registerer receives the broker's metrics. Defaults to none.
 	Registerer prometheus.Registerer
+	// MetricsTopKeys is how many keys get per-key series (the keys with
+	// the most live connections), bounding metric cardinality. Defaults
+	// to 20.
+	MetricsTopKeys int
 	// NodeID names this node in logs. Defaults to "".
 	NodeID string
 	// OnClose, when set, is called once per ended session (after its
@@ -234,6 +238,9 @@ func (o *Options) setDefaults() {
 		if o.SweepInterval < time.Millisecond {
 			o.SweepInterval = time.Millisecond
 		}
+	}
+	if o.MetricsTopKeys <= 0 {
+		o.MetricsTopKeys = 20
 	}
 	if o.ReadLimit <= 0 {
 		o.ReadLimit = 4096

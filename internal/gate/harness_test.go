@@ -20,6 +20,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 const adminToken = "test-admin-token"
@@ -56,6 +57,7 @@ type node struct {
 	admin *auth.AdminClient
 	lim   *limiter.Limiter
 	gate  *gate.Gate
+	reg   *prometheus.Registry
 	wsURL string
 	nc    *nats.Conn
 }
@@ -100,6 +102,8 @@ func (c *cluster) node(o nodeOpts) *node {
 	bo.Hub = hub
 	bo.Sources, _ = fanout.NewSources(fanout.SourcesConfig{})
 	bo.Resolver, bo.Admitter, bo.OnClose = g, g, g.OnClose
+	reg := prometheus.NewRegistry()
+	bo.Registerer = reg
 	srv, err := broker.New(bo)
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +127,7 @@ func (c *cluster) node(o nodeOpts) *node {
 		ws.Close()
 		api.Close()
 	})
-	return &node{t: t, srv: srv, ws: ws, api: api, lim: lim, nc: nc, gate: g,
+	return &node{t: t, srv: srv, ws: ws, api: api, lim: lim, nc: nc, gate: g, reg: reg,
 		admin: auth.NewAdminClient(api.URL, adminToken, api.Client()),
 		wsURL: "ws" + strings.TrimPrefix(ws.URL, "http") + "/ws"}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"floodgate/auth"
+	"floodgate/broker"
 
 	"github.com/coder/websocket"
 )
@@ -228,4 +229,32 @@ func TestRecheckClosesKeysRevokedWhileEventsWereMissed(t *testing.T) {
 	if code, reason, _ := cl.closed(2 * time.Second); code != websocket.StatusPolicyViolation || reason != "api key revoked" {
 		t.Fatalf("close %d %q", code, reason)
 	}
+}
+
+// TestTopKeysMetrics: per-key series exist only for the top keys.
+func TestTopKeysMetrics(t *testing.T) {
+	c := newCluster(t)
+	n := c.node(nodeOpts{broker: broker.Options{MetricsTopKeys: 1}})
+	busy := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	quiet := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	n.dial(keyHeader(busy.APIKey)).roundTrip(`{"method":"ping"}`, `{"channel":"pong","rl":{"r":299,"q":300,"t":1}}`)
+	n.dial(keyHeader(busy.APIKey))
+	n.dial(keyHeader(quiet.APIKey))
+	if top := n.srv.TopKeys(5); len(top) != 2 || top[0].Prefix != busy.Key.Prefix || top[0].Connections != 2 || top[0].MsgsIn != 1 {
+		t.Fatalf("top keys %+v", top)
+	}
+	mfs, err := n.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "floodgate_top_key_connections" {
+			continue
+		}
+		if len(mf.GetMetric()) != 1 || mf.GetMetric()[0].GetLabel()[0].GetValue() != busy.Key.Prefix || mf.GetMetric()[0].GetGauge().GetValue() != 2 {
+			t.Fatalf("series %v", mf.GetMetric())
+		}
+		return
+	}
+	t.Fatal("no floodgate_top_key_connections series")
 }
