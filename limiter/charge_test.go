@@ -168,3 +168,35 @@ func TestDecision_Messages(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadChangesTiersOnLiveConnections: a reload moves every identity
+// to the new tier numbers at once, keeps what was spent, and keeps per-key
+// overrides.
+func TestReloadChangesTiersOnLiveConnections(t *testing.T) {
+	l := newLimiter(t, nil)
+	anon := mustAdmit(t, l, keyReq("Reload01"), t0)
+	if d := anon.Charge(1, t0); !d.Allowed || d.Limit != 300 || d.Remaining != 299 {
+		t.Fatalf("before reload: %+v", d)
+	}
+	cfg := limiter.DefaultConfig()
+	cfg.Tiers.Key.Credits = 600
+	cfg.Costs.Ping = 2
+	if err := l.Reload(cfg, t0); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Costs().Ping; got != 2 {
+		t.Fatalf("costs not reloaded: %d", got)
+	}
+	d := anon.Charge(1, t0)
+	if !d.Allowed || d.Limit != 600 || d.Remaining != 598 {
+		t.Fatalf("after reload: %+v (want limit 600, 2 spent)", d)
+	}
+	bad := limiter.DefaultConfig()
+	bad.Tiers.Key.Credits = -1
+	if err := l.Reload(bad, t0); err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	if d := anon.Charge(1, t0); d.Limit != 600 {
+		t.Fatalf("invalid reload changed the limit: %+v", d)
+	}
+}

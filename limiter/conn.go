@@ -176,10 +176,11 @@ func (c *Conn) charge(cost, now int64, force bool) Decision {
 	} else {
 		d.Budget, d.Quota, d.RetryAfter = budget, quota, time.Duration(wait)
 		d.Close = budget == BudgetQuota
-		if c.refusals.add(now, int64(c.l.cfg.Violations.Window)) && !c.violated {
+		viol := &c.l.set.Load().cfg.Violations
+		if c.refusals.add(now, int64(viol.Window)) && !c.violated {
 			c.violated = true
 			d.Close = true
-			id.offenceLocked(now, &c.l.cfg.Violations)
+			id.offenceLocked(now, viol)
 		}
 	}
 	d.Remaining, d.Limit, d.ResetIn = id.rlLocked(c.l, now)

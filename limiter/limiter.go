@@ -80,10 +80,8 @@ type Request struct {
 // concurrent use.
 type Limiter struct {
 	// Immutable after New
-	cfg      Config
+	set      atomic.Pointer[settings] // config and tier policies; Reload swaps it
 	opts     Options
-	tiers    [2]*policy // whole budgets of the tier defaults
-	shares   [2]*policy // fallback shares of the tier defaults
 	share    float64
 	tab      *table
 	metrics  *metrics
@@ -148,7 +146,7 @@ func New(opts Options) (*Limiter, error) {
 		opts.Clock = time.Now
 	}
 	l := &Limiter{
-		cfg: cfg, opts: opts, share: 1, tab: newTable(opts.Shards),
+		opts: opts, share: 1, tab: newTable(opts.Shards),
 		redis: opts.Redis, log: opts.Logger,
 		wakeCh: make(chan struct{}, 1), done: make(chan struct{}),
 	}
@@ -157,13 +155,7 @@ func New(opts Options) (*Limiter, error) {
 		l.healthy.Store(true)
 		l.epoch.Store(1)
 	}
-	for k, t := range []Tier{cfg.Tiers.Anonymous, cfg.Tiers.Key} {
-		l.tiers[k] = makePolicy(TierKind(k), t, Limits{}, Quotas{}, 1)
-		l.shares[k] = l.tiers[k]
-		if l.share < 1 {
-			l.shares[k] = makePolicy(TierKind(k), t, Limits{}, Quotas{}, l.share)
-		}
-	}
+	l.set.Store(l.newSettings(cfg))
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
 		return nil, err
@@ -173,21 +165,62 @@ func New(opts Options) (*Limiter, error) {
 }
 
 // Config returns the configuration in force (a copy).
+// settings is the reloadable part of the limiter: the config and the tier
+// default policies built from it. Immutable; Reload replaces it whole.
+type settings struct {
+	cfg    Config
+	tiers  [2]*policy // whole budgets of the tier defaults
+	shares [2]*policy // fallback shares of the tier defaults
+}
+
+func (l *Limiter) newSettings(cfg Config) *settings {
+	cfg.Violations.Cooldowns = append([]time.Duration(nil), cfg.Violations.Cooldowns...)
+	set := &settings{cfg: cfg}
+	for k, t := range []Tier{cfg.Tiers.Anonymous, cfg.Tiers.Key} {
+		set.tiers[k] = makePolicy(TierKind(k), t, Limits{}, Quotas{}, 1)
+		set.shares[k] = set.tiers[k]
+		if l.share < 1 {
+			set.shares[k] = makePolicy(TierKind(k), t, Limits{}, Quotas{}, l.share)
+		}
+	}
+	return set
+}
+
+// Reload replaces the tiers, costs and every other number of the config at
+// now, without dropping connections: each identity keeps what it has spent
+// (converted to the new rates, as SetOverrides does) and its per-key
+// overrides. The refusal history of connections opened before keeps its
+// old length. An invalid config changes nothing and is returned.
+func (l *Limiter) Reload(cfg Config, now time.Time) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	l.set.Store(l.newSettings(cfg))
+	ns := now.UnixNano()
+	l.tab.each(nil, func(id *identity) {
+		id.mu.Lock()
+		pol, local := l.policiesFor(id.pol.tier, id.pol.limits, id.pol.quotas)
+		id.setPolicyLocked(pol, local, ns)
+		id.mu.Unlock()
+	})
+	return nil
+}
+
 func (l *Limiter) Config() Config {
-	c := l.cfg
+	c := l.set.Load().cfg
 	c.Violations.Cooldowns = append([]time.Duration(nil), c.Violations.Cooldowns...)
 	return c
 }
 
 // Costs returns the credits per client method.
-func (l *Limiter) Costs() Costs { return l.cfg.Costs }
+func (l *Limiter) Costs() Costs { return l.set.Load().cfg.Costs }
 
 // Tier returns the tier numbers of kind.
 func (l *Limiter) Tier(kind TierKind) Tier {
 	if kind == TierKey {
-		return l.cfg.Tiers.Key
+		return l.set.Load().cfg.Tiers.Key
 	}
-	return l.cfg.Tiers.Anonymous
+	return l.set.Load().cfg.Tiers.Anonymous
 }
 
 func (l *Limiter) tierOf(kind TierKind) Tier { return l.Tier(kind) }
@@ -198,7 +231,8 @@ func (l *Limiter) policiesFor(kind TierKind, lim Limits, q Quotas) (*policy, *po
 		kind = TierKey
 	}
 	if lim == (Limits{}) && q == (Quotas{}) {
-		return l.tiers[kind], l.shares[kind]
+		set := l.set.Load()
+		return set.tiers[kind], set.shares[kind]
 	}
 	p := makePolicy(kind, l.tierOf(kind), lim, q, 1)
 	if l.share >= 1 {
@@ -208,7 +242,8 @@ func (l *Limiter) policiesFor(kind TierKind, lim Limits, q Quotas) (*policy, *po
 }
 
 func (l *Limiter) newIdentity(name string) *identity {
-	id := &identity{name: name, pol: l.tiers[TierAnonymous], local: l.shares[TierAnonymous]}
+	set := l.set.Load()
+	id := &identity{name: name, pol: set.tiers[TierAnonymous], local: set.shares[TierAnonymous]}
 	if l.redis != nil {
 		id.cl = &clusterCell{}
 	}
@@ -304,7 +339,7 @@ func (l *Limiter) Admit(ctx context.Context, req Request, now time.Time) (*Conn,
 		l.metrics.admitRefused(err)
 		return nil, err
 	}
-	c := &Conn{l: l, id: id, refusals: timeRing{t: make([]int64, l.cfg.Violations.MaxRefusals+1)}}
+	c := &Conn{l: l, id: id, refusals: timeRing{t: make([]int64, l.set.Load().cfg.Violations.MaxRefusals+1)}}
 	return c, nil
 }
 
@@ -340,7 +375,7 @@ func (l *Limiter) connectRateRefusal(id *identity, q, w, wait, n int64) *Refusal
 
 func (l *Limiter) connsRefusal(id *identity, max, n int64) *Refusal {
 	cp, cr := l.creditHeaders(id, n)
-	wait := l.cfg.ConnectionsRetryAfter
+	wait := l.set.Load().cfg.ConnectionsRetryAfter
 	return refusal(ErrTooManyConnections, http.StatusTooManyRequests, "TOO_MANY_CONNECTIONS", "Too many connections", wait).
 		withHeaders(PolicyHeader("connections", max, 0)+", "+cp, RateLimitHeader("connections", 0, wait)+", "+cr)
 }
@@ -375,7 +410,7 @@ func (l *Limiter) FailedKey(addr netip.Addr, now time.Time) error {
 	if !addr.IsValid() {
 		return nil
 	}
-	fk := &l.cfg.FailedKeys
+	fk := &l.set.Load().cfg.FailedKeys
 	n := now.UnixNano()
 	id := l.tab.acquire(AddrIdentity(addr), l.newIdentity)
 	defer id.unpin()
@@ -417,7 +452,7 @@ func (l *Limiter) SetOverrides(prefix string, lim Limits, q Quotas, now time.Tim
 // connection, no cooldown, block or quota usage) and returns how many remain.
 // Run calls it every SweepInterval.
 func (l *Limiter) Sweep(now time.Time) int {
-	return l.tab.sweep(now.UnixNano(), int64(l.cfg.Violations.ForgetAfter))
+	return l.tab.sweep(now.UnixNano(), int64(l.set.Load().cfg.Violations.ForgetAfter))
 }
 
 // Identities is the number of identities held in memory.

@@ -328,6 +328,22 @@ func (n *node) readiness() []string {
 	return reasons
 }
 
+// reload re-reads the config file (SIGHUP) and applies its limits (tiers,
+// costs and every other number) to live connections. An invalid file
+// changes nothing; the error is logged. The sources table is not
+// reloaded: changing it needs a restart.
+func (n *node) reload(f serveFlags) {
+	cfg, _, err := loadServeConfig(f)
+	if err == nil {
+		err = n.limiter.Reload(cfg.Limits, time.Now())
+	}
+	if err != nil {
+		n.log.Error().Err(err).Str("config", f.config).Msg("reload refused; the running config stays")
+		return
+	}
+	n.log.Info().Str("config", f.config).Msg("config reloaded: tiers and costs")
+}
+
 // shutdown drains the broker for grace, then stops everything.
 func (n *node) shutdown(grace time.Duration) {
 	n.broker.Drain(grace)

@@ -137,16 +137,27 @@ func runServe(ctx context.Context, f serveFlags) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
 	errc := n.serve()
 	log.Info().Str("listen", n.wsLn.Addr().String()).Str("api_listen", n.apiLn.Addr().String()).
 		Str("nats", n.nc.ConnectedUrlRedacted()).Bool("demo_feed", f.demoFeed).Str("node", f.nodeID).Msg("floodgate serving")
 	var runErr error
-	select {
-	case sig := <-sigs:
-		log.Info().Str("signal", sig.String()).Dur("grace", f.shutdownGrace).Msg("draining")
-	case runErr = <-errc:
-		log.Error().Err(runErr).Msg("listener failed")
-	case <-ctxDone(ctx):
+wait:
+	for {
+		select {
+		case <-hups:
+			n.reload(f)
+		case sig := <-sigs:
+			log.Info().Str("signal", sig.String()).Dur("grace", f.shutdownGrace).Msg("draining")
+			break wait
+		case runErr = <-errc:
+			log.Error().Err(runErr).Msg("listener failed")
+			break wait
+		case <-ctxDone(ctx):
+			break wait
+		}
 	}
 	n.shutdown(f.shutdownGrace)
 	log.Info().Msg("stopped")

@@ -227,3 +227,61 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatalf("bad config: %v %s", err, out)
 	}
 }
+
+// TestSIGHUPReloadsLimitsWithoutDroppingConnections: a live connection
+// sees the new credit budget after SIGHUP; an invalid file changes nothing.
+func TestSIGHUPReloadsLimitsWithoutDroppingConnections(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "floodgate.yaml")
+	os.WriteFile(cfg, []byte("limits:\n  tiers:\n    anonymous:\n      credits: 125\n"), 0o600)
+	p := startServe(t, "--config", cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, p.wsURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	ping := func() string {
+		t.Helper()
+		if err := c.Write(ctx, websocket.MessageText, []byte(`{"method":"ping"}`)); err != nil {
+			t.Fatal(err)
+		}
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if got := ping(); !strings.Contains(got, `"q":125`) {
+		t.Fatalf("before reload: %s", got)
+	}
+	waitLog := func(msg string) {
+		t.Helper()
+		for {
+			select {
+			case ev, ok := <-p.logs:
+				if !ok {
+					t.Fatal("floodgate exited")
+				}
+				if ev["message"] == msg {
+					return
+				}
+			case <-ctx.Done():
+				t.Fatalf("no %q log", msg)
+			}
+		}
+	}
+	os.WriteFile(cfg, []byte("limits:\n  tiers:\n    anonymous:\n      credits: 500\n"), 0o600)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog("config reloaded: tiers and costs")
+	if got := ping(); !strings.Contains(got, `"q":500`) {
+		t.Fatalf("after reload: %s", got)
+	}
+	os.WriteFile(cfg, []byte("limits:\n  tiers:\n    anonymous:\n      credits: -1\n"), 0o600)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog("reload refused; the running config stays")
+	if got := ping(); !strings.Contains(got, `"q":500`) {
+		t.Fatalf("after a bad reload: %s", got)
+	}
+}

@@ -50,7 +50,6 @@ type Gate struct {
 	// Immutable after New.
 	opts   Options
 	log    zerolog.Logger
-	costs  limiter.Costs
 	events chan keyEvent
 }
 
@@ -69,9 +68,6 @@ func New(opts Options) *Gate {
 		g.log = *opts.Logger
 	} else {
 		g.log = zerolog.Nop()
-	}
-	if opts.Limiter != nil {
-		g.costs = opts.Limiter.Costs()
 	}
 	return g
 }
@@ -230,13 +226,14 @@ func (b *budget) Charge(op broker.Op, now time.Time) broker.Decision {
 		return broker.Decision{Allowed: true}
 	}
 	var d limiter.Decision
+	costs := b.g.opts.Limiter.Costs() // reloadable
 	switch op {
 	case broker.OpSubscribe:
-		d = b.conn.Charge(b.g.costs.Subscribe, now)
+		d = b.conn.Charge(costs.Subscribe, now)
 	case broker.OpUnsubscribe:
-		d = b.conn.Count(b.g.costs.Unsubscribe, now)
+		d = b.conn.Count(costs.Unsubscribe, now)
 	default:
-		d = b.conn.Charge(b.g.costs.Ping, now)
+		d = b.conn.Charge(costs.Ping, now)
 	}
 	out := broker.Decision{
 		Allowed:    d.Allowed,

@@ -240,8 +240,17 @@ func TestTopKeysMetrics(t *testing.T) {
 	n.dial(keyHeader(busy.APIKey)).roundTrip(`{"method":"ping"}`, `{"channel":"pong","rl":{"r":299,"q":300,"t":1}}`)
 	n.dial(keyHeader(busy.APIKey))
 	n.dial(keyHeader(quiet.APIKey))
-	if top := n.srv.TopKeys(5); len(top) != 2 || top[0].Prefix != busy.Key.Prefix || top[0].Connections != 2 || top[0].MsgsIn != 1 {
-		t.Fatalf("top keys %+v", top)
+	// The server registers a session just after the handshake: poll.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		top := n.srv.TopKeys(5)
+		if len(top) == 2 && top[0].Prefix == busy.Key.Prefix && top[0].Connections == 2 && top[0].MsgsIn == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("top keys %+v", top)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	mfs, err := n.reg.Gather()
 	if err != nil {
