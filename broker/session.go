@@ -239,10 +239,8 @@ func (s *session) handle(msg []byte, now time.Time) {
 		if msg == "" {
 			msg = "rate limit exceeded"
 		}
-		retry := d.RetryAfter.Milliseconds()
-		if d.RetryAfter > 0 && retry == 0 {
-			retry = 1
-		}
+		// Rounded up: retrying after retry_after_ms is never early.
+		retry := int64((d.RetryAfter + time.Millisecond - 1) / time.Millisecond)
 		s.replyError(frameError{code, msg}, "", retry, req.id, &d)
 		if d.Close {
 			s.requestClose(closeReasonFor(code))
