@@ -31,6 +31,22 @@ const (
 	// throttleReadBuffer is a throttle connection's read buffer: replies
 	// are small.
 	throttleReadBuffer = 4 << 10
+	// minRecentPongs is the least number of an identity's latest pong
+	// read times kept to place a new refusal mark among them (twice its
+	// connections when more; see identityStats.admittedRate).
+	minRecentPongs = 64
+	// markSettle is how long after a refusal mark a pong read before it
+	// may still be counted (its pinger descheduled between reading and
+	// counting it); then the mark joins the fits.
+	markSettle = time.Second
+	// maxPendingMarks bounds an identity's unsettled marks; beyond it the
+	// oldest joins the fits early.
+	maxPendingMarks = 256
+	// longRetryMs is the least retry_after_ms of a refusal whose mark is
+	// clear of the replies' read delays: a pong the broker admitted before
+	// the refusal is read after the mark only when its pinger was
+	// descheduled for longer than that.
+	longRetryMs = 20
 )
 
 // outcome is what a reply to a ping says.
@@ -90,19 +106,63 @@ type identityStats struct {
 	mu                                          sync.Mutex
 	admitted, refused, refusedConn, otherErrors uint64
 	admittedBySecond, refusedBySecond           []int
-	// Refusal marks: the time a credit refusal says the next credit comes
-	// (reply time + retry_after_ms), with the admitted count then.
-	marks                 int
-	firstMark, lastMark   int64
-	admAtFirst, admAtLast uint64
-	// rl samples y = admitted + "r" at reply time t (seconds since
-	// measureFrom), as sums for a least-squares line.
-	rlN                              int
-	rlFirstT, rlLastT                float64
-	rlSumT, rlSumY, rlSumTT, rlSumTY float64
-	closes, redialFailures           map[string]int
-	redials                          int
-	sendPerS                         float64
+	// Refusal marks: when a credit refusal says the next credit comes
+	// (ping sent + retry_after_ms), each with the pongs read before it. A
+	// pending mark still counts pongs counted late; a settled one is a
+	// point x = mark (seconds since measureFrom), y = pongs before it, of
+	// marks and, if its retry_after_ms >= longRetryMs, of longMarks.
+	// recent is a ring of the last pongs' read times (UnixNano), recentN
+	// how many were ever put in it.
+	recent           []int64
+	recentN          int
+	pending          []markSample
+	marks, longMarks fit
+	// rl samples y = admitted + "r" at reply time x (seconds since
+	// measureFrom).
+	rl                     fit
+	closes, redialFailures map[string]int
+	redials                int
+	sendPerS               float64
+}
+
+// markSample is a refusal mark (UnixNano) and the pongs read before it
+// so far.
+type markSample struct {
+	at     int64
+	before uint64
+	long   bool // retry_after_ms >= longRetryMs
+}
+
+// fit accumulates points for a least-squares line.
+type fit struct {
+	n                        int
+	firstX, lastX            float64
+	sumX, sumY, sumXX, sumXY float64
+}
+
+func (f *fit) add(x, y float64) {
+	if f.n == 0 || x < f.firstX {
+		f.firstX = x
+	}
+	if f.n == 0 || x > f.lastX {
+		f.lastX = x
+	}
+	f.n++
+	f.sumX += x
+	f.sumY += y
+	f.sumXX += x * x
+	f.sumXY += x * y
+}
+
+// slope is the least-squares slope when there are at least minN points
+// spanning at least minSpan in x.
+func (f *fit) slope(minN int, minSpan float64) (float64, bool) {
+	n := float64(f.n)
+	den := n*f.sumXX - f.sumX*f.sumX
+	if f.n < minN || f.lastX-f.firstX < minSpan || den <= 0 {
+		return 0, false
+	}
+	return (n*f.sumXY - f.sumX*f.sumY) / den, true
 }
 
 // pinger is one throttle connection.
@@ -165,6 +225,9 @@ func newThrottle(cfg Config) *throttle {
 		pg := &pinger{t: t, ident: s, ping: []byte(pingRequest)}
 		pg.onFrame = pg.parse
 		t.pingers = append(t.pingers, pg)
+	}
+	for _, s := range t.idents {
+		s.recent = make([]int64, max(minRecentPongs, 2*s.conns))
 	}
 	return t
 }
@@ -297,7 +360,7 @@ func (pg *pinger) run(ctx context.Context) {
 			next = now.Add(max(t.cfg.RefusalPause, redialPause))
 			continue
 		}
-		s.record(now, &pg.rp, t)
+		s.record(sent, now, &pg.rp, t)
 		if pg.rp.outcome == outAdmitted {
 			t.admitted.Add(1)
 			next = sent.Add(pg.interval())
@@ -392,8 +455,9 @@ func (s *identityStats) count(fn func()) {
 	s.mu.Unlock()
 }
 
-// record counts a reply received at now, if it falls in the measurement.
-func (s *identityStats) record(now time.Time, rp *reply, t *throttle) {
+// record counts a reply to a ping sent at sent and read at now, if it
+// falls in the measurement.
+func (s *identityStats) record(sent, now time.Time, rp *reply, t *throttle) {
 	if rp.hasRL && rp.q > 0 {
 		s.quota.Store(rp.q)
 	}
@@ -408,15 +472,11 @@ func (s *identityStats) record(now time.Time, rp *reply, t *throttle) {
 	case outAdmitted:
 		s.admitted++
 		s.admittedBySecond[sec]++
+		s.pongAt(ns, t)
 	case outRefused:
 		s.refused++
 		s.refusedBySecond[sec]++
-		mark := ns + rp.retryAfterMs*int64(time.Millisecond)
-		if s.marks == 0 {
-			s.firstMark, s.admAtFirst = mark, s.admitted
-		}
-		s.lastMark, s.admAtLast = mark, s.admitted
-		s.marks++
+		s.markAt(sent.UnixNano()+rp.retryAfterMs*int64(time.Millisecond), rp.retryAfterMs >= longRetryMs, t)
 	case outRefusedConn:
 		s.refusedConn++
 		s.refusedBySecond[sec]++
@@ -424,27 +484,86 @@ func (s *identityStats) record(now time.Time, rp *reply, t *throttle) {
 		s.otherErrors++
 	}
 	if rp.hasRL {
-		x, y := now.Sub(t.measureFrom).Seconds(), float64(s.admitted)+float64(rp.r)
-		if s.rlN == 0 {
-			s.rlFirstT = x
+		s.rl.add(now.Sub(t.measureFrom).Seconds(), float64(s.admitted)+float64(rp.r))
+	}
+}
+
+// pongAt counts a pong read at ns (UnixNano) before every pending mark
+// after it, and settles the marks it is markSettle past.
+func (s *identityStats) pongAt(ns int64, t *throttle) {
+	if len(s.recent) == 0 {
+		s.recent = make([]int64, minRecentPongs)
+	}
+	s.recent[s.recentN%len(s.recent)] = ns
+	s.recentN++
+	keep := s.pending[:0]
+	for _, m := range s.pending {
+		if ns < m.at {
+			m.before++
 		}
-		s.rlLastT = x
-		s.rlN++
-		s.rlSumT += x
-		s.rlSumY += y
-		s.rlSumTT += x * x
-		s.rlSumTY += x * y
+		if ns-m.at >= int64(markSettle) {
+			s.settle(m, t)
+			continue
+		}
+		keep = append(keep, m)
+	}
+	s.pending = keep
+}
+
+// markAt adds a refusal mark at (UnixNano) with the pongs read before it:
+// every pong so far but the recent ones read at or after it. A mark
+// outside the measurement is dropped: the pongs before it are not all
+// counted, or none is.
+func (s *identityStats) markAt(at int64, long bool, t *throttle) {
+	if at < t.measureFrom.UnixNano() || at >= t.until.UnixNano() {
+		return
+	}
+	m := markSample{at: at, before: s.admitted, long: long}
+	for _, ns := range s.recent[:min(s.recentN, len(s.recent))] {
+		if ns >= at {
+			m.before--
+		}
+	}
+	if len(s.pending) == maxPendingMarks {
+		s.settle(s.pending[0], t)
+		s.pending = append(s.pending[:0], s.pending[1:]...)
+	}
+	s.pending = append(s.pending, m)
+}
+
+// settle adds a mark to the fits.
+func (s *identityStats) settle(m markSample, t *throttle) {
+	addMark(&s.marks, &s.longMarks, m, t.measureFrom)
+}
+
+// addMark adds a mark to marks and, if its retry was long, to longMarks.
+func addMark(marks, longMarks *fit, m markSample, measureFrom time.Time) {
+	x, y := float64(m.at-measureFrom.UnixNano())/1e9, float64(m.before)
+	marks.add(x, y)
+	if m.long {
+		longMarks.add(x, y)
 	}
 }
 
 // admittedRate estimates the identity's admitted credit rate over a
-// measurement of length measured, and names the method:
+// measurement of length measured from measureFrom, and names the method:
 //
-//   - "refusals": between the first and the last credit refusal. At the
-//     time a refusal says the next credit comes (reply time +
-//     retry_after_ms) the identity holds exactly one credit, so the pongs
-//     between two such marks are exactly the credits that refilled in
-//     between: the rate, free of the burst the identity started with.
+//   - "refusals": from the credit refusals. When a refusal says the next
+//     credit comes (its mark: the refused ping's send time +
+//     retry_after_ms) the identity has spent every credit it ever had, so
+//     the pongs before a mark grow by exactly the credits refilled between
+//     marks: the slope of a least-squares line through (mark, pongs read
+//     before it), free of the burst the identity started with. A pong is
+//     placed by the time its pinger read it, not by the order the pingers
+//     count replies in: the replies to one identity's connections arrive
+//     together and are counted in whatever order their goroutines run, so
+//     "the pongs counted when the refusal is counted" can miss pongs the
+//     broker admitted ahead of it (that put identities up to 9 % high).
+//     A mark taken from the send time is never after the credit comes, so
+//     a pong admitted after it is never read before it; a pong admitted
+//     before the refusal is read after the mark only when its pinger was
+//     descheduled for longer than retry_after_ms, so the fit uses the
+//     marks with retry_after_ms >= longRetryMs when they suffice.
 //   - "remaining": from the replies' "rl" fields when there were too few
 //     refusals (the identity still spending its initial burst): pongs so
 //     far plus "r" grows by exactly the credits refilled, as long as the
@@ -454,14 +573,23 @@ func (s *identityStats) record(now time.Time, rp *reply, t *throttle) {
 //   - "count": pongs over the measurement, when neither is available.
 //
 // A span shorter than a quarter of the measurement is not used.
-func (s *identityStats) admittedRate(measured time.Duration) (float64, string) {
-	minSpan := max(int64(measured/4), 1)
-	if s.marks >= 2 && s.lastMark-s.firstMark >= minSpan {
-		return float64(s.admAtLast-s.admAtFirst) / (float64(s.lastMark-s.firstMark) / 1e9), "refusals"
+func (s *identityStats) admittedRate(measureFrom time.Time, measured time.Duration) (float64, string) {
+	minSpan := max(measured/4, 1).Seconds()
+	marks, longMarks := s.marks, s.longMarks
+	end := measureFrom.Add(measured).UnixNano()
+	for _, m := range s.pending {
+		if m.at <= end {
+			addMark(&marks, &longMarks, m, measureFrom)
+		}
 	}
-	n := float64(s.rlN)
-	if den := n*s.rlSumTT - s.rlSumT*s.rlSumT; s.rlN >= 3 && s.rlLastT-s.rlFirstT >= float64(minSpan)/1e9 && den > 0 {
-		return (n*s.rlSumTY - s.rlSumT*s.rlSumY) / den, "remaining"
+	if r, ok := longMarks.slope(2, minSpan); ok {
+		return r, "refusals"
+	}
+	if r, ok := marks.slope(2, minSpan); ok {
+		return r, "refusals"
+	}
+	if r, ok := s.rl.slope(3, minSpan); ok {
+		return r, "remaining"
 	}
 	if measured <= 0 {
 		return 0, "count"

@@ -72,7 +72,7 @@ func (t *throttle) report(measured time.Duration) Report {
 			RefusedBySecond:  append([]int(nil), s.refusedBySecond...),
 			Closes:           map[string]int{}, Redials: s.redials, RedialFailures: map[string]int{},
 		}
-		ir.AdmittedPerS, ir.Method = s.admittedRate(measured)
+		ir.AdmittedPerS, ir.Method = s.admittedRate(t.measureFrom, measured)
 		for k, v := range s.closes {
 			ir.Closes[k] = v
 			rep.Disconnects[k] += v
