@@ -58,6 +58,17 @@ func (c *clusterCell) takeLocked(l *Limiter, p *policy, cost, now int64, force b
 	return BudgetCredits, QuotaNone, wait
 }
 
+// idleLease is how many credits a node keeps of an idle lease while the
+// identity has live connections on it.
+const idleLease = 2
+
+func idleKeep(id *identity) int64 {
+	if id.conns > 0 {
+		return idleLease
+	}
+	return 0
+}
+
 // Redis keys of an identity; the hash tag keeps them in one slot.
 func (l *Limiter) key(name, suffix string) string {
 	return l.opts.KeyPrefix + "{" + name + "}:" + suffix
@@ -178,9 +189,15 @@ func (c *clusterCell) planLocked(l *Limiter, id *identity, now int64, ep uint64)
 		}
 		if demand := c.used + c.refused; demand > 0 && c.leased <= c.lastGrant/2 {
 			op.want = min(max(2*c.used+c.refused, 1), id.pol.credits)
-		} else if c.leased > 0 && now-c.lastUse >= int64(l.opts.IdleReturn) {
-			op.ret = c.leased
-			c.leased, c.lastGrant = 0, 0
+		} else if c.leased > idleKeep(id) && now-c.lastUse >= int64(l.opts.IdleReturn) {
+			// Return an idle lease, but keep a couple of credits while the
+			// identity has live connections here: otherwise the first
+			// frame after a quiet second finds no lease and is refused
+			// with the budget full. At most idleLease credits per node stay
+			// parked.
+			keep := idleKeep(id)
+			op.ret = c.leased - keep
+			c.leased, c.lastGrant = keep, keep
 		}
 		c.used, c.refused = 0, 0
 	}

@@ -293,3 +293,40 @@ func TestCluster_RunRefillsInBackground(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCluster_FirstFrameAfterIdleIsAdmitted: an idle lease goes back to
+// Redis but the node keeps a couple of credits while the identity has live
+// connections, so the first frame after a quiet second is admitted.
+func TestCluster_FirstFrameAfterIdleIsAdmitted(t *testing.T) {
+	_, rc := newMiniredis(t)
+	l, err := limiter.New(limiter.Options{Redis: rc, KeyPrefix: "idle:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	c := mustAdmit(t, l, keyReq("Idle0000"), t0)
+	now := t0
+	for i := 0; i < 3; i++ {
+		if err := l.Sync(ctx, now); err != nil {
+			t.Fatal(err)
+		}
+		now = now.Add(100 * time.Millisecond)
+		if d := c.Charge(1, now); !d.Allowed {
+			t.Fatalf("warm-up frame %d refused: %+v", i, d)
+		}
+	}
+	// Quiet for 5 s: syncs return the idle lease.
+	for i := 0; i < 50; i++ {
+		now = now.Add(100 * time.Millisecond)
+		if err := l.Sync(ctx, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := c.Charge(1, now); !d.Allowed {
+		t.Fatalf("first frame after idle refused: %+v", d)
+	}
+	if got := l.Leased(limiter.KeyIdentity("Idle0000")); got > 2 {
+		t.Fatalf("%d credits parked on an idle node, want at most 2", got)
+	}
+}

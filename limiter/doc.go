@@ -87,7 +87,9 @@
 // allow, counting them against the quotas as it grants), so near
 // exhaustion leases shrink to single credits. A node refills a lease in the
 // background (Run: every SyncInterval, and at once when a lease falls to
-// half), returns a lease unused for IdleReturn, settles Count debts, and
+// half), returns a lease unused for IdleReturn (keeping 2 credits while the identity
+// has live connections on the node, so the first frame after a pause is not
+// refused), settles Count debts, and
 // rewrites its live connection count every Heartbeat (counts of a node
 // silent for 3 heartbeats are ignored; a release reaches Redis at the next
 // round). All of a round is one pipelined round trip; planning it visits

@@ -110,7 +110,7 @@ func loadServeConfig(f serveFlags) (fileConfig, *fanout.Sources, error) {
 	if err != nil {
 		return cfg, nil, err
 	}
-	if f.subjectPrefix != "" {
+	if f.subjectPrefix != "" { // the flag (or env) wins over sources.prefix
 		cfg.Sources.Prefix = f.subjectPrefix
 	}
 	sources, err := fanout.NewSources(cfg.Sources)
@@ -134,13 +134,13 @@ func loadServeConfig(f serveFlags) (fileConfig, *fanout.Sources, error) {
 	return cfg, sources, nil
 }
 
-func startNode(f serveFlags, log zerolog.Logger) (n *node, err error) {
+func startNode(f serveFlags, log zerolog.Logger) (_ *node, err error) {
 	cfg, sources, err := loadServeConfig(f)
 	if err != nil {
 		return nil, err
 	}
 	trusted, _ := parsePrefixes(f.trustedProxies) // checked by loadServeConfig
-	n = &node{log: log, reg: prometheus.NewRegistry()}
+	n := &node{log: log, reg: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
 			n.close()
@@ -170,6 +170,9 @@ func startNode(f serveFlags, log zerolog.Logger) (n *node, err error) {
 		return nil, err
 	}
 	n.store = auth.NewTimedStore(n.store, n.reg)
+	if n.rdb != nil {
+		redis.SetLogger(redisLog{log})
+	}
 	n.limiter, err = limiter.New(limiter.Options{
 		Config: &cfg.Limits, Redis: n.rdb, KeyPrefix: f.redisNamespace + "lim:",
 		ExpectedNodes: f.clusterNodes, NodeID: f.nodeID, Logger: log, Registerer: n.reg,
@@ -242,6 +245,14 @@ func startNode(f serveFlags, log zerolog.Logger) (n *node, err error) {
 		n.wsLn, n.apiLn = tls.NewListener(n.wsLn, tc), tls.NewListener(n.apiLn, tc.Clone())
 	}
 	return n, nil
+}
+
+// redisLog routes go-redis's own log lines (reconnect errors) into our
+// structured log instead of plain text on stderr.
+type redisLog struct{ log zerolog.Logger }
+
+func (r redisLog) Printf(_ context.Context, format string, v ...any) {
+	r.log.Warn().Str("component", "redis").Msgf(format, v...)
 }
 
 // asyncError hands NATS async errors to the hub's metrics.

@@ -69,7 +69,7 @@ win over the environment.`,
 	fs.StringVar(&f.apiListen, "api-listen", ":8081", "API listener address (REST sidecar, /healthz, /readyz, /metrics)")
 	fs.StringVar(&f.natsURL, "nats-url", "", "NATS server URL(s), comma separated; empty starts an embedded server")
 	fs.StringVar(&f.embeddedNATS, "embedded-nats-listen", "127.0.0.1:4223", "where the embedded NATS server listens for publishers")
-	fs.StringVar(&f.subjectPrefix, "subject-prefix", "md", "first token of every market data subject")
+	fs.StringVar(&f.subjectPrefix, "subject-prefix", "", "first token of every market data subject (default md, or sources.prefix of --config)")
 	addStoreFlags(fs, &f.redisURL, &f.dataDir, &f.adminToken)
 	fs.StringVar(&f.redisNamespace, "redis-namespace", "floodgate:", "prefix of every Redis key (keys and budgets), to keep clusters sharing one Redis apart")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve wss:// and https:// on both listeners (with --tls-key)")

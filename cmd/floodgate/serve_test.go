@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -283,5 +284,21 @@ func TestSIGHUPReloadsLimitsWithoutDroppingConnections(t *testing.T) {
 	waitLog("reload refused; the running config stays")
 	if got := ping(); !strings.Contains(got, `"q":500`) {
 		t.Fatalf("after a bad reload: %s", got)
+	}
+}
+
+// TestStartupErrorsExitCleanly: a listener that cannot bind is an error
+// naming the flag, exit status 1, no panic.
+func TestStartupErrorsExitCleanly(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cmd := exec.Command(binary, "serve", "--listen", ln.Addr().String(), "--api-listen", "127.0.0.1:0",
+		"--embedded-nats-listen", "127.0.0.1:0", "--data-dir", t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if cmd.ProcessState.ExitCode() != 1 || strings.Contains(string(out), "panic") || !strings.Contains(string(out), "--listen") {
+		t.Fatalf("exit %d: %v\n%s", cmd.ProcessState.ExitCode(), err, out)
 	}
 }
