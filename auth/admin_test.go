@@ -3,11 +3,15 @@ package auth_test
 import (
 	"context"
 	"errors"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"floodgate/auth"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
 )
 
 func (f *fixture) adminCreate(body string) auth.CreatedKey {
@@ -342,4 +346,25 @@ func TestAdmin_DeleteRotateEvents(t *testing.T) {
 		wantError(t, f.admin("GET", "/admin/v1/keys/"+used.Key.Prefix+"/events?limit="+q, nil), 400, "BAD_REQUEST", "Invalid field limit: must be 1..1000")
 	}
 	wantError(t, f.admin("GET", "/admin/v1/keys/AbCdEfGh/events", nil), 404, "API_KEY_NOT_FOUND", "API key not found")
+}
+
+// TestStoreOutageIs503: with the Redis store unreachable the operator API
+// answers 503 UNAVAILABLE with Retry-After, not 500.
+func TestStoreOutageIs503(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), DialerRetries: 1, MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	store := auth.NewRedisStore(rdb, auth.RedisOptions{})
+	h, err := auth.NewSidecar(auth.Options{Store: store, AdminToken: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr.Close()
+	req := httptest.NewRequest("GET", "/admin/v1/keys", nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 503 || rec.Header().Get("Retry-After") != "1" || !strings.Contains(rec.Body.String(), `"code":"UNAVAILABLE"`) {
+		t.Fatalf("%d %v %s", rec.Code, rec.Header(), rec.Body.String())
+	}
 }

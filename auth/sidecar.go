@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -9,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -257,10 +260,21 @@ func (s *Sidecar) fail(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusConflict, "KEY_REVOKED", "API key is revoked")
 	case errors.Is(err, ErrNotFound):
 		writeError(w, errNotFound.status, errNotFound.code, errNotFound.msg)
+	case unavailable(err):
+		s.log.Warn().Err(err).Msg("auth: key store unavailable")
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "key store unavailable, retry")
 	default:
 		s.log.Error().Err(err).Msg("auth: sidecar request failed")
 		writeError(w, http.StatusInternalServerError, "INTERNAL", "Internal error")
 	}
+}
+
+// unavailable reports whether err means the store could not be reached
+// (a network error or a timeout), as opposed to a bug.
+func unavailable(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // readBody reads at most MaxBodyBytes.
