@@ -62,11 +62,12 @@ func (c *clusterCell) takeLocked(l *Limiter, p *policy, cost, now int64, force b
 // identity has live connections on it.
 const idleLease = 2
 
-func idleKeep(id *identity) int64 {
-	if id.conns > 0 {
-		return idleLease
+func idleKeep(l *Limiter, id *identity) int64 {
+	if id.conns == 0 {
+		return 0
 	}
-	return 0
+	c := l.Costs()
+	return max(idleLease, c.Subscribe, c.Unsubscribe, c.Ping)
 }
 
 // Redis keys of an identity; the hash tag keeps them in one slot.
@@ -189,13 +190,13 @@ func (c *clusterCell) planLocked(l *Limiter, id *identity, now int64, ep uint64)
 		}
 		if demand := c.used + c.refused; demand > 0 && c.leased <= c.lastGrant/2 {
 			op.want = min(max(2*c.used+c.refused, 1), id.pol.credits)
-		} else if c.leased > idleKeep(id) && now-c.lastUse >= int64(l.opts.IdleReturn) {
+		} else if c.leased > idleKeep(l, id) && now-c.lastUse >= int64(l.opts.IdleReturn) {
 			// Return an idle lease, but keep a couple of credits while the
 			// identity has live connections here: otherwise the first
 			// frame after a quiet second finds no lease and is refused
 			// with the budget full. At most idleLease credits per node stay
 			// parked.
-			keep := idleKeep(id)
+			keep := idleKeep(l, id)
 			op.ret = c.leased - keep
 			c.leased, c.lastGrant = keep, keep
 		}

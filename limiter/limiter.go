@@ -259,6 +259,13 @@ func (id *identity) setPolicyLocked(pol, local *policy, now int64) {
 	}
 	id.tat = old.creditG.rescale(id.tat, now, local.creditG)
 	id.connectTat = old.connectG.rescale(id.connectTat, now, local.connectG)
+	if c := id.cl; c != nil && id.pol.credits != pol.credits && c.leased > 0 {
+		// A lease was priced at the old rate; returning it at the new one
+		// would hand back more (or fewer) credits than were taken. Forfeit
+		// it: at most one lease is under-admitted, never over. The Redis
+		// cell keeps the fraction of the window spent.
+		c.leased, c.lastGrant = 0, 0
+	}
 	id.pol, id.local = pol, local
 	if pol.hasQuotas && id.quota == nil {
 		id.quota = &quotaState{}

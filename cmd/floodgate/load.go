@@ -155,7 +155,12 @@ func runLoad(cmd *cobra.Command, f loadFlags) error {
 			_, _ = rand.Read(b[:])
 			adminToken = hex.EncodeToString(b[:])
 		}
-		n, err := startSelf(f.selfConfig, adminToken)
+		dir, err := os.MkdirTemp("", "floodgate-load")
+		if err != nil {
+			return fmt.Errorf("--self: %w", err)
+		}
+		defer os.RemoveAll(dir) // the self broker's key store
+		n, err := startSelf(dir, f.selfConfig, adminToken)
 		if err != nil {
 			return fmt.Errorf("--self: %w", err)
 		}
@@ -217,11 +222,7 @@ func runLoad(cmd *cobra.Command, f loadFlags) error {
 // config is given, connection limits raised so one load generator on one
 // address is not refused (the key tier's credits stay the defaults, for
 // the throttle scenario).
-func startSelf(configPath, adminToken string) (*node, error) {
-	dir, err := os.MkdirTemp("", "floodgate-load")
-	if err != nil {
-		return nil, err
-	}
+func startSelf(dir, configPath, adminToken string) (*node, error) {
 	if configPath == "" {
 		configPath = dir + "/load.yaml"
 		if err := os.WriteFile(configPath, []byte(selfLoadConfig), 0o600); err != nil {
@@ -231,7 +232,7 @@ func startSelf(configPath, adminToken string) (*node, error) {
 	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	return startNode(serveFlags{
 		listen: "127.0.0.1:0", apiListen: "127.0.0.1:0", embeddedNATS: "127.0.0.1:0",
-		subjectPrefix: "md", dataDir: dir, config: configPath, nodeID: "load-self", adminToken: adminToken,
+		subjectPrefix: "md", clusterNodes: 1, dataDir: dir, config: configPath, nodeID: "load-self", adminToken: adminToken,
 	}, log)
 }
 

@@ -123,7 +123,7 @@ func loadServeConfig(f serveFlags) (fileConfig, *fanout.Sources, error) {
 	if _, err := tlsConfig(f.tlsCert, f.tlsKey); err != nil {
 		return cfg, nil, err
 	}
-	if f.clusterNodes < 0 {
+	if f.clusterNodes < 1 {
 		return cfg, nil, fmt.Errorf("--cluster-nodes %d: must be at least 1", f.clusterNodes)
 	}
 	if f.logLevel != "" || f.logFormat != "" {

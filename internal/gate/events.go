@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"time"
 
@@ -44,14 +45,21 @@ func (g *Gate) enqueue(prefix string, ev auth.Event) {
 	select {
 	case g.events <- keyEvent{prefix, ev}:
 	default:
+		g.dropped.Add(1) // reported by Run, once a second at most
 	}
 }
 
 // Run writes queued connection events to the store until ctx ends, then
 // writes what is left (bounded by 5 s).
 func (g *Gate) Run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for {
 		select {
+		case <-tick.C:
+			if n := g.dropped.Swap(0); n > 0 {
+				g.log.Warn().Int64("dropped", n).Msg("connection events dropped: queue full")
+			}
 		case e := <-g.events:
 			g.write(context.Background(), e)
 		case <-ctx.Done():
@@ -114,6 +122,13 @@ func (g *Gate) refresh(prefix string, sessions Sessions) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	rec, err := g.opts.Store.Get(ctx, prefix)
+	if g.opts.Keyring != nil {
+		g.opts.Keyring.Invalidate(prefix) // a missed event leaves a stale cache
+	}
+	if errors.Is(err, auth.ErrNotFound) {
+		sessions.CloseKey(prefix, broker.ReasonKeyRevoked) // deleted
+		return
+	}
 	if err != nil {
 		g.log.Warn().Err(err).Str("key_prefix", prefix).Msg("key refresh failed")
 		return

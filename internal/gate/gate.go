@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"floodgate/auth"
@@ -51,6 +52,9 @@ type Gate struct {
 	opts   Options
 	log    zerolog.Logger
 	events chan keyEvent
+
+	// Atomics.
+	dropped atomic.Int64 // connection events dropped since the last report
 }
 
 type keyEvent struct {
@@ -123,13 +127,14 @@ func (g *Gate) Resolve(r *http.Request, now time.Time) (broker.Identity, *broker
 	case errors.Is(err, auth.ErrInvalidKey):
 		return broker.Identity{}, g.failed(ip, now, &refInvalidKey)
 	case errors.Is(err, auth.ErrInactiveKey):
+		// The secret matched: not a guess, so not a failed attempt.
 		prefix, _ := auth.ParseKey(key)
 		g.recordRefusal(prefix, ip, now, refInactiveKey.Code)
-		return broker.Identity{}, g.failed(ip, now, &refInactiveKey)
+		return broker.Identity{}, &refInactiveKey
 	case errors.Is(err, auth.ErrExpiredKey):
 		prefix, _ := auth.ParseKey(key)
 		g.recordRefusal(prefix, ip, now, refExpiredKey.Code)
-		return broker.Identity{}, g.failed(ip, now, &refExpiredKey)
+		return broker.Identity{}, &refExpiredKey
 	default:
 		g.log.Error().Err(err).Msg("key lookup failed")
 		return broker.Identity{}, &refStoreDown

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -266,4 +267,19 @@ func TestTopKeysMetrics(t *testing.T) {
 		return
 	}
 	t.Fatal("no floodgate_top_key_connections series")
+}
+
+// TestInactiveKeyRetriesDoNotBlockTheIP: a deactivated key's owner retrying
+// is not guessing keys; its IP is never blocked for it.
+func TestInactiveKeyRetriesDoNotBlockTheIP(t *testing.T) {
+	c := newCluster(t)
+	n := c.node(nodeOpts{})
+	off := false
+	k := n.createKey(auth.CreateKeyRequest{Account: accountA, Active: &off})
+	for i := 0; i < 25; i++ {
+		if _, status, body := n.tryDial(keyHeader(k.APIKey)); status != 401 || !strings.Contains(body, "INACTIVE_API_KEY") {
+			t.Fatalf("attempt %d: %d %s", i, status, body)
+		}
+	}
+	n.dial(nil).roundTrip(`{"method":"ping"}`, `{"channel":"pong","rl":{"r":124,"q":125,"t":1}}`)
 }
