@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -13,13 +12,11 @@ import (
 
 	"floodgate/auth"
 	"floodgate/broker"
-	"floodgate/fanout"
 	"floodgate/internal/gate"
+	"floodgate/internal/gate/gatetest"
 	"floodgate/limiter"
 
 	"github.com/coder/websocket"
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -29,37 +26,24 @@ const adminToken = "test-admin-token"
 // deployment.
 type cluster struct {
 	t     *testing.T
-	ns    *server.Server
+	gc    *gatetest.Cluster
 	store auth.Store
 }
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	ns, err := fanout.StartEmbedded(fanout.EmbeddedOptions{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	st, err := auth.OpenBolt(t.TempDir(), auth.BoltOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return &cluster{t: t, ns: ns, store: st}
+	gc := gatetest.NewCluster(t)
+	return &cluster{t: t, gc: gc, store: gc.Store}
 }
 
 // node is one broker with its sidecar, wired like `floodgate serve`.
 type node struct {
 	t     *testing.T
 	srv   *broker.Server
-	ws    *httptest.Server
-	api   *httptest.Server
 	admin *auth.AdminClient
-	lim   *limiter.Limiter
 	gate  *gate.Gate
 	reg   *prometheus.Registry
 	wsURL string
-	nc    *nats.Conn
 }
 
 type nodeOpts struct {
@@ -69,67 +53,10 @@ type nodeOpts struct {
 }
 
 func (c *cluster) node(o nodeOpts) *node {
-	t := c.t
-	t.Helper()
-	nc, err := nats.Connect(c.ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	cfg := limiter.DefaultConfig()
-	if o.limits != nil {
-		cfg = *o.limits
-	}
-	lim, err := limiter.New(limiter.Options{Config: &cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lim.Close() })
-	keyring := auth.NewKeyring(auth.KeyringOptions{Store: c.store})
-	usage := auth.NewUsage(auth.UsageOptions{Store: c.store})
-	g := gate.New(gate.Options{Keyring: keyring, Store: c.store, Limiter: lim, Usage: usage, TrustedProxies: o.trusted, NodeID: t.Name()})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
-	go func() { g.Run(ctx); done <- struct{}{} }()
-	go func() { usage.Run(ctx); done <- struct{}{} }()
-	t.Cleanup(func() { cancel(); <-done; <-done })
-	hub, err := fanout.NewHub(fanout.Options{Conn: nc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(hub.Close)
-	bo := o.broker
-	bo.Hub = hub
-	bo.Sources, _ = fanout.NewSources(fanout.SourcesConfig{})
-	bo.Resolver, bo.Admitter, bo.OnClose = g, g, g.OnClose
-	reg := prometheus.NewRegistry()
-	bo.Registerer = reg
-	srv, err := broker.New(bo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop, err := g.Watch(nc, srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sidecar, err := auth.NewSidecar(auth.Options{Store: c.store, Keyring: keyring, Usage: usage,
-		Notifier: auth.NewNATSNotifier(nc), LiveUsage: g, AdminToken: adminToken})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/ws", srv)
-	ws := httptest.NewServer(mux)
-	api := httptest.NewServer(sidecar)
-	t.Cleanup(func() {
-		stop()
-		_ = srv.Close()
-		ws.Close()
-		api.Close()
-	})
-	return &node{t: t, srv: srv, ws: ws, api: api, lim: lim, nc: nc, gate: g, reg: reg,
-		admin: auth.NewAdminClient(api.URL, adminToken, api.Client()),
-		wsURL: "ws" + strings.TrimPrefix(ws.URL, "http") + "/ws"}
+	c.t.Helper()
+	n := c.gc.Node(c.t, gatetest.NodeOptions{Limits: o.limits, TrustedProxies: o.trusted, Broker: o.broker, AdminToken: adminToken})
+	return &node{t: c.t, srv: n.Server, gate: n.Gate, reg: n.Registry, wsURL: n.WSURL,
+		admin: auth.NewAdminClient(n.APIURL, adminToken, n.APIClient)}
 }
 
 // createKey makes a key through the operator API.
