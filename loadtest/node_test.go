@@ -51,3 +51,25 @@ func keyPrefix(key string) string {
 	p, _, _ := strings.Cut(key, "_")
 	return p
 }
+
+// wantExact checks an exact run: conns connected, the measured published
+// count within [minPub, maxPub], perChannel subscribers per message all
+// delivered in order, no error frame and no disconnect.
+func wantExact(t *testing.T, rep loadtest.Report, conns int, perChannel, minPub, maxPub uint64) {
+	t.Helper()
+	if rep.ConnectionsOK != conns || rep.ConnectionsFailed != 0 {
+		t.Fatalf("connections ok %d failed %d %v", rep.ConnectionsOK, rep.ConnectionsFailed, rep.ConnectFailures)
+	}
+	if rep.Published < minPub || rep.Published > maxPub {
+		t.Fatalf("published %d measured messages, want %d..%d", rep.Published, minPub, maxPub)
+	}
+	if rep.ExpectedDeliveries != perChannel*rep.Published {
+		t.Fatalf("expected %d, want %d × %d", rep.ExpectedDeliveries, perChannel, rep.Published)
+	}
+	if rep.Delivered != rep.ExpectedDeliveries || rep.LossPct != 0 {
+		t.Fatalf("delivered %d of %d (loss %v%%)", rep.Delivered, rep.ExpectedDeliveries, rep.LossPct)
+	}
+	if rep.OutOfOrder != 0 || rep.ErrorFrames != 0 || len(rep.Disconnects) != 0 {
+		t.Fatalf("out of order %d, error frames %d, disconnects %v", rep.OutOfOrder, rep.ErrorFrames, rep.Disconnects)
+	}
+}

@@ -36,21 +36,7 @@ func TestRun_RealBroker_ExactAccounting(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if rep.ConnectionsOK != 21 || rep.ConnectionsFailed != 0 {
-		t.Fatalf("connections ok %d failed %d %v", rep.ConnectionsOK, rep.ConnectionsFailed, rep.ConnectFailures)
-	}
-	if rep.Published < 75 || rep.Published > 225 {
-		t.Fatalf("published %d measured messages at 300/s for 0.5 s", rep.Published)
-	}
-	if rep.ExpectedDeliveries != 7*rep.Published {
-		t.Fatalf("expected %d, want 7 × %d", rep.ExpectedDeliveries, rep.Published)
-	}
-	if rep.Delivered != rep.ExpectedDeliveries || rep.LossPct != 0 {
-		t.Fatalf("delivered %d of %d (loss %v%%)", rep.Delivered, rep.ExpectedDeliveries, rep.LossPct)
-	}
-	if rep.OutOfOrder != 0 || rep.ErrorFrames != 0 || len(rep.Disconnects) != 0 {
-		t.Fatalf("out of order %d, error frames %d, disconnects %v", rep.OutOfOrder, rep.ErrorFrames, rep.Disconnects)
-	}
+	wantExact(t, rep, 21, 7, 75, 225) // 300 msgs/s for 0.5 s
 	if rep.LatencyP50Ms <= 0 || rep.LatencyP99Ms < rep.LatencyP50Ms {
 		t.Fatalf("latency p50 %v p99 %v", rep.LatencyP50Ms, rep.LatencyP99Ms)
 	}
