@@ -44,21 +44,24 @@ func (s *Sidecar) handleAdminCreate(w http.ResponseWriter, r *http.Request) {
 	s.createAndAnswer(w, r, rec, "")
 }
 
-func (s *Sidecar) createAndAnswer(w http.ResponseWriter, r *http.Request, rec Record, rotatedFrom string) {
-	if err := rec.Limits.Validate(); err != nil {
+// createAndAnswer stores a new key for rec and answers with it; it reports
+// whether the key was made.
+func (s *Sidecar) createAndAnswer(w http.ResponseWriter, r *http.Request, rec Record, rotatedFrom string) bool {
+	if err := validateLimits(rec.Limits); err != nil {
 		s.fail(w, err)
-		return
+		return false
 	}
-	if err := rec.Quotas.Validate(); err != nil {
+	if err := validateQuotas(rec.Quotas); err != nil {
 		s.fail(w, err)
-		return
+		return false
 	}
 	key, rec, err := s.newKey(r, rec)
 	if err != nil {
 		s.fail(w, err)
-		return
+		return false
 	}
 	writeData(w, http.StatusCreated, CreatedKey{APIKey: key, Key: s.view(&rec, s.opts.Now()), RotatedFrom: rotatedFrom})
+	return true
 }
 
 // GET /admin/v1/keys?account=&category=&status=
@@ -231,9 +234,27 @@ func (s *Sidecar) handleAdminRotate(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, ErrRevoked)
 		return
 	}
-	rec := Record{Account: old.Account, Alias: req.Alias, Category: old.Category, Status: StatusActive,
-		CreatedAt: s.opts.Now().UTC(), ExpiresAt: old.ExpiresAt, Limits: old.Limits, Quotas: old.Quotas}
-	s.createAndAnswer(w, r, rec, prefix)
+	// Every setting carries over; the alias moves to the new key (aliases
+	// are unique per account) unless the request names another.
+	rec := old
+	rec.Prefix, rec.Hash, rec.Status, rec.CreatedAt = "", KeyHash{}, StatusActive, s.opts.Now().UTC()
+	rec.RequestCount, rec.LastUsedAt = 0, time.Time{}
+	moveAlias := req.Alias == "" && old.Alias != ""
+	if req.Alias != "" {
+		rec.Alias = req.Alias
+	}
+	if moveAlias {
+		if _, err := s.opts.Store.Update(r.Context(), prefix, 0, func(o *Record) error { o.Alias = ""; return nil }); err != nil {
+			s.fail(w, err)
+			return
+		}
+	}
+	if !s.createAndAnswer(w, r, rec, prefix) && moveAlias {
+		// The new key was not made: give the alias back.
+		if _, err := s.opts.Store.Update(r.Context(), prefix, 0, func(o *Record) error { o.Alias = old.Alias; return nil }); err != nil {
+			s.log.Error().Err(err).Str("prefix", prefix).Msg("auth: rotate failed and the old key's alias could not be restored")
+		}
+	}
 }
 
 // GET /admin/v1/keys/{prefix}/events?limit=

@@ -312,9 +312,14 @@ func TestAdmin_DeleteRotateEvents(t *testing.T) {
 		}
 	}
 	var rot2 auth.CreatedKey
-	wantOK(t, f.admin("POST", "/admin/v1/keys/"+used.Key.Prefix+"/rotate", nil), 201, &rot2) // no body: no alias
-	if rot2.Key.Alias != "" {
-		t.Fatalf("rotate without body: %+v", rot2.Key)
+	wantOK(t, f.admin("POST", "/admin/v1/keys/"+used.Key.Prefix+"/rotate", nil), 201, &rot2) // no body: the alias moves
+	if rot2.Key.Alias != "main" || rot2.Key.Category != "prod" || rot2.Key.Limits.CreditsPerMinute != 700 || rot2.Key.Quotas.Monthly != 9 || rot2.Key.ExpiresAt == nil {
+		t.Fatalf("rotate without body keeps every setting, alias included: %+v", rot2.Key)
+	}
+	var oldView auth.KeyView
+	wantOK(t, f.admin("GET", "/admin/v1/keys/"+used.Key.Prefix, nil), 200, &oldView)
+	if oldView.Alias != "" || oldView.Status != "active" {
+		t.Fatalf("the old key after its alias moved: %+v", oldView)
 	}
 	wantError(t, f.admin("POST", "/admin/v1/keys/"+used.Key.Prefix+"/rotate", `{"alias":"main-2"}`), 409, "ALIAS_TAKEN", "Alias already in use for this account")
 	wantError(t, f.admin("POST", "/admin/v1/keys/AbCdEfGh/rotate", nil), 404, "API_KEY_NOT_FOUND", "API key not found")

@@ -62,7 +62,7 @@ type CreatedKey struct {
 
 // RotateRequest is the optional body of POST /admin/v1/keys/{prefix}/rotate.
 type RotateRequest struct {
-	Alias string `json:"alias,omitempty"` // alias of the new key; default none
+	Alias string `json:"alias,omitempty"` // alias of the new key; default: the old key's alias moves to it
 }
 
 // KeyPatch is the body of PATCH /admin/v1/keys/{prefix}; absent fields
@@ -79,10 +79,10 @@ type KeyPatch struct {
 
 // LimitsPatch changes the limits it names; 0 restores the tier default.
 type LimitsPatch struct {
-	CreditsPerMinute      *int `json:"credits_per_minute,omitempty"`
-	MaxConnections        *int `json:"max_connections,omitempty"`
-	MaxSubscriptions      *int `json:"max_subscriptions,omitempty"`
-	ConnMessagesPerSecond *int `json:"conn_messages_per_second,omitempty"`
+	CreditsPerMinute      *int64   `json:"credits_per_minute,omitempty"`
+	MaxConnections        *int64   `json:"max_connections,omitempty"`
+	MaxSubscriptions      *int     `json:"max_subscriptions,omitempty"`
+	ConnMessagesPerSecond *float64 `json:"conn_messages_per_second,omitempty"`
 }
 
 // QuotasPatch changes the quotas it names; 0 removes one.
@@ -94,27 +94,24 @@ type QuotasPatch struct {
 }
 
 func (p *LimitsPatch) apply(l *Limits) {
-	set := func(dst *int, v *int) {
-		if v != nil {
-			*dst = *v
-		}
+	setField(&l.CreditsPerMinute, p.CreditsPerMinute)
+	setField(&l.MaxConnections, p.MaxConnections)
+	setField(&l.MaxSubscriptions, p.MaxSubscriptions)
+	setField(&l.ConnMessagesPerSecond, p.ConnMessagesPerSecond)
+}
+
+// setField sets *dst to *v when v is not nil.
+func setField[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
 	}
-	set(&l.CreditsPerMinute, p.CreditsPerMinute)
-	set(&l.MaxConnections, p.MaxConnections)
-	set(&l.MaxSubscriptions, p.MaxSubscriptions)
-	set(&l.ConnMessagesPerSecond, p.ConnMessagesPerSecond)
 }
 
 func (p *QuotasPatch) apply(q *Quotas) {
-	set := func(dst *int64, v *int64) {
-		if v != nil {
-			*dst = *v
-		}
-	}
-	set(&q.Total, p.Total)
-	set(&q.Daily, p.Daily)
-	set(&q.Weekly, p.Weekly)
-	set(&q.Monthly, p.Monthly)
+	setField(&q.Total, p.Total)
+	setField(&q.Daily, p.Daily)
+	setField(&q.Weekly, p.Weekly)
+	setField(&q.Monthly, p.Monthly)
 }
 
 // OptionalTime is a JSON field that may be absent (Set false), null (Set,

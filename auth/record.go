@@ -3,6 +3,8 @@ package auth
 import (
 	"fmt"
 	"time"
+
+	"floodgate/limiter"
 )
 
 // Status is the stored state of a key. "expired" is not a status: it is
@@ -27,17 +29,17 @@ const MaxLabelLen = 128
 // MaxCreditsPerMinute bounds Limits.CreditsPerMinute.
 const MaxCreditsPerMinute = 10000
 
-// Limits are a key's overrides of its tier's budgets; zero means "tier
-// default".
-type Limits struct {
-	CreditsPerMinute      int `json:"credits_per_minute,omitempty"`       // 1..10000
-	MaxConnections        int `json:"max_connections,omitempty"`          // concurrent connections of the key
-	MaxSubscriptions      int `json:"max_subscriptions,omitempty"`        // per connection
-	ConnMessagesPerSecond int `json:"conn_messages_per_second,omitempty"` // per connection
-}
+// Limits are a key's overrides of its tier's budgets (the limiter's type:
+// one definition); zero means "tier default".
+type Limits = limiter.Limits
 
-// Validate checks the ranges of l; the error names the field.
-func (l Limits) Validate() error {
+// Quotas are a key's quotas in credits (the limiter's type); zero means
+// none.
+type Quotas = limiter.Quotas
+
+// validateLimits checks the ranges an operator may set; the error names
+// the field.
+func validateLimits(l Limits) error {
 	switch {
 	case l.CreditsPerMinute < 0 || l.CreditsPerMinute > MaxCreditsPerMinute:
 		return &FieldError{Field: "limits.credits_per_minute", Problem: "must be 1..10000"}
@@ -45,22 +47,15 @@ func (l Limits) Validate() error {
 		return &FieldError{Field: "limits.max_connections", Problem: "must not be negative"}
 	case l.MaxSubscriptions < 0:
 		return &FieldError{Field: "limits.max_subscriptions", Problem: "must not be negative"}
-	case l.ConnMessagesPerSecond < 0:
-		return &FieldError{Field: "limits.conn_messages_per_second", Problem: "must not be negative"}
+	case l.ConnMessagesPerSecond < 0 || l.ConnMessagesPerSecond > 1e6:
+		return &FieldError{Field: "limits.conn_messages_per_second", Problem: "must be 0..1000000"}
 	}
 	return nil
 }
 
-// Quotas are a key's rolling quotas, counted in credits; zero means none.
-type Quotas struct {
-	Total   int64 `json:"total,omitempty"`
-	Daily   int64 `json:"daily,omitempty"`
-	Weekly  int64 `json:"weekly,omitempty"`
-	Monthly int64 `json:"monthly,omitempty"`
-}
-
-// Validate checks that no quota is negative; the error names the field.
-func (q Quotas) Validate() error {
+// validateQuotas checks that no quota is negative; the error names the
+// field.
+func validateQuotas(q Quotas) error {
 	for _, f := range []struct {
 		name string
 		v    int64
@@ -124,8 +119,8 @@ func (r *Record) validate() error {
 	if !r.Status.Valid() {
 		return &FieldError{Field: "status", Problem: fmt.Sprintf("unknown status %q", r.Status)}
 	}
-	if err := r.Limits.Validate(); err != nil {
+	if err := validateLimits(r.Limits); err != nil {
 		return err
 	}
-	return r.Quotas.Validate()
+	return validateQuotas(r.Quotas)
 }

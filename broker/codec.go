@@ -6,23 +6,13 @@ import (
 
 	"floodgate/fanout"
 	"floodgate/internal/jsonw"
+	"floodgate/internal/proto"
 	"floodgate/internal/wsframe"
 
 	"github.com/valyala/fastjson"
 )
 
-// Protocol error codes (protocol.md).
 const (
-	CodeBadRequest         = "BAD_REQUEST"
-	CodeUnknownSource      = "UNKNOWN_SOURCE"
-	CodeInvalidParams      = "INVALID_PARAMS"
-	CodeAlreadySubscribed  = "ALREADY_SUBSCRIBED"
-	CodeNotSubscribed      = "NOT_SUBSCRIBED"
-	CodeSubscriptionLimit  = "SUBSCRIPTION_LIMIT"
-	CodeRateLimited        = "RATE_LIMITED"
-	CodeQuotaExceeded      = "QUOTA_EXCEEDED"
-	CodeForbidden          = "FORBIDDEN"
-	CodeInternal           = "INTERNAL"
 	maxIDLen               = 128
 	replyHeadroom          = wsframe.MaxHeaderLen
 	maxPooledReplyCapacity = 16 << 10
@@ -43,19 +33,17 @@ type frameError struct {
 }
 
 var (
-	errNotJSON       = &frameError{CodeBadRequest, "frame is not valid JSON"}
-	errNotObject     = &frameError{CodeBadRequest, "frame must be a JSON object"}
-	errBadID         = &frameError{CodeBadRequest, "id must be a string of at most 128 bytes or a number"}
-	errNoMethod      = &frameError{CodeBadRequest, "missing method"}
-	errUnknownMethod = &frameError{CodeBadRequest, "unknown method"}
-	errNoParams      = &frameError{CodeBadRequest, "missing params"}
-	errNoSource      = &frameError{CodeBadRequest, "missing params.source"}
-	errUnknownSource = &frameError{CodeUnknownSource, "unknown source"}
-	errForbidden     = &frameError{CodeForbidden, "account streams need an API key of that account"}
-	errAlready       = &frameError{CodeAlreadySubscribed, "already subscribed"}
-	errNotSub        = &frameError{CodeNotSubscribed, "not subscribed"}
-	errSubLimit      = &frameError{CodeSubscriptionLimit, "subscription limit reached"}
-	errInternal      = &frameError{CodeInternal, "internal error"}
+	errNotJSON       = &frameError{proto.BadRequest, "frame is not valid JSON"}
+	errNotObject     = &frameError{proto.BadRequest, "frame must be a JSON object"}
+	errBadID         = &frameError{proto.BadRequest, "id must be a string of at most 128 bytes or a number"}
+	errNoMethod      = &frameError{proto.BadRequest, "missing method"}
+	errUnknownMethod = &frameError{proto.BadRequest, "unknown method"}
+	errNoParams      = &frameError{proto.BadRequest, "missing params"}
+	errForbidden     = &frameError{proto.Forbidden, "account streams need an API key of that account"}
+	errAlready       = &frameError{proto.AlreadySubscribed, "already subscribed"}
+	errNotSub        = &frameError{proto.NotSubscribed, "not subscribed"}
+	errSubLimit      = &frameError{proto.SubscriptionLimit, "subscription limit reached"}
+	errInternal      = &frameError{proto.Internal, "internal error"}
 )
 
 // parseRequest parses msg with p into req. The id is appended to idBuf so
@@ -115,75 +103,6 @@ func parseRequest(p *fastjson.Parser, msg []byte, idBuf []byte) (request, []byte
 	return req, idBuf, nil
 }
 
-// channelRef is a validated (source, params) pair.
-type channelRef struct {
-	src     *fanout.Source
-	values  [fanout.MaxParams][]byte // in src.Params order
-	subject []byte
-}
-
-// resolveChannel validates params against the sources table and builds the
-// subject into scratch. Values point into the parser or scratch.
-func resolveChannel(t *fanout.Sources, params *fastjson.Object, scratch []byte) (channelRef, []byte, *frameError, string) {
-	var ref channelRef
-	sv := params.Get("source")
-	if sv == nil {
-		return ref, scratch, errNoSource, ""
-	}
-	if sv.Type() != fastjson.TypeString {
-		return ref, scratch, &frameError{CodeBadRequest, "params.source must be a string"}, ""
-	}
-	src := t.Lookup(sv.GetStringBytes())
-	if src == nil {
-		return ref, scratch, errUnknownSource, string(sv.GetStringBytes())
-	}
-	ref.src = src
-	var seen uint
-	var bad *frameError
-	var badName string
-	params.Visit(func(key []byte, v *fastjson.Value) {
-		if bad != nil || string(key) == "source" {
-			return
-		}
-		i := src.ParamIndex(key)
-		if i < 0 {
-			bad, badName = &frameError{CodeInvalidParams, "unknown param"}, string(key)
-			return
-		}
-		if seen&(1<<i) != 0 {
-			bad, badName = &frameError{CodeInvalidParams, "duplicate param"}, src.Params[i].Name
-			return
-		}
-		seen |= 1 << i
-		var val []byte
-		switch v.Type() {
-		case fastjson.TypeString:
-			val = v.GetStringBytes()
-		case fastjson.TypeNumber:
-			start := len(scratch)
-			scratch = v.MarshalTo(scratch)
-			val = scratch[start:]
-		}
-		if val == nil || !src.Params[i].Allowed(val) {
-			bad, badName = &frameError{CodeInvalidParams, "invalid param"}, src.Params[i].Name
-			return
-		}
-		ref.values[i] = val
-	})
-	if bad != nil {
-		return ref, scratch, bad, badName
-	}
-	for i := range src.Params {
-		if seen&(1<<i) == 0 {
-			return ref, scratch, &frameError{CodeInvalidParams, "missing param"}, src.Params[i].Name
-		}
-	}
-	start := len(scratch)
-	scratch = src.AppendSubject(scratch, ref.values[:len(src.Params)])
-	ref.subject = scratch[start:]
-	return ref, scratch, nil, ""
-}
-
 // replyBuf is a pooled, per-session direct reply: a complete websocket
 // frame in b[off:].
 type replyBuf struct {
@@ -240,22 +159,22 @@ func appendTail(b []byte, id []byte, d *Decision) []byte {
 }
 
 // appendAck appends {"channel":"<method>","data":{"source":..,params..}...}.
-func appendAck(b []byte, method string, ref *channelRef, id []byte, d *Decision) []byte {
+func appendAck(b []byte, method string, ch *fanout.Channel, id []byte, d *Decision) []byte {
 	b = append(b, `{"channel":"`...)
 	b = append(b, method...)
 	b = append(b, `","data":{"source":"`...)
-	b = append(b, ref.src.Name...)
+	b = append(b, ch.Source.Name...)
 	b = append(b, '"')
-	for i := range ref.src.Params {
-		p := &ref.src.Params[i]
+	for i := range ch.Source.Params {
+		p := &ch.Source.Params[i]
 		b = append(b, ',', '"')
 		b = append(b, p.Name...)
 		b = append(b, '"', ':')
 		if p.Kind == fanout.KindInt {
-			b = append(b, ref.values[i]...) // digits only, validated
+			b = append(b, ch.Values[i]...) // digits only, validated
 		} else {
 			b = append(b, '"')
-			b = append(b, ref.values[i]...) // [A-Za-z0-9_-] only, validated
+			b = append(b, ch.Values[i]...) // [A-Za-z0-9_-] only, validated
 			b = append(b, '"')
 		}
 	}

@@ -16,11 +16,11 @@ func ParseFrame(p *fastjson.Parser, t *fanout.Sources, msg []byte, scratch []byt
 		return req.op, ferr.code, nil, idBuf
 	}
 	if req.op == OpSubscribe || req.op == OpUnsubscribe {
-		ref, sc, ferr, _ := resolveChannel(t, req.params, idBuf)
-		if ferr != nil {
-			return req.op, ferr.code, nil, sc
+		ch, sc, perr, _ := t.Resolve(req.params, idBuf)
+		if perr != nil {
+			return req.op, perr.Code, nil, sc
 		}
-		return req.op, "", ref.subject, sc
+		return req.op, "", ch.Subject, sc
 	}
 	return req.op, "", nil, idBuf
 }

@@ -29,6 +29,10 @@ type metrics struct {
 	writes prometheus.Counter
 	// slowConsumers: send-queue overflows (session.go enqueue).
 	slowConsumers prometheus.Counter
+	// dropped: frames thrown away instead of written, by DropReason
+	// (session.go, writer.go, server.go); dropCounters indexes it.
+	dropped      *prometheus.CounterVec
+	dropCounters [numDropReasons]prometheus.Counter
 	// clientFrames: text frames received from clients (session.go
 	// readLoop).
 	clientFrames prometheus.Counter
@@ -38,6 +42,13 @@ type metrics struct {
 	// fanoutLatency: NATS receive to socket write of the oldest market
 	// frame of each batch (writer.go).
 	fanoutLatency prometheus.Histogram
+}
+
+// drop counts n frames thrown away for reason r.
+func (m *metrics) drop(r DropReason, n int) {
+	if n > 0 {
+		m.dropCounters[r].Add(float64(n))
+	}
 }
 
 // observeBatch records a writer batch's size and the age of its oldest
@@ -93,6 +104,10 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			Namespace: "floodgate", Name: "slow_consumer_closes_total",
 			Help: "Connections closed because their send queue overflowed.",
 		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "floodgate", Name: "frames_dropped_total",
+			Help: "Frames thrown away instead of written to a client, by reason (queue_full, slow_consumer_close, closing, conflated).",
+		}, []string{"reason"}),
 		clientFrames: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "floodgate", Name: "client_frames_total",
 			Help: "Text frames received from clients.",
@@ -111,9 +126,12 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 	for r := CloseReason(1); r < numReasons; r++ {
 		m.closes.WithLabelValues(r.String())
 	}
+	for r := DropReason(0); r < numDropReasons; r++ {
+		m.dropCounters[r] = m.dropped.WithLabelValues(r.String())
+	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.opened, m.closes, m.refusals, m.errorReplies,
-			m.subscriptions, m.framesOut, m.writes, m.slowConsumers, m.clientFrames, m.batchFrames, m.fanoutLatency,
+			m.subscriptions, m.framesOut, m.writes, m.slowConsumers, m.dropped, m.clientFrames, m.batchFrames, m.fanoutLatency,
 			newTopKeysCollector(s, s.opts.MetricsTopKeys))
 	}
 	return m

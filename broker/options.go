@@ -1,11 +1,13 @@
 package broker
 
 import (
+	"context"
 	"net/http"
 	"net/netip"
 	"time"
 
 	"floodgate/fanout"
+	"floodgate/internal/proto"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -33,7 +35,8 @@ func (k IdentityKind) String() string {
 type Identity struct {
 	// Kind is Anonymous or KeyHolder.
 	Kind IdentityKind
-	// ID is the budget identity: "key:<prefix>" or "ip:<addr>".
+	// ID is the budget identity, e.g. "key:<prefix>" or "ip:<addr>"; it
+	// appears in logs. The Admitter decides it.
 	ID string
 	// IP is the client address (after trusted-proxy handling).
 	IP netip.Addr
@@ -45,39 +48,16 @@ type Identity struct {
 	// closed with 1008 "api key expired" at that time (Server.SetKeyExpiry
 	// moves it on live sessions).
 	ExpiresAt time.Time
-	// Policy is opaque data the Resolver hands to the Admitter for this
-	// identity (a key's limits and quotas). The broker never reads it.
-	Policy any
 }
 
-// Refusal is an HTTP error returned before the upgrade, with a JSON body
-// {"error":Message,"code":Code}.
-type Refusal struct {
-	// Status is the HTTP status code.
-	Status int
-	// Code is the protocol error code, e.g. INVALID_API_KEY.
-	Code string
-	// Message is the human-readable error.
-	Message string
-	// RetryAfter, when positive, is sent as Retry-After (whole seconds,
-	// rounded up).
-	RetryAfter time.Duration
-	// Header holds extra response headers (RateLimit, RateLimit-Policy).
-	Header http.Header
-}
-
-// Resolver decides the identity of an upgrade request.
-type Resolver interface {
-	// Resolve returns the identity of r, or a refusal. It is called once
-	// per upgrade, before admission.
-	Resolve(r *http.Request, now time.Time) (Identity, *Refusal)
-}
-
-// Admitter decides whether an identity may open one more connection.
+// Admitter decides who an upgrade request is and whether it may open one
+// more connection.
 type Admitter interface {
-	// Admit returns the new connection's budget, or a refusal. The budget
-	// is released by the session when it ends.
-	Admit(id Identity, now time.Time) (Budget, *Refusal)
+	// Admit returns the identity of r and the new connection's budget, or
+	// a refusal (written as the HTTP answer). It is called once per
+	// upgrade; ctx ends when the client goes away. The budget is released
+	// by the session when it ends.
+	Admit(ctx context.Context, r *http.Request, now time.Time) (Identity, Budget, *proto.Refusal)
 }
 
 // Op is the kind of client frame being charged.
@@ -149,11 +129,8 @@ type Options struct {
 	Hub Hub
 	// Sources is the sources table. Required.
 	Sources *fanout.Sources
-	// Resolver identifies clients. Defaults to anonymous-by-IP
-	// (IPResolver with no trusted proxies).
-	Resolver Resolver
-	// Admitter admits connections. Defaults to admitting everyone with an
-	// unlimited budget.
+	// Admitter identifies and admits connections. Defaults to AdmitAll:
+	// everyone, anonymous, with an unlimited budget.
 	Admitter Admitter
 	// Logger receives one event per connection open and close. Defaults to
 	// a disabled logger.
@@ -253,9 +230,6 @@ func (o *Options) setDefaults() {
 	}
 	if o.WriteBufferSize <= 0 {
 		o.WriteBufferSize = 64 << 10
-	}
-	if o.Resolver == nil {
-		o.Resolver = IPResolver{}
 	}
 	if o.Admitter == nil {
 		o.Admitter = AdmitAll{}

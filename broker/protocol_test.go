@@ -1,12 +1,15 @@
 package broker_test
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"floodgate/broker"
+	"floodgate/internal/proto"
 
 	"github.com/coder/websocket"
 )
@@ -150,8 +153,8 @@ func TestErrorReplies(t *testing.T) {
 // subscriptions.
 type capSubs struct{ n int }
 
-func (c capSubs) Admit(broker.Identity, time.Time) (broker.Budget, *broker.Refusal) {
-	return cappedBudget(c), nil
+func (c capSubs) Admit(context.Context, *http.Request, time.Time) (broker.Identity, broker.Budget, *proto.Refusal) {
+	return broker.Identity{}, cappedBudget(c), nil
 }
 
 type cappedBudget struct{ n int }

@@ -79,3 +79,39 @@ func (r CloseReason) Code() websocket.StatusCode { return reasonTable[r%numReaso
 
 // Text returns the close frame's reason text.
 func (r CloseReason) Text() string { return reasonTable[r%numReasons].text }
+
+// DropReason is why a frame queued (or offered) to a session was thrown
+// away instead of written. Each maps 1:1 to a label of
+// floodgate_frames_dropped_total.
+type DropReason uint8
+
+// Drop reasons.
+const (
+	// DropQueueFull: the frame that found the send queue full.
+	DropQueueFull DropReason = iota
+	// DropSlowConsumerClose: the backlog thrown away when a slow consumer
+	// is closed.
+	DropSlowConsumerClose
+	// DropClosing: frames offered to, or still queued in, a session that
+	// is closing.
+	DropClosing
+	// DropConflated: a conflatable frame replaced by a newer one of its
+	// channel while the session lagged.
+	DropConflated
+	numDropReasons
+)
+
+var dropLabels = [numDropReasons]string{
+	DropQueueFull:         "queue_full",
+	DropSlowConsumerClose: "slow_consumer_close",
+	DropClosing:           "closing",
+	DropConflated:         "conflated",
+}
+
+// String returns the metric label.
+func (r DropReason) String() string {
+	if r >= numDropReasons {
+		return "unknown"
+	}
+	return dropLabels[r]
+}

@@ -30,3 +30,18 @@ func TestCloseReasonsComplete(t *testing.T) {
 		t.Error("a reason after ReasonWriteError is missing from this test")
 	}
 }
+
+// TestDropReasonsComplete: every drop reason has its own label.
+func TestDropReasonsComplete(t *testing.T) {
+	seen := map[string]bool{}
+	for r := broker.DropQueueFull; r <= broker.DropConflated; r++ {
+		label := r.String()
+		if label == "" || label == "unknown" || seen[label] {
+			t.Errorf("drop reason %d: label %q", r, label)
+		}
+		seen[label] = true
+	}
+	if (broker.DropConflated + 1).String() != "unknown" {
+		t.Error("a drop reason after DropConflated is missing from this test")
+	}
+}

@@ -2,16 +2,17 @@ package broker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
 	"path"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"floodgate/internal/httpx"
+	"floodgate/internal/proto"
 
 	"github.com/coder/websocket"
 	"github.com/valyala/fastjson"
@@ -79,63 +80,37 @@ func (s *Server) recycle(it item) {
 	}
 }
 
-// refuse writes a pre-upgrade refusal.
-func refuse(w http.ResponseWriter, r *Refusal) {
-	h := w.Header()
-	for k, vs := range r.Header {
-		h[k] = vs
-	}
-	if r.RetryAfter > 0 {
-		secs := (r.RetryAfter + time.Second - 1) / time.Second
-		h.Set("Retry-After", strconv.FormatInt(int64(secs), 10))
-	}
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(r.Status)
-	_ = json.NewEncoder(w).Encode(struct {
-		Error string `json:"error"`
-		Code  string `json:"code"`
-	}{r.Message, r.Code})
-}
-
-// Refuse writes r as the JSON error response of protocol.md. It is exported
-// for the HTTP handlers that share the broker's refusal format.
-func Refuse(w http.ResponseWriter, r *Refusal) { refuse(w, r) }
-
 var (
-	refusalDraining = Refusal{Status: http.StatusServiceUnavailable, Code: "DRAINING", Message: "server is draining, reconnect to another node", RetryAfter: time.Second}
-	refusalOrigin   = Refusal{Status: http.StatusForbidden, Code: "ORIGIN_NOT_ALLOWED", Message: "origin not allowed"}
-	refusalNotWS    = Refusal{Status: http.StatusUpgradeRequired, Code: "BAD_REQUEST", Message: "websocket upgrade required"}
+	refusalDraining = proto.Refusal{Status: http.StatusServiceUnavailable, Code: proto.Draining, Message: "server is draining, reconnect to another node", RetryAfter: time.Second}
+	refusalOrigin   = proto.Refusal{Status: http.StatusForbidden, Code: proto.OriginNotAllowed, Message: "origin not allowed"}
+	refusalNotWS    = proto.Refusal{Status: http.StatusUpgradeRequired, Code: proto.BadRequest, Message: "websocket upgrade required"}
 )
+
+// refuse counts and writes a refusal.
+func (s *Server) refuse(w http.ResponseWriter, r *proto.Refusal) {
+	s.m.refusals.WithLabelValues(r.Code).Inc()
+	r.Write(w)
+}
 
 // ServeHTTP handles GET /ws: identity, admission and upgrade; the session
 // then runs on its own goroutine, owned by the Server (Close waits for it).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	if s.draining.Load() || s.closed.Load() {
-		s.m.refusals.WithLabelValues(refusalDraining.Code).Inc()
-		refuse(w, &refusalDraining)
+		s.refuse(w, &refusalDraining)
 		return
 	}
 	if !isUpgrade(r) {
-		refuse(w, &refusalNotWS)
+		s.refuse(w, &refusalNotWS)
 		return
 	}
 	if !s.originAllowed(r) {
-		s.m.refusals.WithLabelValues(refusalOrigin.Code).Inc()
-		refuse(w, &refusalOrigin)
+		s.refuse(w, &refusalOrigin)
 		return
 	}
-	id, ref := s.opts.Resolver.Resolve(r, now)
+	id, budget, ref := s.opts.Admitter.Admit(r.Context(), r, now)
 	if ref != nil {
-		s.m.refusals.WithLabelValues(ref.Code).Inc()
-		refuse(w, ref)
-		return
-	}
-	budget, ref := s.opts.Admitter.Admit(id, now)
-	if ref != nil {
-		s.m.refusals.WithLabelValues(ref.Code).Inc()
-		refuse(w, ref)
+		s.refuse(w, ref)
 		return
 	}
 	sess := &session{srv: s, id: id, budget: budget, start: now, remote: r.RemoteAddr, subs: make(map[string]struct{})}
@@ -183,18 +158,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // isUpgrade reports whether r asks for a websocket upgrade.
 func isUpgrade(r *http.Request) bool {
-	return r.Method == http.MethodGet && headerHasToken(r.Header, "Connection", "upgrade") && headerHasToken(r.Header, "Upgrade", "websocket")
-}
-
-func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for _, t := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
+	return r.Method == http.MethodGet && httpx.HasToken(r.Header, "Connection", "upgrade") && httpx.HasToken(r.Header, "Upgrade", "websocket")
 }
 
 // originAllowed implements the cross-origin rule of protocol.md.
@@ -264,6 +228,7 @@ func (s *Server) run(sess *session) {
 	for _, it := range left {
 		s.recycle(it)
 	}
+	s.m.drop(DropClosing, len(left))
 	end := time.Now()
 	sess.budget.Release(end)
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"floodgate/fanout"
+	"floodgate/internal/proto"
 
 	"github.com/coder/websocket"
 )
@@ -60,21 +61,24 @@ type item struct {
 	recv  int64 // unix ns the node received a market frame; 0 for replies
 }
 
-// Deliver implements fanout.Subscriber: it queues f without blocking.
+// Deliver implements fanout.Subscriber: it queues f without blocking and
+// reports whether the frame was accepted (false: dropped, and counted in
+// floodgate_frames_dropped_total).
 func (s *session) Deliver(f *fanout.Frame) bool {
 	return s.enqueue(item{wire: f.Wire(), recv: f.Received()})
 }
 
 // enqueue adds it to the send queue and makes sure a writer runs. It
-// returns false when the queue overflowed (the session is then closing as a
-// slow consumer) and true otherwise, including when the session is already
-// closing and the frame is silently discarded.
+// returns false when the frame was dropped: the queue overflowed (the
+// session is then closing as a slow consumer, its backlog dropped too) or
+// the session is already closing.
 func (s *session) enqueue(it item) bool {
 	s.mu.Lock()
 	if s.closing != reasonNone {
 		s.mu.Unlock()
 		s.srv.recycle(it)
-		return true
+		s.srv.m.drop(DropClosing, 1)
+		return false
 	}
 	if len(s.queue) >= s.srv.opts.QueueFrames || (s.queuedBytes+len(it.wire) > s.srv.opts.QueueBytes && len(s.queue) > 0) {
 		s.closing = ReasonSlowConsumer
@@ -87,6 +91,8 @@ func (s *session) enqueue(it item) bool {
 		for _, d := range dropped {
 			s.srv.recycle(d)
 		}
+		s.srv.m.drop(DropQueueFull, 1)
+		s.srv.m.drop(DropSlowConsumerClose, len(dropped))
 		s.srv.m.slowConsumers.Inc()
 		if start {
 			go s.writeFn()
@@ -233,7 +239,7 @@ func (s *session) handle(msg []byte, now time.Time) {
 	if !d.Allowed {
 		code := d.Code
 		if code == "" {
-			code = CodeRateLimited
+			code = proto.RateLimited
 		}
 		msg := d.Message
 		if msg == "" {
@@ -267,7 +273,7 @@ func (s *session) handle(msg []byte, now time.Time) {
 }
 
 func closeReasonFor(code string) CloseReason {
-	if code == CodeQuotaExceeded {
+	if code == proto.QuotaExceeded {
 		return ReasonQuota
 	}
 	return ReasonRateLimit
@@ -275,17 +281,15 @@ func closeReasonFor(code string) CloseReason {
 
 func (s *session) subscribe(req *request, d *Decision) {
 	srv := s.srv
-	ref, scratch, ferr, detail := resolveChannel(srv.opts.Sources, req.params, s.scratch)
-	s.scratch = scratch
-	if ferr != nil {
-		s.replyError(*ferr, detail, 0, req.id, d)
+	ref, ok := s.resolve(req, d)
+	if !ok {
 		return
 	}
-	if ref.src.Private && (s.id.Account == "" || s.id.Account != string(ref.values[ref.src.AccountParam])) {
+	if srv.opts.Sources.Authorize(&ref, s.id.Account) != nil {
 		s.replyError(*errForbidden, "", 0, req.id, d)
 		return
 	}
-	if _, ok := s.subs[string(ref.subject)]; ok {
+	if _, ok := s.subs[string(ref.Subject)]; ok {
 		s.replyError(*errAlready, "", 0, req.id, d)
 		return
 	}
@@ -296,11 +300,11 @@ func (s *session) subscribe(req *request, d *Decision) {
 	r := srv.replies.get()
 	r.b = appendAck(r.b, "subscribe", &ref, req.id, d)
 	r.finish()
-	subject := string(ref.subject)
+	subject := string(ref.Subject)
 	// The hub queues the ack once NATS has the interest and just before
 	// this session can receive the channel's frames: the client sees the
 	// ack first, and anything published after the ack reaches it.
-	err := srv.opts.Hub.Subscribe(ref.src, subject, s, func() { s.enqueue(item{wire: r.wire(), reply: r}) })
+	err := srv.opts.Hub.Subscribe(ref.Source, subject, s, func() { s.enqueue(item{wire: r.wire(), reply: r}) })
 	if err != nil {
 		srv.replies.put(r)
 		srv.opts.Logger.Error().Err(err).Str("subject", subject).Msg("subscribe failed")
@@ -313,17 +317,15 @@ func (s *session) subscribe(req *request, d *Decision) {
 
 func (s *session) unsubscribe(req *request, d *Decision) {
 	srv := s.srv
-	ref, scratch, ferr, detail := resolveChannel(srv.opts.Sources, req.params, s.scratch)
-	s.scratch = scratch
-	if ferr != nil {
-		s.replyError(*ferr, detail, 0, req.id, d)
+	ref, ok := s.resolve(req, d)
+	if !ok {
 		return
 	}
-	if _, ok := s.subs[string(ref.subject)]; !ok {
+	if _, ok := s.subs[string(ref.Subject)]; !ok {
 		s.replyError(*errNotSub, "", 0, req.id, d)
 		return
 	}
-	subject := string(ref.subject)
+	subject := string(ref.Subject)
 	// Leave the channel before acking: nothing of it follows the ack.
 	srv.opts.Hub.Unsubscribe(subject, s)
 	delete(s.subs, subject)
@@ -331,6 +333,18 @@ func (s *session) unsubscribe(req *request, d *Decision) {
 	r := srv.replies.get()
 	r.b = appendAck(r.b, "unsubscribe", &ref, req.id, d)
 	s.reply(r)
+}
+
+// resolve turns the request's params into a channel, or replies with the
+// refusal and returns false.
+func (s *session) resolve(req *request, d *Decision) (fanout.Channel, bool) {
+	ch, scratch, perr, detail := s.srv.opts.Sources.Resolve(req.params, s.scratch)
+	s.scratch = scratch
+	if perr != nil {
+		s.replyError(frameError{perr.Code, perr.Message}, detail, 0, req.id, d)
+		return ch, false
+	}
+	return ch, true
 }
 
 func (s *session) replyError(fe frameError, detail string, retryMs int64, id []byte, d *Decision) {

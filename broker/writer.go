@@ -61,6 +61,7 @@ func (s *session) writeLoop() {
 		switch {
 		case closing == ReasonSlowConsumer:
 			// Its backlog is dropped: the close frame goes next.
+			srv.m.drop(DropSlowConsumerClose, len(batch))
 		case len(batch) == 1 && !ping:
 			// One frame: write it as it is, no copy.
 			err = s.write(batch[0].wire, 1)
@@ -160,6 +161,7 @@ func (s *session) fail(reason CloseReason) {
 	for _, it := range dropped {
 		s.srv.recycle(it)
 	}
+	s.srv.m.drop(DropClosing, len(dropped))
 	_ = s.ws.CloseNow()
 	// writing stays set, so no writer starts again on a dead socket;
 	// enqueue discards frames because closing is set.

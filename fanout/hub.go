@@ -21,8 +21,8 @@ type Subscriber interface {
 	// Deliver offers f to the subscriber. It must not block and must not
 	// keep f's bytes beyond the frame's lifetime (frames are immutable and
 	// garbage collected, so holding the pointer is fine). It returns false
-	// when the subscriber dropped the frame (its queue is full); the hub
-	// only counts that.
+	// when the subscriber dropped the frame (its queue is full, or it is
+	// closing); the hub counts only accepted frames.
 	Deliver(f *Frame) bool
 }
 
@@ -284,17 +284,14 @@ func (ch *channel) deliver(payload []byte) {
 	// blocks, so the walk is short.
 	ch.shard.mu.RLock()
 	subs := *ch.subs.Load()
-	dropped := 0
+	accepted := 0
 	for _, s := range subs {
-		if !s.Deliver(f) {
-			dropped++
+		if s.Deliver(f) {
+			accepted++
 		}
 	}
 	ch.shard.mu.RUnlock()
-	m.msgsOut.Add(float64(len(subs) - dropped))
-	if dropped > 0 {
-		m.dropped.Add(float64(dropped))
-	}
+	m.msgsOut.Add(float64(accepted))
 }
 
 // AsyncError counts a NATS asynchronous error of the hub's connection

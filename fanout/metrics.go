@@ -6,11 +6,10 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	// msgsIn counts NATS messages received on channel subscriptions.
 	msgsIn prometheus.Counter
-	// msgsOut counts frames handed to subscribers (one per subscriber per
-	// message).
+	// msgsOut counts frames subscribers accepted (one per subscriber per
+	// message); a refused frame is counted by the subscriber's own drop
+	// metric (floodgate_frames_dropped_total), not here.
 	msgsOut prometheus.Counter
-	// dropped counts frames a subscriber refused because its queue was full.
-	dropped prometheus.Counter
 	// invalid counts NATS payloads that were not valid JSON and were not
 	// forwarded.
 	invalid prometheus.Counter
@@ -29,11 +28,7 @@ func newMetrics(reg prometheus.Registerer, h *Hub) *metrics {
 		}),
 		msgsOut: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "floodgate", Name: "fanout_messages_out_total",
-			Help: "Market frames handed to subscriber send queues.",
-		}),
-		dropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "floodgate", Name: "fanout_frames_dropped_total",
-			Help: "Market frames refused by a full subscriber send queue.",
+			Help: "Market frames accepted by subscriber send queues (refused ones are in floodgate_frames_dropped_total).",
 		}),
 		invalid: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "floodgate", Name: "fanout_invalid_payloads_total",
@@ -49,7 +44,7 @@ func newMetrics(reg prometheus.Registerer, h *Hub) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.msgsIn, m.msgsOut, m.dropped, m.invalid, m.natsSubs, m.natsSlow,
+		reg.MustRegister(m.msgsIn, m.msgsOut, m.invalid, m.natsSubs, m.natsSlow,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Namespace: "floodgate", Name: "fanout_channels",
 				Help: "Channels with at least one local subscriber.",

@@ -1,16 +1,8 @@
 package fanout
 
 import (
-	"errors"
 	"fmt"
 	"strings"
-)
-
-// Sentinel errors of the sources table. Callers map them to protocol codes.
-var (
-	ErrUnknownSource = errors.New("fanout: unknown source")
-	ErrMissingParam  = errors.New("fanout: missing param")
-	ErrInvalidParam  = errors.New("fanout: invalid param")
 )
 
 // ParamKind says how a param is echoed back to clients.
@@ -128,7 +120,6 @@ func (s *Source) AppendSubject(dst []byte, values [][]byte) []byte {
 // safe for concurrent use.
 type Sources struct {
 	byName map[string]*Source
-	list   []*Source
 	prefix string
 }
 
@@ -222,7 +213,6 @@ func NewSources(cfg SourcesConfig) (*Sources, error) {
 			src.Private = !cfg.PublicAccountStreams
 		}
 		t.byName[src.Name] = src
-		t.list = append(t.list, src)
 	}
 	return t, nil
 }
@@ -236,9 +226,6 @@ func kindName(k ParamKind) string {
 
 // Lookup returns the source named name, or nil. It does not allocate.
 func (t *Sources) Lookup(name []byte) *Source { return t.byName[string(name)] }
-
-// All returns the sources in table order. The slice must not be modified.
-func (t *Sources) All() []*Source { return t.list }
 
 // Prefix returns the subject prefix.
 func (t *Sources) Prefix() string { return t.prefix }

@@ -2,6 +2,7 @@ package limiter_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"testing"
@@ -93,6 +94,11 @@ func TestViolations_EscalatingCooldown(t *testing.T) {
 		if r.Status != 429 || r.RetryAfter != cool {
 			t.Fatalf("cooldown %v: %+v", cool, r)
 		}
+		// The RateLimit fields name the cooldown policy and its length.
+		secs := int64(cool / time.Second)
+		if r.Policy != fmt.Sprintf(`"cooldown";q=0;w=%d`, secs) || r.RateLimit != fmt.Sprintf(`"cooldown";r=0;t=%d`, secs) {
+			t.Fatalf("cooldown headers %q %q", r.Policy, r.RateLimit)
+		}
 		if _, err := l.Admit(context.Background(), req, now.Add(cool-1)); err == nil {
 			t.Fatal("admitted during cooldown")
 		}
@@ -143,8 +149,8 @@ func TestFailedKeys_BlockAndExpiry(t *testing.T) {
 	}
 	h := http.Header{}
 	r.SetHeaders(h)
-	if h.Get("Retry-After") != "300" {
-		t.Fatalf("Retry-After %q", h.Get("Retry-After"))
+	if h.Get("Retry-After") != "300" || h.Get("RateLimit-Policy") != `"ip_block";q=20;w=60` || h.Get("RateLimit") != `"ip_block";r=0;t=300` {
+		t.Fatalf("headers %v", h)
 	}
 	// Blocked for keys and anonymous alike, on the upgrade and before auth.
 	if _, err := l.Admit(context.Background(), keyReq("AbCdEfGh"), at.Add(time.Minute)); err == nil {

@@ -2,6 +2,8 @@ package limiter
 
 import (
 	"time"
+
+	"floodgate/internal/proto"
 )
 
 // Budget names what refused a frame. Its String is the metric label.
@@ -64,7 +66,7 @@ func (d Decision) RetryAfterMs() int64 {
 }
 
 // ResetSeconds is ResetIn in whole seconds, rounded up: `rl.t`.
-func (d Decision) ResetSeconds() int64 { return ceilSeconds(d.ResetIn) }
+func (d Decision) ResetSeconds() int64 { return proto.CeilSeconds(d.ResetIn) }
 
 // Code is the protocol error code of a refusal: RATE_LIMITED or
 // QUOTA_EXCEEDED ("" when allowed).
@@ -220,8 +222,10 @@ func (id *identity) takeLocked(l *Limiter, cost, now int64, force bool) (Budget,
 // rlLocked returns the `rl` numbers of the identity at now.
 func (id *identity) rlLocked(l *Limiter, now int64) (r, q int64, t time.Duration) {
 	if cl := id.cl; cl != nil && l.leaseUsable(cl) {
+		// Redis counts this node's unspent lease as spent; it is not.
 		q = id.pol.credits
-		return min(max(cl.globalAvail+cl.leased, 0), q), q, time.Duration(max(cl.globalTat-now, 0))
+		unspent := max(cl.leased, 0) * id.pol.creditG.t
+		return min(max(cl.globalAvail+cl.leased, 0), q), q, time.Duration(max(cl.globalTat-unspent-now, 0))
 	}
 	p := id.local
 	return p.creditG.remaining(id.tat, now), p.credits, time.Duration(max(id.tat-now, 0))

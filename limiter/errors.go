@@ -4,12 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
+
+	"floodgate/internal/proto"
 )
 
-// Sentinel errors. A refused admission is a *Refusal that unwraps to one of
-// the first five.
+// Sentinel errors. A refused admission is a *proto.Refusal that unwraps to
+// one of the first five.
 var (
 	ErrIPBlocked          = errors.New("limiter: IP temporarily blocked")
 	ErrCooldown           = errors.New("limiter: identity cooling down after repeated violations")
@@ -28,89 +29,26 @@ var (
 	ErrClosed = errors.New("limiter: closed")
 )
 
-// Refusal is an admission refused for limits: the HTTP answer the broker
-// sends before the upgrade. It unwraps to ErrIPBlocked, ErrCooldown,
-// ErrConnectRate, ErrTooManyConnections or ErrQuotaExceeded.
-type Refusal struct {
-	// Status is the HTTP status: 403, 429 or 401.
-	Status int
-	// Code and Message form the JSON body {"error":Message,"code":Code}.
-	Code    string
-	Message string
-	// RetryAfter is when trying again can succeed; 0 when unknown (total
-	// quota).
-	RetryAfter time.Duration
-	// Policy and RateLimit are the values of the RateLimit-Policy and
-	// RateLimit header fields, e.g. `"connects";q=300;w=300` and
-	// `"connects";r=0;t=1`. Empty when not applicable.
-	Policy    string
-	RateLimit string
-
-	err error
+// refusal builds a limits refusal: a *proto.Refusal that unwraps to err.
+func refusal(err error, status int, code, msg string, retry time.Duration) *proto.Refusal {
+	return &proto.Refusal{Status: status, Code: code, Message: msg, RetryAfter: retry, Err: err}
 }
 
-func (r *Refusal) Error() string { return r.err.Error() + ": " + r.Message }
-func (r *Refusal) Unwrap() error { return r.err }
-
-// RetryAfterSeconds is RetryAfter rounded up to whole seconds, at least 1
-// when RetryAfter > 0: the value of the Retry-After header.
-func (r *Refusal) RetryAfterSeconds() int64 { return ceilSeconds(r.RetryAfter) }
-
-// SetHeaders sets Retry-After, RateLimit-Policy and RateLimit on h.
-func (r *Refusal) SetHeaders(h http.Header) {
-	if r.RetryAfter > 0 {
-		h.Set("Retry-After", strconv.FormatInt(r.RetryAfterSeconds(), 10))
-	}
-	if r.Policy != "" {
-		h.Set("RateLimit-Policy", r.Policy)
-	}
-	if r.RateLimit != "" {
-		h.Set("RateLimit", r.RateLimit)
-	}
-}
-
-// PolicyHeader formats one IETF RateLimit-Policy item: `"name";q=Q;w=W`
-// (w in whole seconds, left out when window is 0).
-func PolicyHeader(name string, q int64, window time.Duration) string {
-	s := `"` + name + `";q=` + strconv.FormatInt(q, 10)
-	if window > 0 {
-		s += ";w=" + strconv.FormatInt(ceilSeconds(window), 10)
-	}
-	return s
-}
-
-// RateLimitHeader formats one IETF RateLimit item: `"name";r=R;t=T` (t in
-// whole seconds, rounded up).
-func RateLimitHeader(name string, remaining int64, reset time.Duration) string {
-	if remaining < 0 {
-		remaining = 0
-	}
-	return `"` + name + `";r=` + strconv.FormatInt(remaining, 10) + ";t=" + strconv.FormatInt(ceilSeconds(reset), 10)
-}
-
-func ceilSeconds(d time.Duration) int64 {
-	if d <= 0 {
-		return 0
-	}
-	return int64((d + time.Second - 1) / time.Second)
-}
-
-func refusal(err error, status int, code, msg string, retry time.Duration) *Refusal {
-	return &Refusal{Status: status, Code: code, Message: msg, RetryAfter: retry, err: err}
-}
-
-func (r *Refusal) withHeaders(policy, rl string) *Refusal {
+func withHeaders(r *proto.Refusal, policy, rl string) *proto.Refusal {
 	r.Policy, r.RateLimit = policy, rl
 	return r
 }
 
-func newIPBlocked(retry time.Duration) *Refusal {
-	return refusal(ErrIPBlocked, http.StatusForbidden, "IP_BLOCKED", "IP temporarily blocked", retry)
+// newIPBlocked is the 403 of a blocked IP; its RateLimit fields name the
+// failed-key policy ("ip_block", MaxAttempts per Window).
+func newIPBlocked(fk *FailedKeys, retry time.Duration) *proto.Refusal {
+	r := refusal(ErrIPBlocked, http.StatusForbidden, proto.IPBlocked, "IP temporarily blocked", retry)
+	return withHeaders(r, proto.PolicyHeader("ip_block", int64(fk.MaxAttempts), fk.Window), proto.RateLimitHeader("ip_block", 0, retry))
 }
 
-func newQuotaRefusal(w QuotaWindow, limit, used int64, retry time.Duration) *Refusal {
+func newQuotaRefusal(w QuotaWindow, limit, used int64, retry time.Duration) *proto.Refusal {
 	name := "quota-" + w.String()
-	r := refusal(ErrQuotaExceeded, http.StatusUnauthorized, "QUOTA_EXCEEDED",
+	r := refusal(ErrQuotaExceeded, http.StatusUnauthorized, proto.QuotaExceeded,
 		fmt.Sprintf("Rate limit exceeded: quota %s", w), retry)
-	return r.withHeaders(PolicyHeader(name, limit, w.Duration()), RateLimitHeader(name, limit-used, retry))
+	return withHeaders(r, proto.PolicyHeader(name, limit, w.Duration()), proto.RateLimitHeader(name, limit-used, retry))
 }

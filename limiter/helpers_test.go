@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"floodgate/internal/proto"
 	"floodgate/limiter"
 )
 
@@ -50,12 +51,12 @@ func mustAdmit(t testing.TB, l *limiter.Limiter, req limiter.Request, now time.T
 	return c
 }
 
-func refusalOf(t testing.TB, err error, want error) *limiter.Refusal {
+func refusalOf(t testing.TB, err error, want error) *proto.Refusal {
 	t.Helper()
 	if !errors.Is(err, want) {
 		t.Fatalf("err = %v, want %v", err, want)
 	}
-	var r *limiter.Refusal
+	var r *proto.Refusal
 	if !errors.As(err, &r) {
 		t.Fatalf("err %v is not a *Refusal", err)
 	}

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"floodgate/internal/proto"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -164,7 +166,6 @@ func New(opts Options) (*Limiter, error) {
 	return l, nil
 }
 
-// Config returns the configuration in force (a copy).
 // settings is the reloadable part of the limiter: the config and the tier
 // default policies built from it. Immutable; Reload replaces it whole.
 type settings struct {
@@ -206,6 +207,7 @@ func (l *Limiter) Reload(cfg Config, now time.Time) error {
 	return nil
 }
 
+// Config returns the configuration in force (a copy).
 func (l *Limiter) Config() Config {
 	c := l.set.Load().cfg
 	c.Violations.Cooldowns = append([]time.Duration(nil), c.Violations.Cooldowns...)
@@ -299,7 +301,7 @@ func AddrIdentity(a netip.Addr) string {
 // order: failed-key IP block (403 IP_BLOCKED), violation cooldown (429
 // RATE_LIMITED), connect rate (429 CONNECT_RATE), concurrent connections
 // (429 TOO_MANY_CONNECTIONS), key quotas (401 QUOTA_EXCEEDED). A refusal is a
-// *Refusal. On success the Conn must be released with Release when the
+// *proto.Refusal. On success the Conn must be released with Release when the
 // connection ends. In cluster mode Admit makes one Redis round trip (bounded
 // by RedisTimeout; on failure it falls back to local budgets at once).
 func (l *Limiter) Admit(ctx context.Context, req Request, now time.Time) (*Conn, error) {
@@ -316,9 +318,8 @@ func (l *Limiter) Admit(ctx context.Context, req Request, now time.Time) (*Conn,
 	id.mu.Lock()
 	id.applyLocked(l, req.Tier, req.Limits, req.Quotas, n)
 	if id.cooldownUntil > n {
-		wait := time.Duration(id.cooldownUntil - n)
+		err := l.cooldownRefusal(id, n)
 		id.mu.Unlock()
-		err := refusal(ErrCooldown, http.StatusTooManyRequests, "RATE_LIMITED", "Rate limit exceeded: cooldown", wait)
 		l.metrics.admitRefused(err)
 		return nil, err
 	}
@@ -371,23 +372,34 @@ func (l *Limiter) admitLocalLocked(id *identity, n int64) error {
 
 func (l *Limiter) creditHeaders(id *identity, n int64) (string, string) {
 	r, q, t := id.rlLocked(l, n)
-	return PolicyHeader("credits", q, time.Duration(id.local.creditWindow)), RateLimitHeader("credits", r, t)
+	return proto.PolicyHeader("credits", q, time.Duration(id.local.creditWindow)), proto.RateLimitHeader("credits", r, t)
 }
 
-func (l *Limiter) connectRateRefusal(id *identity, q, w, wait, n int64) *Refusal {
+// cooldownRefusal is the 429 of an identity cooling down; its RateLimit
+// fields name the cooldown policy with the length of the current cooldown.
+// The identity's mutex is held.
+func (l *Limiter) cooldownRefusal(id *identity, n int64) *proto.Refusal {
+	v := &l.set.Load().cfg.Violations
+	length := v.Cooldowns[min(max(int(id.offences), 1), len(v.Cooldowns))-1]
+	wait := time.Duration(id.cooldownUntil - n)
+	return withHeaders(refusal(ErrCooldown, http.StatusTooManyRequests, proto.RateLimited, "Rate limit exceeded: cooldown", wait),
+		proto.PolicyHeader("cooldown", 0, length), proto.RateLimitHeader("cooldown", 0, wait))
+}
+
+func (l *Limiter) connectRateRefusal(id *identity, q, w, wait, n int64) *proto.Refusal {
 	cp, cr := l.creditHeaders(id, n)
-	return refusal(ErrConnectRate, http.StatusTooManyRequests, "CONNECT_RATE", "Too many new connections", time.Duration(wait)).
-		withHeaders(PolicyHeader("connects", q, time.Duration(w))+", "+cp, RateLimitHeader("connects", 0, time.Duration(wait))+", "+cr)
+	return withHeaders(refusal(ErrConnectRate, http.StatusTooManyRequests, proto.ConnectRate, "Too many new connections", time.Duration(wait)),
+		proto.PolicyHeader("connects", q, time.Duration(w))+", "+cp, proto.RateLimitHeader("connects", 0, time.Duration(wait))+", "+cr)
 }
 
-func (l *Limiter) connsRefusal(id *identity, max, n int64) *Refusal {
+func (l *Limiter) connsRefusal(id *identity, max, n int64) *proto.Refusal {
 	cp, cr := l.creditHeaders(id, n)
 	wait := l.set.Load().cfg.ConnectionsRetryAfter
-	return refusal(ErrTooManyConnections, http.StatusTooManyRequests, "TOO_MANY_CONNECTIONS", "Too many connections", wait).
-		withHeaders(PolicyHeader("connections", max, 0)+", "+cp, RateLimitHeader("connections", 0, wait)+", "+cr)
+	return withHeaders(refusal(ErrTooManyConnections, http.StatusTooManyRequests, proto.TooManyConnections, "Too many connections", wait),
+		proto.PolicyHeader("connections", max, 0)+", "+cp, proto.RateLimitHeader("connections", 0, wait)+", "+cr)
 }
 
-// CheckIP returns a *Refusal (403 IP_BLOCKED) while addr is blocked for
+// CheckIP returns a *proto.Refusal (403 IP_BLOCKED) while addr is blocked for
 // failed key attempts; call it before resolving a key. The zero Addr is never
 // blocked.
 func (l *Limiter) CheckIP(addr netip.Addr, now time.Time) error {
@@ -403,7 +415,7 @@ func (l *Limiter) CheckIP(addr netip.Addr, now time.Time) error {
 	id.mu.Lock()
 	defer id.mu.Unlock()
 	if f := id.failed; f != nil && f.blockedUntil > n {
-		return newIPBlocked(time.Duration(f.blockedUntil - n))
+		return newIPBlocked(&l.set.Load().cfg.FailedKeys, time.Duration(f.blockedUntil-n))
 	}
 	return nil
 }
@@ -412,7 +424,7 @@ func (l *Limiter) CheckIP(addr netip.Addr, now time.Time) error {
 // from addr at now. The attempt that makes more than FailedKeys.MaxAttempts
 // within FailedKeys.Window blocks addr (its /64 for IPv6) for
 // FailedKeys.Block; FailedKey then, and while the block lasts, returns the
-// 403 *Refusal to send instead of 401.
+// 403 *proto.Refusal to send instead of 401.
 func (l *Limiter) FailedKey(addr netip.Addr, now time.Time) error {
 	if !addr.IsValid() {
 		return nil
@@ -429,14 +441,14 @@ func (l *Limiter) FailedKey(addr netip.Addr, now time.Time) error {
 		id.failed = f
 	}
 	if f.blockedUntil > n {
-		return newIPBlocked(time.Duration(f.blockedUntil - n))
+		return newIPBlocked(fk, time.Duration(f.blockedUntil-n))
 	}
 	f.last = n
 	if f.ring.add(n, int64(fk.Window)) {
 		f.ring.reset()
 		f.blockedUntil = n + int64(fk.Block)
 		l.metrics.ipBlocks.Inc()
-		return newIPBlocked(fk.Block)
+		return newIPBlocked(fk, fk.Block)
 	}
 	return nil
 }

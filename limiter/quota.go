@@ -1,61 +1,96 @@
 package limiter
 
-// quotaBuckets is how many buckets divide a rolling quota window. Usage made
-// in bucket b (width W/quotaBuckets) is counted while the current bucket is
-// at most b+quotaBuckets, so it leaves the window between W and
-// W + W/quotaBuckets after it happened: never early, at most 1/60 late
-// (24 min for the daily quota).
+// quotaBuckets is how many buckets divide a rolling quota window. Each
+// bucket (width W/quotaBuckets) keeps the sum of the uses made in it and the
+// time of the latest one; the whole bucket leaves the window exactly W after
+// that latest use. So a use leaves between W and W + W/quotaBuckets after it
+// happened (never early, at most one bucket late: 24 min for the daily
+// quota), and a refusal's Retry-After, the time until enough buckets have
+// left, is exact to the bucket and never longer than W.
 const quotaBuckets = 60
 
-// ring is a rolling sum over quotaBuckets+1 buckets.
+// ringSlots is quotaBuckets+1: the current bucket and the quotaBuckets
+// before it (the oldest one is still counted until W after its last use).
+const ringSlots = quotaBuckets + 1
+
+// ring is a rolling sum over ringSlots buckets.
 type ring struct {
 	head int64 // absolute index of the newest bucket
 	sum  int64
-	b    [quotaBuckets + 1]int64
+	b    [ringSlots]int64
+	last [ringSlots]int64 // unix ns of the latest use in the bucket
 }
+
+func slot(i int64) int64 { return ((i % ringSlots) + ringSlots) % ringSlots }
 
 func (r *ring) advance(cur int64) {
 	if cur <= r.head {
 		return
 	}
 	if cur-r.head > quotaBuckets {
-		r.b, r.sum = [quotaBuckets + 1]int64{}, 0
+		r.b, r.last, r.sum = [ringSlots]int64{}, [ringSlots]int64{}, 0
 	} else {
 		for i := r.head + 1; i <= cur; i++ {
-			k := i % (quotaBuckets + 1)
+			k := slot(i)
 			r.sum -= r.b[k]
-			r.b[k] = 0
+			r.b[k], r.last[k] = 0, 0
 		}
 	}
 	r.head = cur
 }
 
-func (r *ring) add(cur, n int64) {
+func (r *ring) add(now, width, n int64) {
+	cur := now / width
 	r.advance(cur)
-	r.b[cur%(quotaBuckets+1)] += n
+	k := slot(cur)
+	r.b[k] += n
 	r.sum += n
+	r.last[k] = max(r.last[k], now)
 }
 
-// wait is how long from now (ns, bucket width w) until the sum drops to at
-// most target.
-func (r *ring) wait(now, width, target int64) int64 {
+// usedAt is the sum at now (window W): every bucket but an oldest one
+// whose last use is W old.
+func (r *ring) usedAt(now, width, window int64) int64 {
+	cur := now / width
+	r.advance(cur)
+	if k := slot(cur - quotaBuckets); r.b[k] != 0 && r.last[k]+window <= now {
+		return r.sum - r.b[k]
+	}
+	return r.sum
+}
+
+// wait is how long from now until the sum drops to at most target: the
+// time the last bucket that must go leaves (its last use + W). At most W.
+func (r *ring) wait(now, width, window, target int64) int64 {
 	cur := now / width
 	r.advance(cur)
 	s := r.sum
+	for i := cur - quotaBuckets; i <= cur; i++ {
+		k := slot(i)
+		if r.b[k] == 0 {
+			continue
+		}
+		rel := r.last[k] + window
+		if rel <= now { // already left
+			s -= r.b[k]
+			continue
+		}
+		if s <= target {
+			return 0
+		}
+		s -= r.b[k]
+		if s <= target {
+			return rel - now
+		}
+	}
 	if s <= target {
 		return 0
 	}
-	for i := cur - quotaBuckets; i <= cur; i++ {
-		s -= r.b[((i%(quotaBuckets+1))+quotaBuckets+1)%(quotaBuckets+1)]
-		if s <= target {
-			return max((i+quotaBuckets+1)*width-now, 0)
-		}
-	}
-	return max((cur+quotaBuckets+1)*width-now, 0)
+	return window
 }
 
 // quotaState is the local usage of a key's quotas. It exists only for keys
-// with quotas (about 1.5 KiB each).
+// with quotas (about 3 KiB each).
 type quotaState struct {
 	total int64
 	rings [3]ring // daily, weekly, monthly
@@ -67,9 +102,7 @@ func (q *quotaState) used(w QuotaWindow, now int64) int64 {
 	if w == QuotaTotal {
 		return q.total
 	}
-	r := &q.rings[w-QuotaDaily]
-	r.advance(now / bucketWidth(w))
-	return r.sum
+	return q.rings[w-QuotaDaily].usedAt(now, bucketWidth(w), int64(w.Duration()))
 }
 
 // check returns the first quota that cost would exceed, in quotaCheckOrder.
@@ -86,7 +119,7 @@ func (q *quotaState) add(now, cost int64) {
 	q.total += cost
 	for i := range q.rings {
 		w := QuotaDaily + QuotaWindow(i)
-		q.rings[i].add(now/bucketWidth(w), cost)
+		q.rings[i].add(now, bucketWidth(w), cost)
 	}
 }
 
@@ -95,7 +128,7 @@ func (q *quotaState) retry(p *Quotas, w QuotaWindow, now, cost int64) int64 {
 	if w == QuotaTotal || w == QuotaNone {
 		return 0
 	}
-	return q.rings[w-QuotaDaily].wait(now, bucketWidth(w), p.limit(w)-cost)
+	return q.rings[w-QuotaDaily].wait(now, bucketWidth(w), int64(w.Duration()), p.limit(w)-cost)
 }
 
 func (q *quotaState) idle(now int64) bool {
@@ -104,8 +137,7 @@ func (q *quotaState) idle(now int64) bool {
 	}
 	for i := range q.rings {
 		w := QuotaDaily + QuotaWindow(i)
-		q.rings[i].advance(now / bucketWidth(w))
-		if q.rings[i].sum != 0 {
+		if q.rings[i].usedAt(now, bucketWidth(w), int64(w.Duration())) != 0 {
 			return false
 		}
 	}

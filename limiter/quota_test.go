@@ -28,21 +28,22 @@ func TestQuota_RollingWindowEdges(t *testing.T) {
 					t.Fatalf("charge %d: %+v", i, d)
 				}
 			}
-			bucket := tc.w.Duration() / 60
 			d := c.Charge(1, t0)
+			// Every use was at t0: they leave exactly W later, and the
+			// Retry-After says so (never longer than the window).
 			if d.Allowed || d.Budget != limiter.BudgetQuota || d.Quota != tc.w || !d.Close ||
-				d.RetryAfter != tc.w.Duration()+bucket {
+				d.RetryAfter != tc.w.Duration() {
 				t.Fatalf("51st: %+v", d)
 			}
 			c.Release()
 			// Refused at the upgrade with 401 naming the quota.
-			edge := t0.Add(tc.w.Duration() + bucket)
+			edge := t0.Add(tc.w.Duration())
 			_, err := l.Admit(context.Background(), req, edge.Add(-1))
 			r := refusalOf(t, err, limiter.ErrQuotaExceeded)
 			if r.Status != http.StatusUnauthorized || r.Code != "QUOTA_EXCEEDED" || r.Message != "Rate limit exceeded: quota "+tc.w.String() || r.RetryAfter != 1 {
 				t.Fatalf("%+v", r)
 			}
-			// Usage made at t0 leaves the window one bucket after W.
+			// Usage made at t0 leaves the window W after its bucket's last use.
 			c = mustAdmit(t, l, req, edge)
 			for i := range 50 {
 				if d := c.Charge(1, edge); !d.Allowed {
@@ -61,7 +62,6 @@ func TestQuota_RollingNotFixed(t *testing.T) {
 	req := keyReq("Quota001")
 	req.Quotas = limiter.Quotas{Daily: 100}
 	c := mustAdmit(t, l, req, t0)
-	bucket := 24 * time.Minute
 	// 60 at t0, 40 at t0+12h.
 	for range 60 {
 		c.Charge(1, t0)
@@ -75,8 +75,12 @@ func TestQuota_RollingNotFixed(t *testing.T) {
 	if c.Charge(1, noon).Allowed {
 		t.Fatal("over quota")
 	}
-	// The t0 usage expires at t0+24h+bucket: 60 back, not 100.
-	at := t0.Add(24*time.Hour + bucket)
+	// The t0 usage expires at t0+24h (its bucket's last use + W): 60 back,
+	// not 100; not a nanosecond earlier.
+	if c.Charge(1, t0.Add(24*time.Hour-1)).Allowed {
+		t.Fatal("t0 usage left the daily window early")
+	}
+	at := t0.Add(24 * time.Hour)
 	got := 0
 	for c.Charge(1, at).Allowed {
 		got++
@@ -173,5 +177,33 @@ func TestUsage_LocalAndUnknown(t *testing.T) {
 	u = l.Usage(context.Background(), req, t0)
 	if u.Remaining != 258 || u.Connections != 1 || !u.ResetAt.Equal(t0.Add(42*200*time.Millisecond)) {
 		t.Fatalf("usage %+v", u)
+	}
+}
+
+// TestQuota_RetryAfterExactAndWithinWindow: uses spread over one bucket
+// leave W after the bucket's last use; Retry-After is exactly that and
+// never longer than the window, even right after the blocking use.
+func TestQuota_RetryAfterExactAndWithinWindow(t *testing.T) {
+	l := newLimiter(t, fastConns())
+	req := keyReq("Quota003")
+	req.Quotas = limiter.Quotas{Daily: 3}
+	c := mustAdmit(t, l, req, t0)
+	uses := []time.Duration{0, 5 * time.Minute, 10 * time.Minute} // one 24-min bucket
+	for _, u := range uses {
+		if !c.Charge(1, t0.Add(u)).Allowed {
+			t.Fatal("refused under quota")
+		}
+	}
+	now := t0.Add(10*time.Minute + time.Second)
+	d := c.Charge(1, now)
+	want := t0.Add(10 * time.Minute).Add(24 * time.Hour).Sub(now)
+	if d.Allowed || d.RetryAfter != want || d.RetryAfter > 24*time.Hour {
+		t.Fatalf("retry %v, want %v: %+v", d.RetryAfter, want, d)
+	}
+	if c.Charge(1, now.Add(want-1)).Allowed {
+		t.Fatal("admitted before Retry-After")
+	}
+	if !c.Charge(1, now.Add(want)).Allowed {
+		t.Fatal("refused at Retry-After")
 	}
 }

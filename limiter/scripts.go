@@ -8,8 +8,9 @@ import "github.com/redis/go-redis/v9"
 //
 // Credits and the connect rate are GCRA cells: one string holding the TAT.
 // Quotas: a hash of buckets "<window>:<bucket index>" (window 1 daily,
-// 2 weekly, 3 monthly; 60 buckets per window, the same rolling rule as the
-// local quotaState) and a string with the lifetime total. Connections: a hash
+// 2 weekly, 3 monthly; 60 buckets per window) each with the time of its
+// latest use in "<window>:<bucket index>:t", the same rolling rule as the
+// local quotaState, and a string with the lifetime total. Connections: a hash
 // with "<node>" = live count and "<node>@" = expiry of that count.
 const luaCommon = `
 local NB = 60
@@ -17,40 +18,63 @@ local QW = {86400000000, 604800000000, 2592000000000}
 
 local function fmt(x) return string.format('%.0f', x) end
 
+-- Rolling quotas: bucket b of window i is the field "i:b" (sum of uses)
+-- with "i:b:t" (time of its latest use); the bucket leaves the window W
+-- after that latest use (never early, at most one bucket late).
+local function qfields(i, cur)
+  local fields = {}
+  for b = cur - NB, cur do
+    fields[#fields + 1] = i .. ':' .. fmt(b)
+    fields[#fields + 1] = i .. ':' .. fmt(b) .. ':t'
+  end
+  return fields
+end
+
+-- sum of window i at now; vals alternates bucket sums and last-use times
 local function qsum(kq, i, now)
   local width = QW[i] / NB
   local cur = math.floor(now / width)
-  local fields = {}
-  for b = cur - NB, cur do fields[#fields + 1] = i .. ':' .. fmt(b) end
-  local vals = redis.call('HMGET', kq, unpack(fields))
+  local vals = redis.call('HMGET', kq, unpack(qfields(i, cur)))
   local s = 0
-  for k = 1, #vals do if vals[k] then s = s + tonumber(vals[k]) end end
-  return s, vals, cur, width
+  for k = 1, #vals, 2 do
+    local v = tonumber(vals[k] or '0')
+    if v ~= 0 and tonumber(vals[k + 1] or '0') + QW[i] > now then s = s + v end
+  end
+  return s, vals
 end
 
--- time until the sum of window i drops to target
-local function qwait(vals, s, target, cur, width, now)
+-- time until the sum of window i drops to target: the release (last use +
+-- W) of the last bucket that must leave; at most W
+local function qwait(vals, s, target, i, now)
   if s <= target then return 0 end
-  for k = 1, #vals do
-    if vals[k] then s = s - tonumber(vals[k]) end
-    if s <= target then return (cur - NB + k - 1 + NB + 1) * width - now end
+  for k = 1, #vals, 2 do
+    local v = tonumber(vals[k] or '0')
+    local rel = tonumber(vals[k + 1] or '0') + QW[i]
+    if v ~= 0 and rel > now then
+      s = s - v
+      if s <= target then return rel - now end
+    end
   end
-  return (cur + NB + 1) * width - now
+  return QW[i]
 end
 
 local function qadd(kq, kt, now, n)
   redis.call('INCRBY', kt, n)
   for i = 1, 3 do
     local width = QW[i] / NB
-    local cur = math.floor(now / width)
-    redis.call('HINCRBY', kq, i .. ':' .. fmt(cur), n)
+    local f = i .. ':' .. fmt(math.floor(now / width))
+    redis.call('HINCRBY', kq, f, n)
+    if n > 0 then
+      local t = tonumber(redis.call('HGET', kq, f .. ':t') or '0')
+      if now > t then redis.call('HSET', kq, f .. ':t', fmt(now)) end
+    end
   end
-  if redis.call('HLEN', kq) > 3 * (NB + 1) + 12 then
+  if redis.call('HLEN', kq) > 6 * (NB + 1) + 24 then
     local ks = redis.call('HKEYS', kq)
     for _, f in ipairs(ks) do
-      local i = tonumber(string.sub(f, 1, 1))
-      local b = tonumber(string.sub(f, 3))
-      if i and b and b < math.floor(now / (QW[i] / NB)) - NB then redis.call('HDEL', kq, f) end
+      local i, b = string.match(f, '^(%d):(%-?%d+)')
+      i, b = tonumber(i), tonumber(b)
+      if i and b and QW[i] and b < math.floor(now / (QW[i] / NB)) - NB then redis.call('HDEL', kq, f) end
     end
   end
   redis.call('PEXPIRE', kq, math.ceil(QW[3] / 1000) * 2)
@@ -68,10 +92,10 @@ local function qcheck(kq, kt, ql, now, need)
   end
   for i = 3, 1, -1 do
     if ql[i] > 0 then
-      local s, vals, cur, width = qsum(kq, i, now)
+      local s, vals = qsum(kq, i, now)
       local l = ql[i] - s
       if l < left then left = l end
-      if l < need and win == 0 then win = i; wait = qwait(vals, s, ql[i] - need, cur, width, now) end
+      if l < need and win == 0 then win = i; wait = qwait(vals, s, ql[i] - need, i, now) end
     end
   end
   return win, wait, left

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"floodgate/internal/httpx"
 )
 
 // Websocket opcodes (RFC 6455 section 5.2).
@@ -216,23 +218,12 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, o DialOptions) (*Co
 	switch {
 	case !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket"):
 		return nil, &HandshakeError{Status: resp.StatusCode, Message: "missing Upgrade: websocket"}
-	case !headerHasToken(resp.Header, "Connection", "upgrade"):
+	case !httpx.HasToken(resp.Header, "Connection", "upgrade"):
 		return nil, &HandshakeError{Status: resp.StatusCode, Message: "missing Connection: upgrade"}
 	case resp.Header.Get("Sec-WebSocket-Accept") != base64.StdEncoding.EncodeToString(sum[:]):
 		return nil, &HandshakeError{Status: resp.StatusCode, Message: "bad Sec-WebSocket-Accept"}
 	}
 	return &Conn{nc: nc, br: br, maxMsg: o.MaxMessageSize}, nil
-}
-
-func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for _, t := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // SetReadDeadline sets the deadline of the reads under ReadMessage; a read

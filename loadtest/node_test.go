@@ -6,16 +6,17 @@ import (
 	"testing"
 
 	"floodgate/broker"
-	"floodgate/internal/gate/gatetest"
 	"floodgate/limiter"
 	"floodgate/loadtest"
+	"floodgate/node"
+	"floodgate/node/nodetest"
 )
 
-const testAdminToken = "loadtest-admin-token"
+const testAdminToken = "loadtest-admin-token-0123456789"
 
-// testNode is a real broker wired like `floodgate serve` (internal/gate/
-// gatetest): embedded NATS, fanout hub, gate with a limiter, bbolt key
-// store, the sidecar's operator API and /metrics.
+// testNode is a real node built by node.New, as `floodgate serve` builds
+// it: embedded NATS, fanout hub, limiter, bbolt key store, the sidecar's
+// operator API and /metrics.
 type testNode struct {
 	natsURL    string
 	wsURL      string
@@ -26,14 +27,16 @@ type testNode struct {
 
 type testNodeOptions struct {
 	limits *limiter.Config // nil: limiter.DefaultConfig
-	broker broker.Options  // Hub, Sources, Resolver, Admitter and OnClose are set here
 }
 
 func startNode(t testing.TB, o testNodeOptions) *testNode {
 	t.Helper()
-	c := gatetest.NewCluster(t)
-	n := c.Node(t, gatetest.NodeOptions{Limits: o.limits, Broker: o.broker, AdminToken: testAdminToken, NodeID: "loadtest"})
-	return &testNode{natsURL: c.NATS.ClientURL(), wsURL: n.WSURL, apiURL: n.APIURL, metricsURL: n.MetricsURL, srv: n.Server}
+	file := node.DefaultFile()
+	if o.limits != nil {
+		file.Limits = *o.limits
+	}
+	n := nodetest.Start(t, node.Config{File: &file, AdminToken: testAdminToken, NodeID: "loadtest"})
+	return &testNode{natsURL: n.NATSURL, wsURL: n.WSURL, apiURL: n.APIURL, metricsURL: n.APIURL + "/metrics", srv: n.Broker()}
 }
 
 // createKeys makes n keys on the node through loadtest.CreateKeys.

@@ -47,7 +47,7 @@ its FLOODGATE_* environment variable.`,
 		keysPatchCmd(o, "revoke", "Revoke a key for good (closes its connections)", auth.KeyPatch{Status: keysStatus(auth.StatusRevoked)}),
 		keysPatchCmd(o, "deactivate", "Deactivate a key (closes its connections)", auth.KeyPatch{Active: keysBool(false)}),
 		keysPatchCmd(o, "activate", "Activate a deactivated key", auth.KeyPatch{Active: keysBool(true)}),
-		keysRotateCmd(o), keysDeleteCmd(o), keysEventsCmd(o),
+		keysUpdateCmd(o), keysRotateCmd(o), keysDeleteCmd(o), keysEventsCmd(o),
 	)
 	return cmd
 }
@@ -128,10 +128,10 @@ func keysCreateCmd(o *keysOpts) *cobra.Command {
 }
 
 func keysLimitFlags(fs *pflag.FlagSet, lim *auth.Limits, quo *auth.Quotas) {
-	fs.IntVar(&lim.CreditsPerMinute, "credits-per-minute", 0, "credit budget per minute, 1..10000 (0: tier default)")
-	fs.IntVar(&lim.MaxConnections, "max-connections", 0, "concurrent connections (0: tier default)")
+	fs.Int64Var(&lim.CreditsPerMinute, "credits-per-minute", 0, "credit budget per minute, 1..10000 (0: tier default)")
+	fs.Int64Var(&lim.MaxConnections, "max-connections", 0, "concurrent connections (0: tier default)")
 	fs.IntVar(&lim.MaxSubscriptions, "max-subscriptions", 0, "subscriptions per connection (0: tier default)")
-	fs.IntVar(&lim.ConnMessagesPerSecond, "conn-messages-per-second", 0, "messages per second per connection (0: tier default)")
+	fs.Float64Var(&lim.ConnMessagesPerSecond, "conn-messages-per-second", 0, "messages per second per connection (0: tier default)")
 	fs.Int64Var(&quo.Total, "quota-total", 0, "lifetime quota in credits (0: none)")
 	fs.Int64Var(&quo.Daily, "quota-daily", 0, "rolling daily quota in credits (0: none)")
 	fs.Int64Var(&quo.Weekly, "quota-weekly", 0, "rolling weekly quota in credits (0: none)")
@@ -199,6 +199,106 @@ func keysPatchCmd(o *keysOpts, name, short string, patch auth.KeyPatch) *cobra.C
 	}
 }
 
+// keysUpdateCmd changes what its flags name, and nothing else (a PATCH).
+func keysUpdateCmd(o *keysOpts) *cobra.Command {
+	var (
+		lim             auth.Limits
+		quo             auth.Quotas
+		alias, category string
+		expiresAt       string
+		expiresIn       time.Duration
+		noExpiry        bool
+	)
+	cmd := &cobra.Command{
+		Use:   "update <prefix>",
+		Short: "Change a key's limits, quotas, expiry, alias or category (only the flags given; 0 restores a tier default)",
+		Args:  cobra.ExactArgs(1),
+	}
+	fs := cmd.Flags()
+	cmd.RunE = keysRun(o, func(ctx context.Context, c *auth.AdminClient, out io.Writer, args []string) error {
+		var p auth.KeyPatch
+		var lp auth.LimitsPatch
+		var qp auth.QuotasPatch
+		changed := fs.Changed
+		if changed("credits-per-minute") {
+			lp.CreditsPerMinute = &lim.CreditsPerMinute
+		}
+		if changed("max-connections") {
+			lp.MaxConnections = &lim.MaxConnections
+		}
+		if changed("max-subscriptions") {
+			lp.MaxSubscriptions = &lim.MaxSubscriptions
+		}
+		if changed("conn-messages-per-second") {
+			lp.ConnMessagesPerSecond = &lim.ConnMessagesPerSecond
+		}
+		if changed("quota-total") {
+			qp.Total = &quo.Total
+		}
+		if changed("quota-daily") {
+			qp.Daily = &quo.Daily
+		}
+		if changed("quota-weekly") {
+			qp.Weekly = &quo.Weekly
+		}
+		if changed("quota-monthly") {
+			qp.Monthly = &quo.Monthly
+		}
+		if lp != (auth.LimitsPatch{}) {
+			p.Limits = &lp
+		}
+		if qp != (auth.QuotasPatch{}) {
+			p.Quotas = &qp
+		}
+		if changed("alias") {
+			p.Alias = &alias
+		}
+		if changed("category") {
+			p.Category = &category
+		}
+		switch n := btoi(expiresAt != "") + btoi(expiresIn != 0) + btoi(noExpiry); {
+		case n > 1:
+			return fmt.Errorf("--expires-at, --expires-in and --no-expiry exclude each other")
+		case expiresAt != "":
+			t, err := time.Parse(time.RFC3339, expiresAt)
+			if err != nil {
+				return fmt.Errorf("--expires-at %q: want an RFC 3339 time like 2026-01-31T00:00:00Z", expiresAt)
+			}
+			p.ExpiresAt = auth.OptionalTime{Set: true, Time: t}
+		case expiresIn != 0:
+			p.ExpiresAt = auth.OptionalTime{Set: true, Time: time.Now().Add(expiresIn).UTC().Truncate(time.Second)}
+		case noExpiry:
+			p.ExpiresAt = auth.OptionalTime{Set: true}
+		}
+		if p == (auth.KeyPatch{}) {
+			return fmt.Errorf("nothing to update: give at least one of the flags (see --help)")
+		}
+		v, err := c.PatchKey(ctx, args[0], p)
+		if err != nil {
+			return err
+		}
+		if o.json {
+			return keysJSON(out, v)
+		}
+		return keysDetail(out, v)
+	})
+	keysLimitFlags(fs, &lim, &quo)
+	fs.StringVar(&alias, "alias", "", "new alias (unique per account; empty removes it)")
+	fs.StringVar(&category, "category", "", "new category")
+	fs.StringVar(&expiresAt, "expires-at", "", "new expiry time (RFC 3339)")
+	fs.DurationVar(&expiresIn, "expires-in", 0, "new expiry as a duration from now, e.g. 720h")
+	fs.BoolVar(&noExpiry, "no-expiry", false, "remove the expiry")
+	annotateEnv(fs)
+	return cmd
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func keysRotateCmd(o *keysOpts) *cobra.Command {
 	var alias string
 	cmd := &cobra.Command{
@@ -213,7 +313,7 @@ func keysRotateCmd(o *keysOpts) *cobra.Command {
 			return keysPrintCreated(out, o, ck)
 		}),
 	}
-	cmd.Flags().StringVar(&alias, "alias", "", "alias of the new key")
+	cmd.Flags().StringVar(&alias, "alias", "", "alias of the new key (default: the old key's alias moves to it)")
 	annotateEnv(cmd.Flags())
 	return cmd
 }
@@ -318,8 +418,8 @@ func keysDetail(out io.Writer, k auth.KeyView) error {
 	row("expires", keysTime(k.ExpiresAt))
 	row("last used", keysTime(k.LastUsedAt))
 	row("requests", k.RequestCount)
-	lim := func(v int) string {
-		if v == 0 {
+	lim := func(v any) string {
+		if fmt.Sprint(v) == "0" {
 			return "tier default"
 		}
 		return fmt.Sprint(v)

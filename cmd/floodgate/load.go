@@ -17,6 +17,7 @@ import (
 
 	"floodgate/auth"
 	"floodgate/loadtest"
+	"floodgate/node"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -164,17 +165,19 @@ func runLoad(cmd *cobra.Command, f loadFlags) error {
 		if err != nil {
 			return fmt.Errorf("--self: %w", err)
 		}
-		n.serve()
-		defer n.shutdown(0)
-		cfg.URL = "ws://" + n.wsLn.Addr().String() + "/ws"
+		selfCtx, stopSelf := context.WithCancel(context.Background())
+		selfDone := make(chan error, 1)
+		go func() { selfDone <- n.Run(selfCtx) }()
+		defer func() { stopSelf(); <-selfDone }()
+		cfg.URL = "ws://" + n.WSAddr() + "/ws"
 		if !cmd.Flags().Changed("api-url") {
-			apiURL = "http://" + n.apiLn.Addr().String()
+			apiURL = "http://" + n.APIAddr()
 		}
 		if cfg.NATSURL == "" {
-			cfg.NATSURL = n.embedded.ClientURL()
+			cfg.NATSURL = n.NATSURL()
 		}
 		if cfg.MetricsURL == "" {
-			cfg.MetricsURL = "http://" + n.apiLn.Addr().String() + "/metrics"
+			cfg.MetricsURL = "http://" + n.APIAddr() + "/metrics"
 		}
 	}
 	if cfg.URL == "" {
@@ -185,7 +188,7 @@ func runLoad(cmd *cobra.Command, f loadFlags) error {
 	if f.createKeys > 0 {
 		ko := loadtest.KeyOptions{AdminURL: apiURL, AdminToken: adminToken, N: f.createKeys}
 		if f.keyCredits > 0 {
-			ko.Limits = &auth.Limits{CreditsPerMinute: f.keyCredits}
+			ko.Limits = &auth.Limits{CreditsPerMinute: int64(f.keyCredits)}
 		}
 		keys, err := loadtest.CreateKeys(ctx, ko)
 		if err != nil {
@@ -222,18 +225,22 @@ func runLoad(cmd *cobra.Command, f loadFlags) error {
 // config is given, connection limits raised so one load generator on one
 // address is not refused (the key tier's credits stay the defaults, for
 // the throttle scenario).
-func startSelf(dir, configPath, adminToken string) (*node, error) {
+func startSelf(dir, configPath, adminToken string) (*node.Node, error) {
+	var file node.File
+	var err error
 	if configPath == "" {
-		configPath = dir + "/load.yaml"
-		if err := os.WriteFile(configPath, []byte(selfLoadConfig), 0o600); err != nil {
-			return nil, err
-		}
+		file, err = node.ParseFile([]byte(selfLoadConfig))
+	} else {
+		file, err = node.LoadFile(configPath)
+	}
+	if err != nil {
+		return nil, err
 	}
 	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
-	return startNode(serveFlags{
-		listen: "127.0.0.1:0", apiListen: "127.0.0.1:0", embeddedNATS: "127.0.0.1:0",
-		subjectPrefix: "md", clusterNodes: 1, dataDir: dir, config: configPath, nodeID: "load-self", adminToken: adminToken,
-	}, log)
+	return node.New(node.Config{
+		Listen: "127.0.0.1:0", APIListen: "127.0.0.1:0", EmbeddedNATSListen: "127.0.0.1:0",
+		DataDir: dir, File: &file, NodeID: "load-self", AdminToken: adminToken, ShutdownGrace: -1, Logger: &log,
+	})
 }
 
 // selfLoadConfig lifts the anonymous tier's caps: a load generator is one

@@ -66,18 +66,15 @@ func newVersionCmd() *cobra.Command {
 }
 
 // bindEnv gives every flag of fs that was not set on the command line the
-// value of its FLOODGATE_<FLAG> environment variable, and notes the
-// variable in the flag's usage. Flags win over env; env wins over defaults.
+// value of its FLOODGATE_<FLAG> environment variable. Flags win over env;
+// env wins over defaults. (annotateEnv names the variables in --help.)
 func bindEnv(fs *pflag.FlagSet) error {
 	var firstErr error
 	fs.VisitAll(func(f *pflag.Flag) {
-		name := envName(f.Name)
-		if !strings.Contains(f.Usage, name) {
-			f.Usage += " [$" + name + "]"
-		}
 		if f.Changed {
 			return
 		}
+		name := envName(f.Name)
 		if v, ok := os.LookupEnv(name); ok {
 			if err := fs.Set(f.Name, v); err != nil && firstErr == nil {
 				firstErr = fmt.Errorf("%s=%q: %w", name, v, err)
@@ -93,12 +90,9 @@ func envName(flag string) string {
 }
 
 // annotateEnv adds the env variable names to the usage of every flag, for
-// --help, without reading the environment.
+// --help.
 func annotateEnv(fs *pflag.FlagSet) {
 	fs.VisitAll(func(f *pflag.Flag) {
-		name := envName(f.Name)
-		if !strings.Contains(f.Usage, name) {
-			f.Usage += " [$" + name + "]"
-		}
+		f.Usage += " [$" + envName(f.Name) + "]"
 	})
 }

@@ -2,14 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
+
+	"floodgate/node"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -17,12 +16,14 @@ import (
 	"golang.org/x/term"
 )
 
-// serveFlags are the flags of `floodgate serve` (cli.md).
-type serveFlags struct {
+// nodeFlags are the flags of `floodgate serve` and `floodgate sidecar`;
+// toConfig turns them into a node.Config.
+type nodeFlags struct {
 	listen, apiListen     string
 	natsURL, embeddedNATS string
 	subjectPrefix         string
 	redisURL, dataDir     string
+	redisNamespace        string
 	adminToken            string
 	config                string
 	demoFeed              bool
@@ -34,13 +35,25 @@ type serveFlags struct {
 	shutdownGrace         time.Duration
 	checkConfig           bool
 	clusterNodes          int
-	redisNamespace        string
 	tlsCert, tlsKey       string
 }
 
-func newServeCmd() *cobra.Command {
-	var f serveFlags
+// addCommonFlags adds the flags serve and sidecar share.
+func (f *nodeFlags) addCommonFlags(fs *pflag.FlagSet) {
 	host, _ := os.Hostname()
+	fs.StringVar(&f.apiListen, "api-listen", ":8081", "API listener address (REST sidecar, /healthz, /readyz, /metrics)")
+	fs.StringVar(&f.redisURL, "redis-url", "", "Redis URL (redis://host:6379/0): keys and cluster-wide budgets; empty keeps keys in --data-dir and budgets local")
+	fs.StringVar(&f.dataDir, "data-dir", "./data", "directory of the bbolt key store (when --redis-url is empty)")
+	fs.StringVar(&f.redisNamespace, "redis-namespace", "floodgate:", "prefix of every Redis key (keys and budgets), to keep clusters sharing one Redis apart")
+	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token of the operator API /admin/v1 and /debug/pprof; empty turns them off")
+	fs.StringVar(&f.config, "config", "", "YAML config file (sources, limits)")
+	fs.StringVar(&f.nodeID, "node-id", host, "this node's name in logs and events")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&f.logFormat, "log-format", "", "log format: json or console (default json; console when stderr is a terminal)")
+}
+
+func newServeCmd() *cobra.Command {
+	var f nodeFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the broker and the REST sidecar",
@@ -54,52 +67,138 @@ win over the environment.`,
 			if err := bindEnv(cmd.Flags()); err != nil {
 				return err
 			}
+			cfg, log, err := f.toConfig(false)
+			if err != nil {
+				return err
+			}
 			if f.checkConfig {
-				if _, _, err := loadServeConfig(f); err != nil {
+				if err := node.Check(cfg); err != nil {
 					return err
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), "config ok")
 				return nil
 			}
-			return runServe(cmd.Context(), f)
+			return runNode(cfg, f.config, log)
 		},
 	}
 	fs := cmd.Flags()
+	f.addCommonFlags(fs)
 	fs.StringVar(&f.listen, "listen", ":8080", "websocket listener address (GET /ws)")
-	fs.StringVar(&f.apiListen, "api-listen", ":8081", "API listener address (REST sidecar, /healthz, /readyz, /metrics)")
 	fs.StringVar(&f.natsURL, "nats-url", "", "NATS server URL(s), comma separated; empty starts an embedded server")
 	fs.StringVar(&f.embeddedNATS, "embedded-nats-listen", "127.0.0.1:4223", "where the embedded NATS server listens for publishers")
 	fs.StringVar(&f.subjectPrefix, "subject-prefix", "", "first token of every market data subject (default md, or sources.prefix of --config)")
-	addStoreFlags(fs, &f.redisURL, &f.dataDir, &f.adminToken)
-	fs.StringVar(&f.redisNamespace, "redis-namespace", "floodgate:", "prefix of every Redis key (keys and budgets), to keep clusters sharing one Redis apart")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve wss:// and https:// on both listeners (with --tls-key)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 	fs.IntVar(&f.clusterNodes, "cluster-nodes", 1, "expected number of nodes sharing --redis-url: if Redis is lost, each node enforces 1/N of every budget, and leases are sized for N nodes")
-	fs.StringVar(&f.config, "config", "", "YAML config file (sources, limits)")
 	fs.StringSliceVar(&f.trustedProxies, "trusted-proxies", nil, "CIDRs of proxies whose X-Forwarded-For is trusted")
 	fs.BoolVar(&f.allowQueryKey, "allow-query-key", false, "accept the API key as ?api_key= (query strings end up in proxy logs)")
 	fs.BoolVar(&f.demoFeed, "demo-feed", false, "publish a synthetic market (prices, trades, bbo, book, candles for BTC, ETH, SOL)")
 	fs.StringSliceVar(&f.allowedOrigins, "allowed-origins", nil, "host patterns of browser origins allowed to connect cross-origin")
-	fs.StringVar(&f.nodeID, "node-id", host, "this node's name in logs and events")
-	addLogFlags(fs, &f.logLevel, &f.logFormat)
 	fs.BoolVar(&f.checkConfig, "check-config", false, "validate the flags and --config file, print \"config ok\" and exit")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM, how long clients get after the RECONNECT notice before the close")
 	annotateEnv(fs)
 	return cmd
 }
 
-// addStoreFlags adds the key store and operator API flags shared by serve
-// and sidecar.
-func addStoreFlags(fs *pflag.FlagSet, redisURL, dataDir, adminToken *string) {
-	fs.StringVar(redisURL, "redis-url", "", "Redis URL (redis://host:6379/0): keys and cluster-wide budgets; empty keeps keys in --data-dir and budgets local")
-	fs.StringVar(dataDir, "data-dir", "./data", "directory of the bbolt key store (when --redis-url is empty)")
-	fs.StringVar(adminToken, "admin-token", "", "bearer token of the operator API /admin/v1 and /debug/pprof; empty turns them off")
+func newSidecarCmd() *cobra.Command {
+	var f nodeFlags
+	cmd := &cobra.Command{
+		Use:   "sidecar",
+		Short: "Run the REST API alone against the key store",
+		Long: `Serve the REST sidecar (account endpoints, key status, operator API,
+/healthz, /readyz, /metrics) without a broker, against --redis-url or the
+bbolt store in --data-dir. bbolt allows one process per file: point a
+sidecar at a data dir only when no serve uses it; clusters use Redis. With
+--nats-url, key changes are published so brokers apply them to live
+sessions.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := bindEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			cfg, log, err := f.toConfig(true)
+			if err != nil {
+				return err
+			}
+			return runNode(cfg, f.config, log)
+		},
+	}
+	fs := cmd.Flags()
+	f.addCommonFlags(fs)
+	fs.StringVar(&f.natsURL, "nats-url", "", "NATS URL to publish key control events on (empty: none)")
+	annotateEnv(fs)
+	return cmd
 }
 
-// addLogFlags adds --log-level and --log-format.
-func addLogFlags(fs *pflag.FlagSet, level, format *string) {
-	fs.StringVar(level, "log-level", "info", "log level: debug, info, warn, error")
-	fs.StringVar(format, "log-format", "", "log format: json or console (default json; console when stderr is a terminal)")
+// toConfig turns the flags (already merged with the environment) and the
+// config file into a node.Config; errors name the flag or field.
+func (f *nodeFlags) toConfig(sidecar bool) (node.Config, zerolog.Logger, error) {
+	log, err := newLogger(f.logLevel, f.logFormat)
+	if err != nil {
+		return node.Config{}, log, err
+	}
+	file, err := node.LoadFile(f.config)
+	if err != nil {
+		return node.Config{}, log, err
+	}
+	if f.subjectPrefix != "" { // the flag (or env) wins over sources.prefix
+		file.Sources.Prefix = f.subjectPrefix
+	}
+	trusted, err := node.ParsePrefixes(f.trustedProxies)
+	if err != nil {
+		return node.Config{}, log, fmt.Errorf("--trusted-proxies: %w", err)
+	}
+	if f.clusterNodes < 1 && !sidecar {
+		return node.Config{}, log, fmt.Errorf("--cluster-nodes %d: must be at least 1", f.clusterNodes)
+	}
+	cfg := node.Config{
+		Sidecar: sidecar,
+		Listen:  f.listen, APIListen: f.apiListen, TLSCertFile: f.tlsCert, TLSKeyFile: f.tlsKey,
+		NATSURL: f.natsURL, EmbeddedNATSListen: f.embeddedNATS,
+		RedisURL: f.redisURL, RedisNamespace: f.redisNamespace, DataDir: f.dataDir, ClusterNodes: f.clusterNodes,
+		AdminToken: f.adminToken, NodeID: f.nodeID, TrustedProxies: trusted, AllowedOrigins: f.allowedOrigins,
+		AllowQueryKey: f.allowQueryKey, DemoFeed: f.demoFeed, ShutdownGrace: f.shutdownGrace,
+		File: &file, Logger: &log,
+	}
+	if f.shutdownGrace == 0 {
+		cfg.ShutdownGrace = -1 // --shutdown-grace 0: no grace
+	}
+	return cfg, log, nil
+}
+
+// runNode runs a node until SIGTERM or SIGINT; SIGHUP reloads the config
+// file's limits.
+func runNode(cfg node.Config, configPath string, log zerolog.Logger) error {
+	// Catch the signals before starting, so a SIGHUP during start-up does
+	// not kill the process.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
+	n, err := node.New(cfg)
+	if err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	for {
+		select {
+		case <-hups:
+			file, err := node.LoadFile(configPath)
+			if err == nil {
+				file.Sources = cfg.File.Sources // sources need a restart
+				err = n.Reload(file)
+			}
+			if err != nil {
+				log.Error().Err(err).Str("config", configPath).Msg("reload refused; the running config stays")
+				continue
+			}
+			log.Info().Str("config", configPath).Msg("config reloaded: tiers and costs")
+		case err := <-done:
+			return err
+		}
+	}
 }
 
 func newLogger(level, format string) (zerolog.Logger, error) {
@@ -123,59 +222,4 @@ func newLogger(level, format string) (zerolog.Logger, error) {
 		return l, fmt.Errorf("--log-format %q: want json or console", format)
 	}
 	return l.Level(lvl).With().Timestamp().Logger(), nil
-}
-
-func runServe(ctx context.Context, f serveFlags) error {
-	log, err := newLogger(f.logLevel, f.logFormat)
-	if err != nil {
-		return err
-	}
-	// Catch the signals before starting, so a SIGHUP during start-up does
-	// not kill the process.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
-	hups := make(chan os.Signal, 1)
-	signal.Notify(hups, syscall.SIGHUP)
-	defer signal.Stop(hups)
-	n, err := startNode(f, log)
-	if err != nil {
-		return err
-	}
-	errc := n.serve()
-	log.Info().Str("listen", n.wsLn.Addr().String()).Str("api_listen", n.apiLn.Addr().String()).
-		Str("nats", n.nc.ConnectedUrlRedacted()).Bool("demo_feed", f.demoFeed).Str("node", f.nodeID).Msg("floodgate serving")
-	var runErr error
-wait:
-	for {
-		select {
-		case <-hups:
-			n.reload(f)
-		case sig := <-sigs:
-			log.Info().Str("signal", sig.String()).Dur("grace", f.shutdownGrace).Msg("draining")
-			break wait
-		case runErr = <-errc:
-			log.Error().Err(runErr).Msg("listener failed")
-			break wait
-		case <-ctxDone(ctx):
-			break wait
-		}
-	}
-	n.shutdown(f.shutdownGrace)
-	log.Info().Msg("stopped")
-	return runErr
-}
-
-func ctxDone(ctx context.Context) <-chan struct{} {
-	if ctx == nil {
-		return nil
-	}
-	return ctx.Done()
-}
-
-func serveHTTP(s *http.Server, ln net.Listener) error {
-	if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }

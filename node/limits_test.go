@@ -1,4 +1,4 @@
-package gate_test
+package node_test
 
 import (
 	"context"
@@ -178,7 +178,7 @@ func TestOverridesApplyToLiveConnections(t *testing.T) {
 	k := n.createKey(auth.CreateKeyRequest{Account: accountA})
 	cl := n.dial(keyHeader(k.APIKey))
 	cl.roundTrip(`{"method":"ping"}`, `{"channel":"pong","rl":{"r":299,"q":300,"t":1}}`)
-	credits := 1000
+	credits := int64(1000)
 	if _, err := n.admin.PatchKey(context.Background(), k.Key.Prefix, auth.KeyPatch{Limits: &auth.LimitsPatch{CreditsPerMinute: &credits}}); err != nil {
 		t.Fatal(err)
 	}

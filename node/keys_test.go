@@ -1,4 +1,4 @@
-package gate_test
+package node_test
 
 import (
 	"context"
@@ -86,7 +86,7 @@ func TestAccountSourcesNeedAKeyOfThatAccount(t *testing.T) {
 // node B within 1 s, and B refuses the key afterwards.
 func TestRevokeOnOneNodeClosesOnAnother(t *testing.T) {
 	c := newCluster(t)
-	a, b := c.node(nodeOpts{}), c.node(nodeOpts{})
+	a, b := c.node(nodeOpts{shared: true}), c.node(nodeOpts{shared: true})
 	k := a.createKey(auth.CreateKeyRequest{Account: accountA})
 	other := a.createKey(auth.CreateKeyRequest{Account: accountA})
 	onB := b.dial(keyHeader(k.APIKey))
@@ -212,21 +212,17 @@ func TestConnectionEventsAreRecorded(t *testing.T) {
 // sessions at the next recheck.
 func TestRecheckClosesKeysRevokedWhileEventsWereMissed(t *testing.T) {
 	c := newCluster(t)
-	a := c.node(nodeOpts{})
+	a := c.node(nodeOpts{shared: true, recheck: 50 * time.Millisecond})
 	k := a.createKey(auth.CreateKeyRequest{Account: accountA})
 	cl := a.dial(keyHeader(k.APIKey))
 	cl.roundTrip(`{"method":"ping"}`, `{"channel":"pong","rl":{"r":299,"q":300,"t":1}}`)
 	// Revoke in the store directly: no control event is published.
-	if _, err := c.store.Update(context.Background(), k.Key.Prefix, 5, func(r *auth.Record) error {
+	if _, err := c.store().Update(context.Background(), k.Key.Prefix, 5, func(r *auth.Record) error {
 		r.Status = auth.StatusRevoked
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { a.gate.Recheck(ctx, a.srv, 50*time.Millisecond); close(done) }()
-	defer func() { cancel(); <-done }()
 	if code, reason, _ := cl.closed(2 * time.Second); code != websocket.StatusPolicyViolation || reason != "api key revoked" {
 		t.Fatalf("close %d %q", code, reason)
 	}

@@ -1,4 +1,4 @@
-package gate_test
+package node_test
 
 import (
 	"testing"

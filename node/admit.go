@@ -1,0 +1,113 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"floodgate/auth"
+	"floodgate/broker"
+	"floodgate/internal/proto"
+	"floodgate/limiter"
+)
+
+// Refusals of keys at the upgrade (docs/protocol.md).
+var (
+	refInvalidKey  = proto.Refusal{Status: http.StatusUnauthorized, Code: proto.InvalidAPIKey, Message: "Invalid API Key"}
+	refInactiveKey = proto.Refusal{Status: http.StatusUnauthorized, Code: proto.InactiveAPIKey, Message: "Inactive API Key"}
+	refExpiredKey  = proto.Refusal{Status: http.StatusUnauthorized, Code: proto.ExpiredAPIKey, Message: "Expired API Key"}
+	refStoreDown   = proto.Refusal{Status: http.StatusServiceUnavailable, Code: proto.Unavailable, Message: "key store unavailable, retry", RetryAfter: time.Second}
+	refAdmitFailed = proto.Refusal{Status: http.StatusServiceUnavailable, Code: proto.Unavailable, Message: "admission failed, retry", RetryAfter: time.Second}
+)
+
+// admitter is the node's broker.Admitter: identity resolution (identity.go),
+// key verification, the limiter's admission, and the connection's budget.
+type admitter struct {
+	// Immutable after New.
+	keyring    *auth.Keyring
+	limiter    *limiter.Limiter
+	usage      *auth.Usage
+	events     *eventWriter
+	trusted    []netip.Prefix
+	allowQuery bool
+}
+
+// Admit implements broker.Admitter.
+func (a *admitter) Admit(ctx context.Context, r *http.Request, now time.Time) (broker.Identity, broker.Budget, *proto.Refusal) {
+	ip := clientIP(r, a.trusted)
+	key, empty, ref := presentedKey(r, a.allowQuery)
+	if ref != nil {
+		if empty {
+			ref = a.failed(ip, now, ref)
+		}
+		return broker.Identity{}, nil, ref
+	}
+	id := broker.Identity{Kind: broker.Anonymous, ID: limiter.AddrIdentity(ip), IP: ip}
+	req := limiter.Request{Identity: id.ID, IP: ip, Tier: limiter.TierAnonymous}
+	if key != "" {
+		if err := a.limiter.CheckIP(ip, now); err != nil {
+			return broker.Identity{}, nil, refusalOf(err)
+		}
+		info, ref := a.verify(key, ip, now)
+		if ref != nil {
+			return broker.Identity{}, nil, ref
+		}
+		id = broker.Identity{Kind: broker.KeyHolder, ID: limiter.KeyIdentity(info.Prefix), IP: ip,
+			KeyPrefix: info.Prefix, Account: info.Account, ExpiresAt: info.ExpiresAt}
+		req = limiter.Request{Identity: id.ID, IP: ip, Tier: limiter.TierKey, Limits: info.Limits, Quotas: info.Quotas}
+	}
+	conn, err := a.limiter.Admit(ctx, req, now)
+	if err != nil {
+		ref := refusalOf(err)
+		a.events.refusal(id.KeyPrefix, ip, now, ref.Code)
+		return broker.Identity{}, nil, ref
+	}
+	if id.KeyPrefix != "" {
+		a.usage.Add(id.KeyPrefix, 0, now) // last_used_at at connect
+	}
+	return id, &budget{conn: conn, limiter: a.limiter, usage: a.usage, prefix: id.KeyPrefix}, nil
+}
+
+// verify checks a presented key. Unknown, malformed and revoked keys are
+// failed attempts of ip (an inactive or expired key had the right secret:
+// not a guess).
+func (a *admitter) verify(key string, ip netip.Addr, now time.Time) (auth.KeyInfo, *proto.Refusal) {
+	info, err := a.keyring.Verify(key, now)
+	switch {
+	case err == nil:
+		return info, nil
+	case errors.Is(err, auth.ErrInvalidKey):
+		return info, a.failed(ip, now, &refInvalidKey)
+	case errors.Is(err, auth.ErrInactiveKey):
+		prefix, _ := auth.ParseKey(key)
+		a.events.refusal(prefix, ip, now, refInactiveKey.Code)
+		return info, &refInactiveKey
+	case errors.Is(err, auth.ErrExpiredKey):
+		prefix, _ := auth.ParseKey(key)
+		a.events.refusal(prefix, ip, now, refExpiredKey.Code)
+		return info, &refExpiredKey
+	}
+	a.events.log.Error().Err(err).Msg("key lookup failed")
+	return info, &refStoreDown
+}
+
+// failed counts a failed key attempt of ip; once the IP is blocked the
+// refusal becomes 403 IP_BLOCKED.
+func (a *admitter) failed(ip netip.Addr, now time.Time, ref *proto.Refusal) *proto.Refusal {
+	if err := a.limiter.FailedKey(ip, now); err != nil {
+		return refusalOf(err)
+	}
+	return ref
+}
+
+// refusalOf is the refusal of a limiter error: its own *proto.Refusal, or
+// 503 when admission itself failed.
+func refusalOf(err error) *proto.Refusal {
+	var r *proto.Refusal
+	if errors.As(err, &r) {
+		return r
+	}
+	return &refAdmitFailed
+}

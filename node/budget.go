@@ -1,0 +1,53 @@
+package node
+
+import (
+	"time"
+
+	"floodgate/auth"
+	"floodgate/broker"
+	"floodgate/limiter"
+)
+
+// budget adapts a limiter connection to broker.Budget: per client frame it
+// counts the key's usage and charges the method's cost.
+type budget struct {
+	// Immutable after Admit.
+	conn    *limiter.Conn
+	limiter *limiter.Limiter
+	usage   *auth.Usage
+	prefix  string // "" for anonymous connections
+}
+
+// Charge implements broker.Budget: 0 allocations, no I/O.
+func (b *budget) Charge(op broker.Op, now time.Time) broker.Decision {
+	if b.prefix != "" {
+		b.usage.Add(b.prefix, 1, now)
+	}
+	var d limiter.Decision
+	costs := b.limiter.Costs() // reloadable
+	switch op {
+	case broker.OpSubscribe:
+		d = b.conn.Charge(costs.Subscribe, now)
+	case broker.OpUnsubscribe:
+		d = b.conn.Count(costs.Unsubscribe, now)
+	default:
+		d = b.conn.Charge(costs.Ping, now)
+	}
+	out := broker.Decision{
+		Allowed:    d.Allowed,
+		RetryAfter: d.RetryAfter,
+		Close:      d.Close,
+		RL:         broker.RateInfo{Remaining: max(d.Remaining, 0), Quota: d.Limit, Reset: d.ResetSeconds()},
+		HasRL:      true,
+	}
+	if !d.Allowed || d.Close {
+		out.Code, out.Message, out.CloseReason = d.Code(), d.Message(), d.CloseReason()
+	}
+	return out
+}
+
+// MaxSubscriptions implements broker.Budget.
+func (b *budget) MaxSubscriptions() int { return b.conn.MaxSubscriptions() }
+
+// Release implements broker.Budget.
+func (b *budget) Release(time.Time) { b.conn.Release() }

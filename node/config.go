@@ -1,0 +1,197 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"time"
+
+	"floodgate/broker"
+	"floodgate/fanout"
+	"floodgate/limiter"
+
+	"github.com/rs/zerolog"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is everything one node needs; the binary builds it from flags,
+// FLOODGATE_* variables and the config file, tests build it directly.
+// Zero values mean the documented defaults.
+type Config struct {
+	// Sidecar runs the REST API alone (account endpoints, key status,
+	// operator API, health and metrics) without the broker, the hub and the
+	// embedded NATS server. Defaults to false: the whole node.
+	Sidecar bool
+
+	// Listen is the websocket listener (GET /ws). Defaults to ":8080".
+	Listen string
+	// APIListen is the API listener (REST, /healthz, /readyz, /metrics).
+	// Defaults to ":8081".
+	APIListen string
+	// TLSCertFile and TLSKeyFile, both set, serve TLS on both listeners.
+	// Defaults to plain TCP.
+	TLSCertFile, TLSKeyFile string
+
+	// NATSURL is the NATS server(s), comma separated. Defaults to "": an
+	// embedded server on EmbeddedNATSListen (none in sidecar mode, which
+	// then publishes no control events).
+	NATSURL string
+	// EmbeddedNATSListen is where the embedded server listens for
+	// publishers. Defaults to "127.0.0.1:4223"; port 0 picks a free one.
+	EmbeddedNATSListen string
+
+	// RedisURL is the Redis holding keys and cluster-wide budgets.
+	// Defaults to "": keys in bbolt under DataDir, budgets local.
+	RedisURL string
+	// RedisNamespace prefixes every Redis key. Defaults to "floodgate:".
+	RedisNamespace string
+	// DataDir holds the bbolt key store when RedisURL is empty. Defaults
+	// to "./data".
+	DataDir string
+	// ClusterNodes is the expected number of nodes sharing RedisURL: each
+	// enforces 1/N of every budget while Redis is unreachable. Defaults
+	// to 1.
+	ClusterNodes int
+
+	// AdminToken enables the operator API (/admin/v1) and /debug/pprof.
+	// Defaults to "": both off (404).
+	AdminToken string
+	// NodeID names the node in logs, events and cluster counts. Defaults
+	// to the host name.
+	NodeID string
+	// TrustedProxies are the CIDRs whose X-Forwarded-For is believed.
+	// Defaults to none.
+	TrustedProxies []netip.Prefix
+	// AllowedOrigins are the host patterns of browser origins allowed to
+	// upgrade cross-origin. Defaults to none.
+	AllowedOrigins []string
+	// AllowQueryKey accepts the key as ?api_key=. Defaults to false.
+	AllowQueryKey bool
+	// DemoFeed publishes the synthetic market. Defaults to false.
+	DemoFeed bool
+	// ShutdownGrace is how long clients get between the RECONNECT notice
+	// and the close when Run's context ends. Defaults to 10s; negative
+	// means none.
+	ShutdownGrace time.Duration
+
+	// File is the config file's content (sources, limits). Defaults to
+	// DefaultFile().
+	File *File
+
+	// Sessions tunes the broker's sessions (timers, queue bounds, write
+	// buffer, top-keys metrics). Its Hub, Sources, Admitter, OnClose,
+	// Logger, Registerer, NodeID and AllowedOrigins are set by the node.
+	// Defaults to the broker's defaults.
+	Sessions broker.Options
+	// RecheckInterval is how often the keys with live sessions are re-read
+	// from the store (closing keys revoked while control events were
+	// missed). Defaults to 30s.
+	RecheckInterval time.Duration
+	// EventQueue bounds the key connection events waiting for the store.
+	// Defaults to 4096.
+	EventQueue int
+	// Logger receives the node's logs. Defaults to a disabled logger.
+	Logger *zerolog.Logger
+}
+
+// File is the YAML config file (--config): one section per concern.
+// Unknown fields are errors naming their path.
+type File struct {
+	// Sources is the sources table (docs/configuration.md).
+	Sources fanout.SourcesConfig `yaml:"sources"`
+	// Limits are the tiers, costs and throttling numbers.
+	Limits limiter.Config `yaml:"limits"`
+}
+
+// DefaultFile is the configuration without a file.
+func DefaultFile() File { return File{Limits: limiter.DefaultConfig()} }
+
+// LoadFile reads and validates the config file at path; "" yields
+// DefaultFile. Fields left out keep their defaults. Errors name the field
+// and the bad value.
+func LoadFile(path string) (File, error) {
+	f := DefaultFile()
+	if path == "" {
+		return f, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return f, fmt.Errorf("config: %w", err)
+	}
+	if f, err = ParseFile(data); err != nil {
+		return f, fmt.Errorf("config %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// ParseFile decodes and validates a config file's bytes.
+func ParseFile(data []byte) (File, error) {
+	f := DefaultFile()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return f, err
+	}
+	if _, err := fanout.NewSources(f.Sources); err != nil {
+		return f, err
+	}
+	if err := f.Limits.Validate(); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+func (c *Config) setDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Listen, ":8080")
+	def(&c.APIListen, ":8081")
+	def(&c.EmbeddedNATSListen, "127.0.0.1:4223")
+	def(&c.RedisNamespace, "floodgate:")
+	def(&c.DataDir, "./data")
+	if c.NodeID == "" {
+		c.NodeID, _ = os.Hostname()
+	}
+	if c.ClusterNodes <= 0 {
+		c.ClusterNodes = 1
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 10 * time.Second
+	}
+	if c.RecheckInterval <= 0 {
+		c.RecheckInterval = 30 * time.Second
+	}
+	if c.EventQueue <= 0 {
+		c.EventQueue = 4096
+	}
+	if c.File == nil {
+		f := DefaultFile()
+		c.File = &f
+	}
+	if c.Logger == nil {
+		l := zerolog.Nop()
+		c.Logger = &l
+	}
+}
+
+// Check validates cfg as New would, without opening or starting anything:
+// the config file, the TLS files, the numbers. The error names the field.
+func Check(cfg Config) error {
+	cfg.setDefaults()
+	if _, err := fanout.NewSources(cfg.File.Sources); err != nil {
+		return err
+	}
+	if err := cfg.File.Limits.Validate(); err != nil {
+		return err
+	}
+	if _, err := tlsConfig(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,41 @@
+// Package node is Floodgate's composition root: it builds and runs one node
+// (NATS or the embedded server, the key store, the limiter, the fan-out hub,
+// the broker, the REST sidecar, both HTTP servers and every background job)
+// from a Config. The binary and every end-to-end test build their nodes
+// with New, so the tests run exactly what ships.
+//
+// Besides the wiring, the node owns the glue between the parts, one job per
+// file:
+//
+//   - identity.go: the one place that turns an upgrade into who it is: the
+//     presented API key (PF-API-KEY, X-API-Key, the key.<key> subprotocol,
+//     ?api_key= when allowed) and the client address (trusted proxies).
+//   - admit.go: the broker's Admitter: key verification, failed attempts
+//     toward the IP block, the limiter's admission.
+//   - budget.go: the per-frame budget of a connection (costs, usage).
+//   - control.go: key control events (revoke, deactivate, expire, update)
+//     applied to live sessions, and the periodic recheck of live keys.
+//   - events.go: key connection events written to the store.
+//   - usage.go: a key's live budget for the status endpoint and operators.
+//   - http.go: the two muxes, /readyz and its fixed set of reasons, pprof.
+//   - config.go: Config, the config file (one section per concern).
+//
+// Sidecar mode (Config.Sidecar) is the same node without the broker: the
+// REST API alone against the shared store.
+//
+// # Concurrency
+//
+// New and Run are called once, from one goroutine; Run blocks until its
+// context ends, then drains and releases everything. Every goroutine the
+// node starts (HTTP servers, limiter sync, usage flushes, event writer,
+// key recheck, demo feed, NATS subscriptions) is stopped before Run
+// returns. Reload, the accessors and the HTTP handlers are safe for
+// concurrent use.
+//
+// # Hot path
+//
+// The per-frame path through the node is budget.Charge: one limiter charge
+// and one usage count, 0 allocations, no I/O. Admit runs once per upgrade:
+// a warm key lookup (0 allocations) and the limiter's admission (one Redis
+// round trip in cluster mode).
+package node

@@ -1,0 +1,379 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"floodgate/auth"
+	"floodgate/broker"
+	"floodgate/fanout"
+	"floodgate/limiter"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+)
+
+// Node is one running Floodgate process: its dependencies, its parts and
+// their background work. Build it with New, run it with Run; Close
+// releases it.
+type Node struct {
+	// Immutable after New.
+	cfg       Config
+	log       zerolog.Logger
+	reg       *prometheus.Registry
+	adminHash [32]byte
+	embedded  *server.Server // nil with an external NATS
+	nc        *nats.Conn     // nil in sidecar mode without NATS
+	rdb       redis.UniversalClient
+	store     auth.Store
+	usage     *auth.Usage
+	keyring   *auth.Keyring
+	limiter   *limiter.Limiter
+	events    *eventWriter
+	control   *control
+	hub       *fanout.Hub    // nil in sidecar mode
+	broker    *broker.Server // nil in sidecar mode
+	sidecar   *auth.Sidecar
+	sources   *fanout.Sources
+	wsSrv     *http.Server // nil in sidecar mode
+	apiSrv    *http.Server
+	wsLn      net.Listener // nil in sidecar mode
+	apiLn     net.Listener
+	natsURL   string // where publishers connect
+	hubRef    atomic.Pointer[fanout.Hub]
+
+	// Owned by Run and Close.
+	runMu     sync.Mutex
+	running   bool
+	stopWatch func()
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New builds a node from cfg: it starts the embedded NATS server (or
+// connects to cfg.NATSURL), opens the key store, builds the limiter, the
+// hub, the broker and the REST sidecar, and binds both listeners. Nothing
+// serves until Run. On error everything opened is released.
+func New(cfg Config) (_ *Node, err error) {
+	cfg.setDefaults()
+	sources, err := fanout.NewSources(cfg.File.Sources)
+	if err != nil {
+		return nil, err
+	}
+	tc, err := tlsConfig(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: *cfg.Logger, reg: prometheus.NewRegistry(), sources: sources,
+		adminHash: sha256.Sum256([]byte(cfg.AdminToken))}
+	defer func() {
+		if err != nil {
+			n.release()
+		}
+	}()
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := n.openNATS(); err != nil {
+		return nil, err
+	}
+	if n.store, n.rdb, err = openStore(cfg.RedisURL, cfg.RedisNamespace, cfg.DataDir); err != nil {
+		return nil, err
+	}
+	n.store = auth.NewTimedStore(n.store, n.reg)
+	if n.rdb != nil {
+		redis.SetLogger(redisLog{n.log})
+	}
+	n.limiter, err = limiter.New(limiter.Options{
+		Config: &cfg.File.Limits, Redis: n.rdb, KeyPrefix: cfg.RedisNamespace + "lim:",
+		ExpectedNodes: cfg.ClusterNodes, NodeID: cfg.NodeID, Logger: n.log, Registerer: n.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.keyring = auth.NewKeyring(auth.KeyringOptions{Store: n.store})
+	n.usage = auth.NewUsage(auth.UsageOptions{Store: n.store, Logger: &n.log})
+	n.events = newEventWriter(n.store, cfg.NodeID, cfg.EventQueue, n.log)
+	n.control = &control{store: n.store, keyring: n.keyring, limiter: n.limiter, log: n.log}
+	if !cfg.Sidecar {
+		if err := n.buildBroker(); err != nil {
+			return nil, err
+		}
+	}
+	var notifier auth.Notifier
+	if n.nc != nil {
+		notifier = auth.NewNATSNotifier(n.nc)
+		if n.stopWatch, err = auth.SubscribeEvents(n.nc, n.control.apply); err != nil {
+			return nil, fmt.Errorf("subscribe %s: %w", auth.ControlSubject, err)
+		}
+	}
+	n.sidecar, err = auth.NewSidecar(auth.Options{
+		Store: n.store, Keyring: n.keyring, Usage: n.usage, Notifier: notifier,
+		LiveUsage: &liveUsage{store: n.store, limiter: n.limiter}, AdminToken: cfg.AdminToken, Logger: &n.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := n.listen(tc); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// openNATS starts the embedded server when no URL is given (not in sidecar
+// mode) and connects.
+func (n *Node) openNATS() (err error) {
+	url := n.cfg.NATSURL
+	if url == "" {
+		if n.cfg.Sidecar {
+			return nil
+		}
+		n.embedded, err = fanout.StartEmbedded(fanout.EmbeddedOptions{Listen: n.cfg.EmbeddedNATSListen})
+		if err != nil {
+			return fmt.Errorf("embedded NATS on %s: %w", n.cfg.EmbeddedNATSListen, err)
+		}
+		url = n.embedded.ClientURL()
+		n.log.Info().Str("url", url).Msg("embedded NATS started; publishers connect here")
+	}
+	n.natsURL = url
+	name := "floodgate " + n.cfg.NodeID
+	if n.cfg.Sidecar {
+		name = "floodgate sidecar " + n.cfg.NodeID
+	}
+	if n.nc, err = connectNATS(url, name, n.log, n.asyncError); err != nil {
+		return err
+	}
+	n.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "floodgate", Name: "nats_connected", Help: "1 when the NATS connection is up.",
+	}, func() float64 {
+		if n.nc.IsConnected() {
+			return 1
+		}
+		return 0
+	}))
+	return nil
+}
+
+// buildBroker builds the hub and the broker behind the node's admitter.
+func (n *Node) buildBroker() (err error) {
+	n.hub, err = fanout.NewHub(fanout.Options{Conn: n.nc, Registerer: n.reg})
+	if err != nil {
+		return err
+	}
+	n.hubRef.Store(n.hub)
+	bo := n.cfg.Sessions
+	bo.Hub = n.hub
+	bo.Sources = n.sources
+	bo.Admitter = &admitter{keyring: n.keyring, limiter: n.limiter, usage: n.usage, events: n.events,
+		trusted: n.cfg.TrustedProxies, allowQuery: n.cfg.AllowQueryKey}
+	bo.OnClose = n.events.closed
+	bo.Logger = &n.log
+	bo.Registerer = n.reg
+	bo.NodeID = n.cfg.NodeID
+	bo.AllowedOrigins = n.cfg.AllowedOrigins
+	if n.broker, err = broker.New(bo); err != nil {
+		return err
+	}
+	n.control.sessions = n.broker
+	return nil
+}
+
+// listen binds the listeners and builds the HTTP servers.
+func (n *Node) listen(tc *tls.Config) (err error) {
+	if !n.cfg.Sidecar {
+		if n.wsLn, err = net.Listen("tcp", n.cfg.Listen); err != nil {
+			return fmt.Errorf("--listen %s: %w", n.cfg.Listen, err)
+		}
+		n.wsSrv = &http.Server{Handler: n.wsMux(), ReadHeaderTimeout: 10 * time.Second}
+	}
+	if n.apiLn, err = net.Listen("tcp", n.cfg.APIListen); err != nil {
+		return fmt.Errorf("--api-listen %s: %w", n.cfg.APIListen, err)
+	}
+	n.apiSrv = &http.Server{Handler: n.apiMux(), ReadHeaderTimeout: 10 * time.Second}
+	if tc != nil {
+		n.apiLn = tls.NewListener(n.apiLn, tc.Clone())
+		if n.wsLn != nil {
+			n.wsLn = tls.NewListener(n.wsLn, tc)
+		}
+	}
+	return nil
+}
+
+// asyncError hands NATS async errors to the hub's metrics.
+func (n *Node) asyncError(err error) {
+	if h := n.hubRef.Load(); h != nil {
+		h.AsyncError(err)
+	}
+}
+
+// ErrRunning is returned by Run when the node already runs or ran.
+var ErrRunning = errors.New("node: Run called twice")
+
+// Run serves and does the node's background work (limiter sync, usage
+// flushes, connection events, key rechecks, the demo feed) until ctx ends
+// or a listener fails. It then drains the broker for ShutdownGrace
+// (RECONNECT notice, close 1001), stops the servers and releases
+// everything, and returns the listener's error, if any.
+func (n *Node) Run(ctx context.Context) error {
+	n.runMu.Lock()
+	if n.running {
+		n.runMu.Unlock()
+		return ErrRunning
+	}
+	n.running = true
+	n.runMu.Unlock()
+
+	bg, stopBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	goBG := func(fn func(ctx context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); fn(bg) }()
+	}
+	goBG(func(ctx context.Context) { _ = n.limiter.Run(ctx) })
+	goBG(n.usage.Run)
+	goBG(n.events.run)
+	if n.broker != nil {
+		goBG(func(ctx context.Context) { n.control.recheck(ctx, n.cfg.RecheckInterval) })
+	}
+	if n.cfg.DemoFeed && !n.cfg.Sidecar {
+		if err := n.startDemo(goBG); err != nil {
+			n.log.Error().Err(err).Msg("demo feed not started")
+		}
+	}
+	errc := make(chan error, 2)
+	serve := func(s *http.Server, ln net.Listener) {
+		if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}
+	go serve(n.apiSrv, n.apiLn)
+	if n.wsSrv != nil {
+		go serve(n.wsSrv, n.wsLn)
+	}
+	if n.cfg.Sidecar {
+		n.log.Info().Str("api_listen", n.APIAddr()).Str("node", n.cfg.NodeID).Bool("admin", n.cfg.AdminToken != "").
+			Msg("floodgate sidecar serving")
+	} else {
+		nats := ""
+		if n.nc != nil {
+			nats = n.nc.ConnectedUrlRedacted()
+		}
+		n.log.Info().Str("listen", n.WSAddr()).Str("api_listen", n.APIAddr()).Str("nats", nats).Str("node", n.cfg.NodeID).
+			Bool("demo_feed", n.cfg.DemoFeed).Msg("floodgate serving")
+	}
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		n.log.Error().Err(err).Msg("listener failed")
+	}
+	if n.broker != nil && n.cfg.ShutdownGrace > 0 {
+		n.log.Info().Dur("grace", n.cfg.ShutdownGrace).Msg("draining")
+		n.broker.Drain(n.cfg.ShutdownGrace)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if n.wsSrv != nil {
+		_ = n.wsSrv.Shutdown(sctx)
+	}
+	_ = n.apiSrv.Shutdown(sctx)
+	if n.broker != nil {
+		_ = n.broker.Close() // sessions end: their events and usage are queued
+	}
+	stopBG() // final usage flush, event writes, limiter lease return
+	wg.Wait()
+	n.release()
+	n.log.Info().Msg("stopped")
+	return err
+}
+
+// Close releases a node that is not running (New succeeded but Run was not
+// called, or Run returned). To stop a running node, cancel Run's context.
+func (n *Node) Close() error {
+	n.release()
+	return n.closeErr
+}
+
+// release closes everything New opened, in reverse order; once.
+func (n *Node) release() {
+	n.closeOnce.Do(func() {
+		if n.stopWatch != nil {
+			n.stopWatch()
+		}
+		if n.broker != nil {
+			_ = n.broker.Close()
+		}
+		if n.hub != nil {
+			n.hub.Close()
+		}
+		if n.limiter != nil {
+			_ = n.limiter.Close()
+		}
+		if n.store != nil {
+			n.closeErr = n.store.Close()
+		}
+		if n.rdb != nil {
+			_ = n.rdb.Close()
+		}
+		if n.nc != nil {
+			n.nc.Close()
+		}
+		if n.embedded != nil {
+			n.embedded.Shutdown()
+			n.embedded.WaitForShutdown()
+		}
+		if n.wsLn != nil {
+			_ = n.wsLn.Close()
+		}
+		if n.apiLn != nil {
+			_ = n.apiLn.Close()
+		}
+	})
+}
+
+// Reload applies a new config file to the running node: tiers, costs and
+// every limit, on live connections, without dropping them. The sources
+// table is not reloaded (it needs a restart). An invalid file changes
+// nothing.
+func (n *Node) Reload(f File) error {
+	if _, err := fanout.NewSources(f.Sources); err != nil {
+		return err
+	}
+	return n.limiter.Reload(f.Limits, time.Now())
+}
+
+// WSAddr is the websocket listener's address ("" in sidecar mode).
+func (n *Node) WSAddr() string {
+	if n.wsLn == nil {
+		return ""
+	}
+	return n.wsLn.Addr().String()
+}
+
+// APIAddr is the API listener's address.
+func (n *Node) APIAddr() string { return n.apiLn.Addr().String() }
+
+// NATSURL is where publishers reach this node's NATS ("" in sidecar mode
+// without NATS).
+func (n *Node) NATSURL() string { return n.natsURL }
+
+// Registry is the node's Prometheus registry (what /metrics serves).
+func (n *Node) Registry() *prometheus.Registry { return n.reg }
+
+// Broker is the node's websocket server (nil in sidecar mode), for tests
+// and tools that inspect live sessions.
+func (n *Node) Broker() *broker.Server { return n.broker }
+
+// Limiter is the node's limiter.
+func (n *Node) Limiter() *limiter.Limiter { return n.limiter }

@@ -1,0 +1,37 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"floodgate/auth"
+	"floodgate/limiter"
+)
+
+// liveUsage implements auth.LiveUsage: a key's live credit budget, quotas
+// and connections from the limiter, for the status endpoint and the
+// operator API.
+type liveUsage struct {
+	// Immutable after New.
+	store   auth.Store
+	limiter *limiter.Limiter
+}
+
+// KeyUsage implements auth.LiveUsage.
+func (u *liveUsage) KeyUsage(prefix string, now time.Time) (auth.KeyUsage, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req := limiter.Request{Identity: limiter.KeyIdentity(prefix), Tier: limiter.TierKey}
+	if rec, err := u.store.Get(ctx, prefix); err == nil {
+		req.Limits, req.Quotas = rec.Limits, rec.Quotas
+	}
+	lu := u.limiter.Usage(ctx, req, now)
+	out := auth.KeyUsage{
+		Credits:     auth.BudgetUsage{Limit: lu.Limit, Remaining: max(lu.Remaining, 0), ResetAt: lu.ResetAt},
+		Connections: int(lu.Connections),
+	}
+	for _, q := range lu.Quotas {
+		out.Quotas = append(out.Quotas, auth.QuotaUsage{Window: q.Window.String(), Limit: q.Limit, Used: q.Used})
+	}
+	return out, true
+}
