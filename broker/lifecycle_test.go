@@ -130,6 +130,17 @@ func TestSlowConsumerClosed1013WhileHealthyClientGetsEverything(t *testing.T) {
 		t.Fatalf("healthy client: %v", err)
 	}
 	eventually(t, "slow consumer close", func() bool { return e.counter("floodgate_slow_consumer_closes_total") == 1 })
+	// The overflowing frame and the backlog are counted as drops, by
+	// reason, never as delivered: accepted + dropped = offered.
+	full := e.counter("floodgate_frames_dropped_total", "reason", "queue_full")
+	backlog := e.counter("floodgate_frames_dropped_total", "reason", "slow_consumer_close")
+	closing := e.counter("floodgate_frames_dropped_total", "reason", "closing")
+	if full != 1 || backlog < 1 || backlog > 64 {
+		t.Fatalf("drops: queue_full %v, slow_consumer_close %v (queue bound 64)", full, backlog)
+	}
+	if out := e.counter("floodgate_fanout_messages_out_total"); out+full+closing != 2*total {
+		t.Fatalf("accepted %v + queue_full %v + closing %v != offered %d", out, full, closing, 2*total)
+	}
 	// The slow client finally reads: what was on the wire, then 1013.
 	slow.expectClose(websocket.StatusTryAgainLater, "slow consumer")
 	eventually(t, "close counted", func() bool {

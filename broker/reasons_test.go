@@ -1,6 +1,9 @@
 package broker_test
 
 import (
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 
 	"floodgate/broker"
@@ -43,5 +46,31 @@ func TestDropReasonsComplete(t *testing.T) {
 	}
 	if (broker.DropConflated + 1).String() != "unknown" {
 		t.Error("a drop reason after DropConflated is missing from this test")
+	}
+}
+
+// TestCloseReasonsDocumented: every close frame the broker sends (code and
+// reason text) is in the table of codes of docs/protocol.md.
+func TestCloseReasonsDocumented(t *testing.T) {
+	b, err := os.ReadFile("../docs/protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, _ := strings.Cut(string(b), "\n## Codes\n")
+	sec, _, _ = strings.Cut(sec, "\n## ")
+	for r := broker.ReasonClientClosed; r <= broker.ReasonWriteError; r++ {
+		if r.Text() == "" {
+			continue // no close frame of ours
+		}
+		row := fmt.Sprintf("| %d | close |", r.Code())
+		i := strings.Index(sec, row)
+		if i < 0 {
+			t.Errorf("%s: no row %q in docs/protocol.md ## Codes", r, row)
+			continue
+		}
+		line, _, _ := strings.Cut(sec[i:], "\n")
+		if !strings.Contains(line, "`"+r.Text()+"`") {
+			t.Errorf("%s: close %d row lacks `%s`", r, r.Code(), r.Text())
+		}
 	}
 }

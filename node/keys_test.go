@@ -279,3 +279,30 @@ func TestInactiveKeyRetriesDoNotBlockTheIP(t *testing.T) {
 	}
 	n.dial(nil).roundTrip(`{"method":"ping"}`, `{"channel":"pong","rl":{"r":124,"q":125,"t":1}}`)
 }
+
+// TestRevokeClosesEverySessionOfTheKey: one node, three sessions of one
+// key and one of another; a revoke closes all three and only them.
+func TestRevokeClosesEverySessionOfTheKey(t *testing.T) {
+	c := newCluster(t)
+	n := c.node(nodeOpts{})
+	k := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	other := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	var mine []*client
+	for i := 0; i < 3; i++ {
+		cl := n.dial(keyHeader(k.APIKey))
+		cl.send(`{"method":"ping"}`)
+		cl.read()
+		mine = append(mine, cl)
+	}
+	bystander := n.dial(keyHeader(other.APIKey))
+	st := auth.StatusRevoked
+	if _, err := n.admin.PatchKey(context.Background(), k.Key.Prefix, auth.KeyPatch{Status: &st}); err != nil {
+		t.Fatal(err)
+	}
+	for i, cl := range mine {
+		if code, reason, _ := cl.closed(2 * time.Second); code != websocket.StatusPolicyViolation || reason != "api key revoked" {
+			t.Fatalf("session %d: close %d %q", i, code, reason)
+		}
+	}
+	bystander.roundTrip(`{"method":"ping"}`, `{"channel":"pong","rl":{"r":299,"q":300,"t":1}}`)
+}

@@ -163,9 +163,44 @@ func TestKeysCLIAgainstServe(t *testing.T) {
 	if out := run("list", "--account", acct); !strings.Contains(out, created.Key.Prefix) || !strings.Contains(out, "bot-1") {
 		t.Fatalf("list lacks the key:\n%s", out)
 	}
+	// update changes what its flags name, and nothing else.
+	out = run("update", created.Key.Prefix, "--credits-per-minute", "900", "--quota-daily", "5000", "--expires-at", "2031-01-02T03:04:05Z", "--json")
+	var upd struct {
+		Alias     string `json:"alias"`
+		ExpiresAt string `json:"expires_at"`
+		Limits    struct {
+			CreditsPerMinute int64 `json:"credits_per_minute"`
+			MaxConnections   int64 `json:"max_connections"`
+		} `json:"limits"`
+		Quotas struct {
+			Daily int64 `json:"daily"`
+		} `json:"quotas"`
+	}
+	if err := json.Unmarshal([]byte(out), &upd); err != nil || upd.Limits.CreditsPerMinute != 900 || upd.Quotas.Daily != 5000 ||
+		upd.ExpiresAt != "2031-01-02T03:04:05Z" || upd.Alias != "bot-1" || upd.Limits.MaxConnections != 0 {
+		t.Fatalf("update: %v %s", err, out)
+	}
+	if out, err := exec.Command(binary, "keys", "update", created.Key.Prefix, "--api-url", p.apiURL, "--admin-token", testAdmin).CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), "nothing to update") {
+		t.Fatalf("update without flags: %v %s", err, out)
+	}
+	// rotate keeps every setting; the alias moves to the new key.
+	out = run("rotate", created.Key.Prefix, "--json")
+	var rot struct {
+		Key struct {
+			Prefix string `json:"prefix"`
+			Alias  string `json:"alias"`
+			Limits struct {
+				CreditsPerMinute int64 `json:"credits_per_minute"`
+			} `json:"limits"`
+		} `json:"key"`
+	}
+	if err := json.Unmarshal([]byte(out), &rot); err != nil || rot.Key.Alias != "bot-1" || rot.Key.Limits.CreditsPerMinute != 900 {
+		t.Fatalf("rotate: %v %s", err, out)
+	}
 	run("deactivate", created.Key.Prefix)
-	if out := run("show", created.Key.Prefix, "--json"); !strings.Contains(out, `"inactive"`) {
-		t.Fatalf("show after deactivate:\n%s", out)
+	if out := run("show", created.Key.Prefix, "--json"); !strings.Contains(out, `"inactive"`) || strings.Contains(out, "bot-1") {
+		t.Fatalf("show after rotate and deactivate:\n%s", out)
 	}
 	// Without the token the operator API refuses.
 	out2, err := exec.Command(binary, "keys", "list", "--api-url", p.apiURL, "--admin-token", "wrong").CombinedOutput()

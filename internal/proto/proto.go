@@ -32,7 +32,6 @@ const (
 	AlreadySubscribed = "ALREADY_SUBSCRIBED"
 	NotSubscribed     = "NOT_SUBSCRIBED"
 	SubscriptionLimit = "SUBSCRIPTION_LIMIT"
-	ChannelLimit      = "CHANNEL_LIMIT"
 	RateLimited       = "RATE_LIMITED"
 	QuotaExceeded     = "QUOTA_EXCEEDED"
 	Forbidden         = "FORBIDDEN"
@@ -43,30 +42,25 @@ const (
 	InactiveAPIKey     = "INACTIVE_API_KEY"
 	ExpiredAPIKey      = "EXPIRED_API_KEY"
 	IPBlocked          = "IP_BLOCKED"
-	IPNotAllowed       = "IP_NOT_ALLOWED"
 	TooManyConnections = "TOO_MANY_CONNECTIONS"
 	ConnectRate        = "CONNECT_RATE"
-	TooManyPending     = "TOO_MANY_PENDING"
 	OriginNotAllowed   = "ORIGIN_NOT_ALLOWED"
 	Draining           = "DRAINING"
-	HeadersTooLarge    = "HEADERS_TOO_LARGE"
 )
 
 // Notice codes: {"channel":"notice","data":{"code":...}}.
 const (
-	NoticeReconnect         = "RECONNECT"
-	NoticeKeyExpiring       = "KEY_EXPIRING"
-	NoticeSubscriptionEnded = "SUBSCRIPTION_ENDED"
+	NoticeReconnect = "RECONNECT"
 )
 
 // Codes lists every code above, errors then notices, for the documentation
 // test.
 var Codes = []string{
 	BadRequest, NotFound, UnknownSource, InvalidParams, AlreadySubscribed, NotSubscribed,
-	SubscriptionLimit, ChannelLimit, RateLimited, QuotaExceeded, Forbidden, Internal, Unavailable,
-	InvalidAPIKey, InactiveAPIKey, ExpiredAPIKey, IPBlocked, IPNotAllowed, TooManyConnections,
-	ConnectRate, TooManyPending, OriginNotAllowed, Draining, HeadersTooLarge,
-	NoticeReconnect, NoticeKeyExpiring, NoticeSubscriptionEnded,
+	SubscriptionLimit, RateLimited, QuotaExceeded, Forbidden, Internal, Unavailable,
+	InvalidAPIKey, InactiveAPIKey, ExpiredAPIKey, IPBlocked, TooManyConnections,
+	ConnectRate, OriginNotAllowed, Draining,
+	NoticeReconnect,
 }
 
 // Refusal is an upgrade (or REST request) refused before anything else
