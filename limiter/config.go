@@ -23,6 +23,32 @@ type Config struct {
 	// ConnectionsRetryAfter is the Retry-After sent with 429
 	// TOO_MANY_CONNECTIONS, when no time can be computed. Defaults to 10 s.
 	ConnectionsRetryAfter time.Duration `yaml:"connections_retry_after"`
+	// Node bounds what one node holds for all its clients together.
+	Node NodeLimits `yaml:"node"`
+	// AccountAPI limits the wallet-signed account endpoints (create,
+	// revoke, list: one budget) per client IP.
+	AccountAPI APILimit `yaml:"account_api"`
+	// StatusAPI limits the key status endpoint per client IP.
+	StatusAPI APILimit `yaml:"status_api"`
+}
+
+// NodeLimits bound the resources any client can make one node hold.
+type NodeLimits struct {
+	// MaxChannels is the number of distinct channels (NATS subscriptions)
+	// the node holds; a subscribe that would open one more gets
+	// CHANNEL_LIMIT. One identity may open at most a tenth of it. 10,000.
+	MaxChannels int `yaml:"max_channels"`
+	// MaxPendingPerIP caps the sockets of one client IP on the websocket
+	// listener that have not completed an upgrade (trusted proxies
+	// exempt). 64.
+	MaxPendingPerIP int `yaml:"max_pending_per_ip"`
+}
+
+// APILimit is a per-IP request budget of a REST endpoint group.
+type APILimit struct {
+	// PerIPPerMinute is the requests one client IP may make per minute
+	// (also the burst).
+	PerIPPerMinute int `yaml:"per_ip_per_minute"`
 }
 
 // Tiers holds one Tier per kind of identity.
@@ -111,6 +137,9 @@ func DefaultConfig() Config {
 		},
 		FailedKeys:            FailedKeys{MaxAttempts: 20, Window: time.Minute, Block: 5 * time.Minute},
 		ConnectionsRetryAfter: 10 * time.Second,
+		Node:                  NodeLimits{MaxChannels: 10000, MaxPendingPerIP: 64},
+		AccountAPI:            APILimit{PerIPPerMinute: 30},
+		StatusAPI:             APILimit{PerIPPerMinute: 120},
 	}
 }
 
@@ -177,5 +206,9 @@ func (c *Config) Validate() error {
 	duration("failed_keys.window", c.FailedKeys.Window)
 	duration("failed_keys.block", c.FailedKeys.Block)
 	duration("connections_retry_after", c.ConnectionsRetryAfter)
+	positive("node.max_channels", int64(c.Node.MaxChannels))
+	positive("node.max_pending_per_ip", int64(c.Node.MaxPendingPerIP))
+	positive("account_api.per_ip_per_minute", int64(c.AccountAPI.PerIPPerMinute))
+	positive("status_api.per_ip_per_minute", int64(c.StatusAPI.PerIPPerMinute))
 	return errors.Join(errs...)
 }
