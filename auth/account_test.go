@@ -104,7 +104,6 @@ func TestAccount_Errors(t *testing.T) {
 	w, other := newWallet(1), newWallet(2)
 	key := f.createKey(w)
 	otherKey := f.createKey(other)
-	before := f.snapshot()
 	now := f.clock.Now()
 	fresh := func() time.Time { f.clock.Advance(time.Millisecond); return f.clock.Now() }
 
@@ -119,7 +118,7 @@ func TestAccount_Errors(t *testing.T) {
 	set := func(k string, v any) func(map[string]any) { return func(b map[string]any) { b[k] = v } }
 	replayed := signed(nil)
 	wantOK(t, f.do("POST", pathCreate, replayed, nil), 200, nil)
-	before = f.snapshot()
+	before := f.snapshot()
 
 	for _, tc := range []struct {
 		name   string

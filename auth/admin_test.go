@@ -251,10 +251,16 @@ func TestAdmin_Patch(t *testing.T) {
 	}
 	wantError(t, f.admin("PATCH", "/admin/v1/keys/AbCdEfGh", `{"active":false}`), 404, "API_KEY_NOT_FOUND", "API key not found")
 	wantError(t, f.admin("PATCH", "/admin/v1/keys/bad!", `{"active":false}`), 404, "API_KEY_NOT_FOUND", "API key not found")
+	if f.snapshot() != before || len(f.events.take()) != 0 {
+		t.Fatal("a refused PATCH changed the store or published an event")
+	}
 	// Alias taken; activation beyond the limit.
 	other := f.adminCreate(`{"account":"` + acct + `","alias":"taken","active":false}`)
 	before = f.snapshot()
 	wantError(t, f.admin("PATCH", p, `{"alias":"taken"}`), 409, "ALIAS_TAKEN", "Alias already in use for this account")
+	if f.snapshot() != before || len(f.events.take()) != 0 {
+		t.Fatal("a refused alias change changed something")
+	}
 	for i := 0; i < 4; i++ {
 		f.adminCreate(`{"account":"` + acct + `"}`)
 	}

@@ -82,20 +82,19 @@ type Request struct {
 // concurrent use.
 type Limiter struct {
 	// Immutable after New
-	set      atomic.Pointer[settings] // config and tier policies; Reload swaps it
-	opts     Options
-	share    float64
-	tab      *table
-	metrics  *metrics
-	redis    redis.UniversalClient
-	log      zerolog.Logger
-	wakeCh   chan struct{}
-	done     chan struct{}
-	runMu    sync.Mutex // serialises Run, Sync and Close
-	closeMu  sync.Once
-	syncBuf  []*identity // owned by sync (under runMu)
-	syncOps  []syncOp    // owned by sync (under runMu)
-	sweepBuf []*identity // owned by Sweep (under runMu)
+	set     atomic.Pointer[settings] // config and tier policies; Reload swaps it
+	opts    Options
+	share   float64
+	tab     *table
+	metrics *metrics
+	redis   redis.UniversalClient
+	log     zerolog.Logger
+	wakeCh  chan struct{}
+	done    chan struct{}
+	runMu   sync.Mutex // serialises Run, Sync and Close
+	closeMu sync.Once
+	syncBuf []*identity // owned by sync (under runMu)
+	syncOps []syncOp    // owned by sync (under runMu)
 
 	// Atomic
 	healthy atomic.Bool   // cluster mode and Redis reachable

@@ -191,15 +191,3 @@ func (c *client) closed(within time.Duration) (websocket.StatusCode, string, tim
 		return ce.Code, ce.Reason, time.Now()
 	}
 }
-
-// eventually polls cond until it holds or 5 s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
