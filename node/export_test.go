@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"net/http"
 	"time"
 
 	"floodgate/auth"
@@ -17,4 +18,17 @@ func NewTestBudget(lim *limiter.Limiter, usage *auth.Usage, prefix string, now t
 		return nil, err
 	}
 	return &budget{conn: conn, limiter: lim, usage: usage, prefix: prefix}, nil
+}
+
+// ClientIP exposes clientIP.
+var ClientIP = clientIP
+
+// PresentedKey exposes presentedKey: the key, whether an empty key was
+// presented, and the refusal's code ("" when none).
+func PresentedKey(r *http.Request, allowQuery bool) (string, bool, string) {
+	key, empty, ref := presentedKey(r, allowQuery)
+	if ref != nil {
+		return key, empty, ref.Code
+	}
+	return key, empty, ""
 }

@@ -102,7 +102,7 @@ func TestExactRateLimitedReply(t *testing.T) {
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
-	// The refused ping cost nothing: the next allowed one has r 123.
+	// want pins rl r 124 on the refusal: the refused ping cost no credit.
 }
 
 func asClose(err error, ce *websocket.CloseError) bool {

@@ -1,0 +1,64 @@
+package node_test
+
+import (
+	"strings"
+	"testing"
+
+	"floodgate/fanout"
+	"floodgate/node"
+
+	"go.yaml.in/yaml/v3"
+)
+
+func TestParseFileNamesTheField(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"sources:\n  sources:\n    - name: \"a.b\"\n", `sources[0].name "a.b"`},
+		{"limits:\n  tiers:\n    key:\n      credits: -5\n", "tiers.key.credits = -5"},
+		{"limits:\n  node:\n    max_channels: 0\n", "node.max_channels = 0"},
+		{"limitz: {}\n", "field limitz not found"},
+		{"limits:\n  tiers:\n    key:\n      credit: 5\n", "field credit not found"},
+	} {
+		if _, err := node.ParseFile([]byte(tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want an error naming %q", tc.yaml, err, tc.want)
+		}
+	}
+	f, err := node.ParseFile([]byte("limits:\n  tiers:\n    key:\n      credits: 600\n"))
+	if err != nil || f.Limits.Tiers.Key.Credits != 600 || f.Limits.Tiers.Anonymous.Credits != 125 {
+		t.Fatalf("fields left out keep their defaults: %+v %v", f.Limits.Tiers, err)
+	}
+}
+
+// FuzzParseFile: a file either fails with an error, or yields a config
+// that validates (sources compile, limits validate) and survives a round
+// trip through YAML unchanged.
+func FuzzParseFile(f *testing.F) {
+	f.Add([]byte("sources:\n  prefix: pf\n  sources:\n    - name: trades\n      params:\n        - name: symbol\n          values: [BTC, ETH]\n"))
+	f.Add([]byte("limits:\n  tiers:\n    key:\n      credits: 600\n  costs:\n    ping: 2\n"))
+	f.Add([]byte("sources:\n  sources:\n    - name: book\n      params:\n        - {name: symbol}\n        - {name: agg_level, kind: int, values: [\"1\", \"10\"]}\n    - name: account_orders\n      params: [{name: account}]\n      account: account\n"))
+	f.Add([]byte("{}"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		file, err := node.ParseFile(data)
+		if err != nil {
+			return
+		}
+		if _, err := fanout.NewSources(file.Sources); err != nil {
+			t.Fatalf("accepted sources do not compile: %v", err)
+		}
+		if err := file.Limits.Validate(); err != nil {
+			t.Fatalf("accepted limits do not validate: %v", err)
+		}
+		out, err := yaml.Marshal(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := node.ParseFile(out)
+		if err != nil {
+			t.Fatalf("round trip refused: %v\n%s", err, out)
+		}
+		out2, _ := yaml.Marshal(again)
+		if string(out) != string(out2) {
+			t.Fatalf("round trip changed the config:\n%s\n---\n%s", out, out2)
+		}
+	})
+}
