@@ -32,6 +32,10 @@ var (
 // pollInterval is the pause between two readiness probes.
 const pollInterval = 20 * time.Millisecond
 
+// signalTimeout bounds Pause's and Resume's wait for the process to
+// stop or continue.
+const signalTimeout = 5 * time.Second
+
 // outputTail is how much of a server's output failure reports show.
 const outputTail = 16 << 10
 
@@ -198,12 +202,14 @@ func (s *Server) Output() string {
 	return string(b)
 }
 
-// Pause stops the process with SIGSTOP: it keeps its port and its
+// Pause stops the process with SIGSTOP and returns once all its threads
+// are stopped (on Linux, as /proc tells): it keeps its port and its
 // connections but answers nothing until Resume.
-func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP) }
+func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP, true) }
 
-// Resume continues a paused process with SIGCONT.
-func (s *Server) Resume() error { return s.signal(syscall.SIGCONT) }
+// Resume continues a paused process with SIGCONT and returns once none of
+// its threads is stopped.
+func (s *Server) Resume() error { return s.signal(syscall.SIGCONT, false) }
 
 // Stop sends SIGTERM (and SIGCONT, so a paused process sees it) and waits
 // for the exit, at most Options.StopTimeout; then it kills the process and
@@ -243,8 +249,9 @@ func (s *Server) current() (*exec.Cmd, chan struct{}) {
 	return s.cmd, s.exited
 }
 
-// signal sends sig to the running process.
-func (s *Server) signal(sig syscall.Signal) error {
+// signal sends sig to the running process and waits until its threads
+// are all stopped or all running.
+func (s *Server) signal(sig syscall.Signal, stopped bool) error {
 	cmd, exited := s.current()
 	if exited == nil {
 		return fmt.Errorf("%w: %s on %s never started", ErrNotRunning, s.name, s.Addr())
@@ -256,6 +263,14 @@ func (s *Server) signal(sig syscall.Signal) error {
 	}
 	if err := cmd.Process.Signal(sig); err != nil {
 		return fmt.Errorf("%w: %s on %s: %v", ErrNotRunning, s.name, s.Addr(), err)
+	}
+	if err := awaitStopped(cmd.Process.Pid, stopped, signalTimeout); err != nil {
+		select {
+		case <-exited:
+			return fmt.Errorf("%w: %s on %s has exited", ErrNotRunning, s.name, s.Addr())
+		default:
+		}
+		return fmt.Errorf("testdeps: %s on %s: %v", s.name, s.Addr(), err)
 	}
 	return nil
 }

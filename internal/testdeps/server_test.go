@@ -31,9 +31,17 @@ func natsAnswers(addr string, timeout time.Duration) bool {
 // redisAnswers reports whether the Redis at addr answers PING within
 // timeout, on a fresh connection.
 func redisAnswers(addr string, timeout time.Duration) bool {
-	rc := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, MaxRetries: -1})
-	defer rc.Close()
-	return rc.Ping(context.Background()).Err() == nil
+	conn, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	return err == nil && line == "+PONG\r\n"
 }
 
 // mustOK fails the test on a lifecycle error.
