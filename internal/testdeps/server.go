@@ -96,9 +96,8 @@ type Server struct {
 	name    string // binary base name, for messages
 	path    string // binary path
 	scheme  string
-	port    int      // client port (the first of ports)
-	ports   []int    // every port of the command line
-	args    []string // command line without the binary
+	port    int      // client port
+	args    []string // command line without the binary, ports included
 	logPath string   // stdout and stderr of every run, appended
 	probe   probeFunc
 	opts    Options
@@ -139,7 +138,7 @@ func startServer(t testing.TB, sp spec, dir string, opts *Options) *Server {
 		if err != nil {
 			t.Fatalf("testdeps: %s: free ports: %v", sp.binary, err)
 		}
-		s.ports, s.port, s.args = ports, ports[0], append(sp.args(ports), s.opts.Args...)
+		s.port, s.args = ports[0], append(sp.args(ports), s.opts.Args...)
 		s.lifeMu.Lock()
 		err = s.runLocked()
 		s.lifeMu.Unlock()
@@ -149,8 +148,24 @@ func startServer(t testing.TB, sp spec, dir string, opts *Options) *Server {
 		if errors.Is(err, ErrExited) && i < attempts && strings.Contains(strings.ToLower(s.Output()), "address already in use") {
 			continue // another process took the port between freePorts and the bind
 		}
-		t.Fatalf("testdeps: start %s: %v\n%s output:\n%s", strings.Join(append([]string{s.path}, s.args...), " "), err, s.name, s.Output())
+		// The cleanup above logs the server's output.
+		t.Fatalf("testdeps: start %s: %v", s.commandLine(), err)
 	}
+}
+
+// commandLine is the server's command line for messages, empty
+// arguments quoted.
+func (s *Server) commandLine() string {
+	var b strings.Builder
+	b.WriteString(s.path)
+	for _, a := range s.args {
+		b.WriteByte(' ')
+		if a == "" {
+			a = `""`
+		}
+		b.WriteString(a)
+	}
+	return b.String()
 }
 
 // URL is the server's URL: nats://127.0.0.1:PORT or redis://127.0.0.1:PORT.
