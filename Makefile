@@ -1,14 +1,20 @@
-# Floodgate make targets (see ../shared/spec/cli.md and README.md).
+# Floodgate make targets (see README.md). .ci/run runs test, lint,
+# test-integration and test-cluster.
 GO        ?= go
 BIN       := bin/floodgate
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo none)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
-NATS_URL  ?= nats://127.0.0.1:4222
-REDIS_URL ?= redis://127.0.0.1:6379/0
 FUZZTIME  ?= 10s
+# Extra go test flags, e.g. GOTESTFLAGS=-v (.ci/run counts the tests from -v).
+GOTESTFLAGS ?=
+# staticcheck release that supports the Go of go.mod; .ci/run installs it.
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK ?= staticcheck
+# Build tags whose files lint checks too (their own suites run them).
+LINT_TAGS := integration,cluster
 
-.PHONY: build run test test-integration bench load fuzz clean
+.PHONY: build run test test-integration test-cluster lint bench load fuzz clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/floodgate
@@ -16,16 +22,35 @@ build:
 run: build
 	./$(BIN) serve --demo-feed --log-format console
 
+# The race suite, then the allocation tests without -race (the race detector
+# makes sync.Pool drop items, so testing.AllocsPerRun tests skip under it).
 test:
 	$(GO) vet ./...
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 $(GOTESTFLAGS) ./...
+	$(GO) test -count=1 -run Alloc $(GOTESTFLAGS) ./...
 
+# The integration tests on real servers. Tests that use internal/testdeps
+# start private nats-server / redis-server processes (in CI always; outside
+# CI unless NATS_URL / REDIS_URL are set); scripts/with-deps provides
+# NATS_URL and REDIS_URL the same way to tests that read them directly.
 test-integration:
-	NATS_URL=$(NATS_URL) REDIS_URL=$(REDIS_URL) $(GO) test -race -count=1 -tags integration -run Integration ./...
+	./scripts/with-deps $(GO) test -race -count=1 -tags integration -run Integration $(GOTESTFLAGS) ./...
 
-.PHONY: test-cluster
+# Three floodgate serve processes on real NATS and Redis (cluster/main_test.go).
 test-cluster:
-	NATS_URL=$(NATS_URL) REDIS_URL=$(REDIS_URL) $(GO) test -tags cluster -count=1 -v ./cluster/
+	$(GO) test -tags cluster -count=1 -v $(GOTESTFLAGS) ./cluster/
+
+# staticcheck, go vet (with the integration and cluster files), gofmt and
+# go mod tidy; every check runs, and the target fails if any of them did.
+lint:
+	@command -v $(STATICCHECK) >/dev/null 2>&1 || { \
+	  echo "lint: $(STATICCHECK) not on PATH: $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)"; exit 1; }
+	@rc=0; \
+	echo "$(STATICCHECK) -tags $(LINT_TAGS) ./..."; $(STATICCHECK) -tags $(LINT_TAGS) ./... || rc=1; \
+	echo "$(GO) vet -tags $(LINT_TAGS) ./..."; $(GO) vet -tags $(LINT_TAGS) ./... || rc=1; \
+	echo "gofmt -l ."; out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "$$out"; echo "lint: gofmt -l lists the files above"; rc=1; fi; \
+	echo "$(GO) mod tidy -diff"; $(GO) mod tidy -diff || rc=1; \
+	exit $$rc
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

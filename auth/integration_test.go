@@ -6,22 +6,20 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"os"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
 
 	"floodgate/auth"
 	"floodgate/auth/storetest"
+	"floodgate/internal/testdeps"
 )
 
-// TestIntegrationRedisStore runs the conformance suite on the Redis named
-// by REDIS_URL, each subtest in its own random namespace, deleted after.
+// TestIntegrationRedisStore runs the conformance suite on a real Redis
+// (testdeps.RedisURL: a private redis-server in CI; outside CI REDIS_URL
+// when set), each subtest in its own random namespace, deleted after.
 func TestIntegrationRedisStore(t *testing.T) {
-	url := os.Getenv("REDIS_URL")
-	if url == "" {
-		t.Skip("REDIS_URL not set")
-	}
+	url := testdeps.RedisURL(t)
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		t.Fatal(err)

@@ -2,9 +2,12 @@
 
 // Package cluster_test is the three-node cluster harness of issue 6
 // (`make test-cluster`). It builds the floodgate binary once, starts three
-// `floodgate serve` child processes on one NATS and one Redis (NATS_URL,
-// REDIS_URL; every test skips when they are unset) on free local ports, and
-// drives them through the public websocket protocol and the operator API:
+// `floodgate serve` child processes on one NATS and one Redis on free local
+// ports, and drives them through the public websocket protocol and the
+// operator API. The servers come from internal/testdeps: in CI a private
+// nats-server and redis-server per test (a missing binary fails the test);
+// outside CI NATS_URL and REDIS_URL when set, else private servers, else a
+// skip that names the missing binary. The tests:
 //
 //   - TestClusterFanoutExactlyOnce: a message published once on NATS
 //     reaches the clients of every node exactly once, in order.
@@ -22,8 +25,9 @@
 // Each test starts its own cluster with a random subject prefix, and
 // creates keys for fresh random accounts (the Redis store has no namespace
 // flag), so runs and other users of the same NATS and Redis do not collide.
-// The NATS restart test runs its own nats-server child on a free port, so
-// the shared server is never disturbed.
+// The NATS restart test always runs its own nats-server child
+// (testdeps.StartNATS) on a free port, so a shared server is never
+// disturbed.
 //
 // # Concurrency
 //
@@ -45,10 +49,11 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"floodgate/internal/testdeps"
 )
 
-// binary is the floodgate binary built once by TestMain ("" when the
-// environment lacks NATS_URL or REDIS_URL).
+// binary is the floodgate binary built once by TestMain.
 var binary string
 
 func TestMain(m *testing.M) {
@@ -56,19 +61,17 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	if os.Getenv("NATS_URL") != "" && os.Getenv("REDIS_URL") != "" {
-		dir, err := os.MkdirTemp("", "floodgate-cluster")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		binary = filepath.Join(dir, "floodgate")
-		out, err := exec.Command("go", "build", "-o", binary, "../cmd/floodgate").CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "build floodgate: %v\n%s", err, out)
-			return 1
-		}
+	dir, err := os.MkdirTemp("", "floodgate-cluster")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "floodgate")
+	out, err := exec.Command("go", "build", "-o", binary, "../cmd/floodgate").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build floodgate: %v\n%s", err, out)
+		return 1
 	}
 	code := m.Run()
 	httpClient.CloseIdleConnections()
@@ -81,12 +84,10 @@ func run(m *testing.M) int {
 	return code
 }
 
-// env returns the NATS and Redis URLs or skips the test.
+// env returns the NATS and Redis URLs of a test (testdeps.NATSURL and
+// testdeps.RedisURL: private servers in CI), failing or skipping the test
+// as testdeps decides when they cannot be had.
 func env(t *testing.T) (natsURL, redisURL string) {
 	t.Helper()
-	natsURL, redisURL = os.Getenv("NATS_URL"), os.Getenv("REDIS_URL")
-	if natsURL == "" || redisURL == "" || binary == "" {
-		t.Skip("NATS_URL and REDIS_URL must be set for the cluster tests")
-	}
-	return natsURL, redisURL
+	return testdeps.NATSURL(t), testdeps.RedisURL(t)
 }

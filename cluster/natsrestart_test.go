@@ -8,18 +8,20 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"floodgate/internal/testdeps"
 )
 
 // TestClusterNATSRestart: with the cluster on a dedicated nats-server
 // child (restarting the shared one would disturb its other users), stopping
 // that server and starting it again on the same port makes every node
 // resubscribe and deliver to its existing clients within 5 s of the
-// restart, exactly once.
+// restart, exactly once. Without nats-server on PATH the test fails in CI
+// and skips elsewhere (testdeps.StartNATS).
 func TestClusterNATSRestart(t *testing.T) {
-	_, redisURL := env(t)
-	port := freePort(t)
-	srv := startNATSServer(t, port)
-	c := startCluster(t, srv.url(), redisURL)
+	redisURL := testdeps.RedisURL(t)
+	srv := testdeps.StartNATS(t, nil)
+	c := startCluster(t, srv.URL(), redisURL)
 	key := createKey(t, c.nodes[0], newAccount(t), nil)
 	var clients []*wsClient
 	for i, n := range c.nodes {
@@ -27,11 +29,13 @@ func TestClusterNATSRestart(t *testing.T) {
 		cl.subscribeTrades(t)
 		clients = append(clients, cl)
 	}
-	nc := publisher(t, srv.url())
+	nc := publisher(t, srv.URL())
 	awaitProbes(t, nc, c.subject(), randomToken(4), clients, 5*time.Second)
 	nc.Close()
 
-	srv.stop(t)
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
 	// Every node notices: /readyz turns 503 (NATS not connected).
 	deadline := time.Now().Add(10 * time.Second)
 	for _, n := range c.nodes {
@@ -48,11 +52,13 @@ func TestClusterNATSRestart(t *testing.T) {
 	}
 
 	restart := time.Now()
-	srv = startNATSServer(t, port)
+	if err := srv.Restart(); err != nil { // same port
+		t.Fatal(err)
+	}
 	var pub *nats.Conn
 	for {
 		var err error
-		if pub, err = nats.Connect(srv.url(), nats.Name("floodgate cluster test")); err == nil {
+		if pub, err = nats.Connect(srv.URL(), nats.Name("floodgate cluster test")); err == nil {
 			break
 		}
 		if time.Since(restart) > 5*time.Second {

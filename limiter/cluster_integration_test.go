@@ -6,20 +6,19 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+
+	"floodgate/internal/testdeps"
 )
 
 // TestIntegrationCluster_CreditsAccuracy runs the three-node accuracy test
-// against the real Redis of REDIS_URL, under a random key prefix that it
+// against a real Redis (testdeps.RedisURL: a private redis-server in CI;
+// outside CI REDIS_URL when set), under a random key prefix that it
 // deletes afterwards.
 func TestIntegrationCluster_CreditsAccuracy(t *testing.T) {
-	url := os.Getenv("REDIS_URL")
-	if url == "" {
-		t.Skip("REDIS_URL not set")
-	}
+	url := testdeps.RedisURL(t)
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +27,7 @@ func TestIntegrationCluster_CreditsAccuracy(t *testing.T) {
 	t.Cleanup(func() { _ = rc.Close() }) // runs after the key cleanup below
 	ctx := context.Background()
 	if err := rc.Ping(ctx).Err(); err != nil {
-		t.Skipf("redis at %s: %v", url, err)
+		t.Fatalf("redis at %s: %v", url, err)
 	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
