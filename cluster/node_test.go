@@ -9,9 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -160,83 +158,4 @@ func (n *node) kill() {
 	}
 	_ = n.cmd.Process.Signal(syscall.SIGKILL)
 	<-n.exited
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// natsServerBinary is the system nats-server, run as a dedicated child by
-// the NATS restart test.
-const natsServerBinary = "/usr/sbin/nats-server"
-
-// natsServer is a dedicated nats-server child process.
-type natsServer struct {
-	// Immutable after startNATSServer
-	port   int
-	cmd    *exec.Cmd
-	exited chan struct{}
-}
-
-func (s *natsServer) url() string { return "nats://127.0.0.1:" + strconv.Itoa(s.port) }
-
-// startNATSServer runs nats-server on 127.0.0.1:port and waits until it
-// accepts TCP connections. It is killed in t.Cleanup.
-func startNATSServer(t *testing.T, port int) *natsServer {
-	t.Helper()
-	if _, err := exec.LookPath(natsServerBinary); err != nil {
-		t.Skipf("%s not available: %v", natsServerBinary, err)
-	}
-	cmd := exec.Command(natsServerBinary, "-a", "127.0.0.1", "-p", strconv.Itoa(port))
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &natsServer{port: port, cmd: cmd, exited: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(s.exited) }()
-	t.Cleanup(s.kill)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
-		if err == nil {
-			conn.Close()
-			return s
-		}
-		select {
-		case <-s.exited:
-			t.Fatalf("nats-server on port %d exited at start", port)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nats-server on port %d not accepting within 10 s: %v", port, err)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
-	}
-}
-
-// stop sends SIGTERM and waits (10 s at most) for the exit.
-func (s *natsServer) stop(t *testing.T) {
-	t.Helper()
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(10 * time.Second):
-		t.Fatal("nats-server did not stop within 10 s of SIGTERM")
-	}
-}
-
-func (s *natsServer) kill() {
-	select {
-	case <-s.exited:
-		return
-	default:
-	}
-	_ = s.cmd.Process.Kill()
-	<-s.exited
 }
