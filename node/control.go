@@ -22,9 +22,8 @@ type sessions interface {
 // control applies key control events (revoke, deactivate, expire, update)
 // to this node: the key cache forgets the key, its live sessions close or
 // take its new limits, quotas and expiry. Events arrive from this node's
-// own API first (notify.go applies them before publishing), from NATS
-// (other nodes, and this one's echo: applying twice is harmless) and from
-// the periodic recheck.
+// own API first (notify.go applies them before publishing, and skips their
+// echo from NATS), from NATS (other nodes) and from the periodic recheck.
 type control struct {
 	// Immutable after New.
 	store    auth.Store // the guarded store: fails at once while it is known down

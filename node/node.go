@@ -125,7 +125,8 @@ func New(cfg Config) (_ *Node, err error) {
 	// the other nodes over NATS in the background (notify.go).
 	n.notifier = newNotifier(n.control, n.nc, n.log, n.reg)
 	if n.nc != nil {
-		if n.stopWatch, err = auth.SubscribeEvents(n.nc, n.control.apply); err != nil {
+		receive := func(ev auth.KeyEvent) { n.notifier.receive(ev, time.Now()) }
+		if n.stopWatch, err = auth.SubscribeEvents(n.nc, receive); err != nil {
 			return nil, fmt.Errorf("subscribe %s: %w", auth.ControlSubject, err)
 		}
 	}

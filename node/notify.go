@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"floodgate/auth"
@@ -27,6 +28,11 @@ const (
 	// drainTimeout bounds the last attempt, at shutdown, to publish what is
 	// still queued.
 	drainTimeout = time.Second
+	// echoWindow is how long after publishing an event this node takes
+	// the same event coming back from NATS for its own echo, and skips it
+	// (it applied the event already; applying it again would drop the
+	// key's cache entry, which a store outage may keep from coming back).
+	echoWindow = 2 * time.Second
 )
 
 // notifier is the auth.Notifier of the node's REST API. A revoke,
@@ -47,6 +53,10 @@ type notifier struct {
 	failures  prometheus.Counter
 	dropped   prometheus.Counter
 	pending   prometheus.Gauge
+
+	// Guarded by mu.
+	mu     sync.Mutex
+	echoes map[auth.KeyEvent][]time.Time // publish times of events whose echo has not come back
 }
 
 var _ auth.Notifier = (*notifier)(nil)
@@ -55,7 +65,7 @@ var _ auth.Notifier = (*notifier)(nil)
 // registers its metrics on reg.
 func newNotifier(c *control, nc *nats.Conn, log zerolog.Logger, reg prometheus.Registerer) *notifier {
 	n := &notifier{
-		control: c, nc: nc, queue: make(chan auth.KeyEvent, notifyQueue), log: log,
+		control: c, nc: nc, queue: make(chan auth.KeyEvent, notifyQueue), log: log, echoes: make(map[auth.KeyEvent][]time.Time),
 		published: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "floodgate", Name: "control_events_published_total",
 			Help: "Key control events made through this node's API and published on NATS.",
@@ -128,6 +138,7 @@ func (n *notifier) publish(ctx context.Context, ev auth.KeyEvent) {
 		if !n.nc.IsConnected() {
 			err = nats.ErrConnectionReconnecting
 		} else {
+			n.expectEcho(ev, time.Now()) // before: the echo may beat the flush
 			pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 			err = n.pub.Notify(pctx, ev)
 			cancel()
@@ -155,6 +166,45 @@ func (n *notifier) publish(ctx context.Context, ev auth.KeyEvent) {
 		}
 		wait = min(2*wait, publishRetryMax)
 	}
+}
+
+// expectEcho notes that ev is being published at now.
+func (n *notifier) expectEcho(ev auth.KeyEvent, now time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.echoes) >= notifyQueue { // echoes lost (NATS cut us off): forget them
+		clear(n.echoes)
+	}
+	n.echoes[ev] = append(n.echoes[ev], now)
+}
+
+// receive handles a control event from NATS at now: this node's own echo
+// (the same event, published here within echoWindow) is skipped, anything
+// else applied.
+func (n *notifier) receive(ev auth.KeyEvent, now time.Time) {
+	if n.ownEcho(ev, now) {
+		return
+	}
+	n.control.apply(ev)
+}
+
+func (n *notifier) ownEcho(ev auth.KeyEvent, now time.Time) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ts := n.echoes[ev]
+	for len(ts) > 0 && now.Sub(ts[0]) > echoWindow {
+		ts = ts[1:] // its echo never came
+	}
+	if len(ts) == 0 {
+		delete(n.echoes, ev)
+		return false
+	}
+	if len(ts) == 1 {
+		delete(n.echoes, ev)
+	} else {
+		n.echoes[ev] = ts[1:]
+	}
+	return true
 }
 
 // drain makes one bounded attempt to publish every event still queued.
