@@ -75,14 +75,12 @@ func (c *natsCase) recovered(t *testing.T, from time.Time) time.Duration {
 	t.Helper()
 	var worst time.Duration
 	for _, s := range c.streams {
-		d, ok := poll(from, 15*time.Second, func() bool { _, ok := s.firstAfter(from); return ok })
-		if !ok {
+		if _, ok := poll(from, 15*time.Second, func() bool { _, ok := s.firstAfter(from); return ok }); !ok {
 			t.Errorf("%s: no trade within 15 s after NATS came back", s.name)
 			continue
 		}
 		at, _ := s.firstAfter(from)
-		d = at.Sub(from)
-		worst = max(worst, d)
+		worst = max(worst, at.Sub(from))
 	}
 	return worst
 }
