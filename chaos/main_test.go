@@ -8,10 +8,10 @@
 // clients stream, connect and change keys, and asserts the figures
 // docs/operations.md promises:
 //
-//   - TestChaosRedisHang: with Redis stopped, an anonymous and a cached-key
-//     upgrade each complete in <= 300 ms (p99), an uncached key gets 503
+//   - TestChaosRedisHang: with Redis stopped, every anonymous and
+//     cached-key upgrade completes in <= 300 ms, an uncached key gets 503
 //     UNAVAILABLE with Retry-After in <= 300 ms, a key revoked before the
-//     outage stays refused, the limiter is on local budgets within 1 s,
+//     outage stays refused (401), the limiter is on local budgets within 1 s,
 //     /readyz is 503 `redis` within 2 s, the operator API answers within
 //     1 s, streams do not stall; all of it recovers within 5 s of SIGCONT.
 //   - TestChaosRedisKill: keys created while Redis is killed and restarted
