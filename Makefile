@@ -1,5 +1,5 @@
 # Floodgate make targets (see README.md). .ci/run runs test, lint,
-# test-integration and test-cluster.
+# test-integration, test-cluster and test-chaos.
 GO        ?= go
 BIN       := bin/floodgate
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -12,9 +12,9 @@ GOTESTFLAGS ?=
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK ?= staticcheck
 # Build tags whose files lint checks too (their own suites run them).
-LINT_TAGS := integration,cluster
+LINT_TAGS := integration,cluster,chaos
 
-.PHONY: build run test test-integration test-cluster lint bench load fuzz clean
+.PHONY: build run test test-integration test-cluster test-chaos lint bench load fuzz clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/floodgate
@@ -39,6 +39,12 @@ test-integration:
 # Three floodgate serve processes on real NATS and Redis (cluster/main_test.go).
 test-cluster:
 	$(GO) test -tags cluster -count=1 -v $(GOTESTFLAGS) ./cluster/
+
+# Dependencies that hang and die (chaos/main_test.go): floodgate serve
+# processes on private nats-server and redis-server processes (a Redis
+# Cluster, a Sentinel) under SIGSTOP, SIGCONT and SIGKILL. About a minute.
+test-chaos:
+	$(GO) test -tags chaos -count=1 $(GOTESTFLAGS) ./chaos/
 
 # staticcheck, go vet (with the integration and cluster files), gofmt and
 # go mod tidy; every check runs, and the target fails if any of them did.

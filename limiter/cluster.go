@@ -89,6 +89,18 @@ func (l *Limiter) setDown(err error) {
 	}
 }
 
+// RedisDown puts the limiter on local budgets at once, as if its own
+// Redis call had failed with err: the caller (the node's dependency check,
+// a key lookup that timed out) found Redis unreachable. Run's next round
+// probes Redis and resumes cluster budgets when it answers. A no-op in
+// local mode or when already down.
+func (l *Limiter) RedisDown(err error) {
+	if l.redis == nil || !l.healthy.Load() {
+		return
+	}
+	l.setDown(err)
+}
+
 type admitResult struct {
 	code  int64
 	vals  []int64
@@ -236,7 +248,7 @@ func (l *Limiter) Sync(ctx context.Context, now time.Time) error {
 		}
 		l.lastProbe = n
 		pctx, cancel := context.WithTimeout(ctx, l.opts.RedisTimeout)
-		err := l.redis.Ping(pctx).Err()
+		err := l.ping(pctx)
 		cancel()
 		if err != nil {
 			l.setDown(err)
@@ -281,6 +293,17 @@ func (l *Limiter) Sync(ctx context.Context, now time.Time) error {
 		l.lastProbe = n
 	}
 	return l.Health()
+}
+
+// ping checks that Redis answers: the server, or every master of a Redis
+// Cluster (the identities of one hung shard are as stuck as all of them).
+func (l *Limiter) ping(ctx context.Context) error {
+	if c, ok := l.redis.(*redis.ClusterClient); ok {
+		return c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			return m.Ping(ctx).Err()
+		})
+	}
+	return l.redis.Ping(ctx).Err()
 }
 
 // exec sends ops in one pipeline. Scripts missing from the server cache are

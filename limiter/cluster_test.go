@@ -3,6 +3,7 @@ package limiter_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,10 +101,16 @@ func TestCluster_CreditsAccuracy(t *testing.T) {
 
 func TestCluster_ConnectionsAndConnectRate(t *testing.T) {
 	_, rc := newMiniredis(t)
+	runConnections(t, rc, "test:")
+}
+
+// runConnections checks the cluster-wide connection cap and connect rate
+// of three nodes sharing rc.
+func runConnections(t *testing.T, rc redis.UniversalClient, prefix string) {
 	cfg := limiter.DefaultConfig()
 	cfg.Tiers.Key.MaxConnections = 10
 	cfg.Tiers.Key.Connects = 15
-	nodes := clusterNodes(t, rc, "test:", 3, &cfg)
+	nodes := clusterNodes(t, rc, prefix, 3, &cfg)
 	req := keyReq("Conns000")
 	ctx := context.Background()
 	var conns []*limiter.Conn
@@ -137,11 +144,29 @@ func TestCluster_ConnectionsAndConnectRate(t *testing.T) {
 	if !u.Cluster || u.Connections != 9 { // 10 - 1 + 1 - 1
 		t.Fatalf("usage %+v", u)
 	}
+	allHealthy(t, nodes)
+}
+
+// allHealthy fails t unless every node still runs on cluster budgets: a
+// Redis error (a script crossing hash slots on a Redis Cluster, say) would
+// have put it on local shares.
+func allHealthy(t *testing.T, nodes []*limiter.Limiter) {
+	t.Helper()
+	for i, l := range nodes {
+		if err := l.Health(); err != nil {
+			t.Errorf("node %d: %v", i, err)
+		}
+	}
 }
 
 func TestCluster_QuotaAcrossNodes(t *testing.T) {
 	_, rc := newMiniredis(t)
-	nodes := clusterNodes(t, rc, "test:", 3, fastConns())
+	runQuota(t, rc, "test:")
+}
+
+// runQuota spends a daily quota of 100 from three nodes sharing rc.
+func runQuota(t *testing.T, rc redis.UniversalClient, prefix string) {
+	nodes := clusterNodes(t, rc, prefix, 3, fastConns())
 	req := keyReq("Quota100")
 	req.Quotas = limiter.Quotas{Daily: 100}
 	ctx := context.Background()
@@ -182,6 +207,7 @@ func TestCluster_QuotaAcrossNodes(t *testing.T) {
 	if len(u.Quotas) != 1 || u.Quotas[0].Used < 95 || u.Quotas[0].Used > 100 {
 		t.Fatalf("usage %+v", u)
 	}
+	allHealthy(t, nodes)
 }
 
 func TestCluster_RedisOutageAndRecovery(t *testing.T) {
@@ -328,5 +354,38 @@ func TestCluster_FirstFrameAfterIdleIsAdmitted(t *testing.T) {
 	}
 	if got := l.Leased(limiter.KeyIdentity("Idle0000")); got > 2 {
 		t.Fatalf("%d credits parked on an idle node, want at most 2", got)
+	}
+}
+
+// TestCluster_RedisDownFallsBackAtOnce: a Redis failure found by someone
+// else (the node's health check) puts the limiter on local shares at once;
+// the next sync probes Redis and resumes cluster budgets when it answers.
+func TestCluster_RedisDownFallsBackAtOnce(t *testing.T) {
+	_, rc := newMiniredis(t)
+	l := clusterNodes(t, rc, "down:", 2, fastConns())[0]
+	ctx := context.Background()
+	req := keyReq("Down0000")
+	mustAdmit(t, l, req, t0)
+	l.RedisDown(errors.New("health check: i/o timeout"))
+	if err := l.Health(); !errors.Is(err, limiter.ErrClusterDegraded) || !strings.Contains(err.Error(), "health check") {
+		t.Fatalf("health after RedisDown: %v", err)
+	}
+	// Admission is local now: no Redis round trip counts this connection.
+	mustAdmit(t, l, req, t0)
+	if err := l.Sync(ctx, t0.Add(time.Second)); err != nil {
+		t.Fatalf("Redis answers, the next sync must resume: %v", err)
+	}
+	if u := l.Usage(ctx, req, t0.Add(time.Second)); !u.Cluster || u.Connections != 2 {
+		t.Fatalf("usage after the resume %+v, want cluster counts with both connections", u)
+	}
+}
+
+// TestKeyPrefixWithBracesRefused: a hash tag in the prefix would put every
+// identity of a Redis Cluster in one slot.
+func TestKeyPrefixWithBracesRefused(t *testing.T) {
+	_, rc := newMiniredis(t)
+	_, err := limiter.New(limiter.Options{Redis: rc, KeyPrefix: "{floodgate}:lim:"})
+	if err == nil || !strings.Contains(err.Error(), "must not contain { or }") {
+		t.Fatalf("New with a braced prefix: %v", err)
 	}
 }

@@ -108,14 +108,23 @@
 // (conservative); a crashed node's connections stop counting after 3
 // heartbeats; its unspent lease is lost for one window (conservative).
 //
-// Redis outage: the first failing exchange marks the cluster down, logs
-// once and switches every identity to local cells holding 1/ExpectedNodes
-// of each budget (credits, connections, connect rate, quotas); Admit and
-// Charge never wait for Redis again until Sync's probe (every
-// ProbeInterval) succeeds, which logs once and resumes leases and counts.
-// Health reports the outage for /readyz. Redis calls are bounded by
-// RedisTimeout; set the client's DialerRetries low so a dead server fails
-// fast. Cooldowns and IP blocks are per node.
+// Redis outage: the first failing exchange (or RedisDown, when the caller
+// found Redis unreachable first) marks the cluster down, logs once and
+// switches every identity to local cells holding 1/ExpectedNodes of each
+// budget (credits, connections, connect rate, quotas); Admit and Charge
+// never wait for Redis again until Sync's probe (PING, on every master of
+// a Redis Cluster; every ProbeInterval) succeeds, which logs once and
+// resumes leases and counts. Health reports the outage for /readyz. Redis
+// calls are bounded by RedisTimeout, which only a client with
+// ContextTimeoutEnabled honours against a hung server; set its
+// DialerRetries low so a dead server fails fast. Cooldowns and IP blocks
+// are per node.
+//
+// Redis Cluster: every key of an identity carries the hash tag {identity}
+// (KeyPrefix may not contain braces), so each script (admit, lease, beat,
+// peek) touches one slot, pipelines split by shard, and identities spread
+// over the shards. The cluster accuracy, connection and quota tests also
+// run on a private three-shard Redis Cluster (integration tag).
 //
 // # Concurrency
 //

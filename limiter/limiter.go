@@ -8,6 +8,7 @@ import (
 	"math/bits"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,7 +27,10 @@ type Options struct {
 	Config *Config
 	// Redis enables cluster mode. Defaults to nil: local budgets only.
 	Redis redis.UniversalClient
-	// KeyPrefix prefixes every Redis key. Defaults to "floodgate:lim:".
+	// KeyPrefix prefixes every Redis key. It must not contain braces: the
+	// keys of an identity share the hash tag {identity}, so that each Lua
+	// script touches one slot of a Redis Cluster, and a tag in the prefix
+	// would put every identity in one slot. Defaults to "floodgate:lim:".
 	KeyPrefix string
 	// NodeID names this node in the cluster connection counts. Defaults to a
 	// random 16-hex-digit id.
@@ -38,8 +42,9 @@ type Options struct {
 	// SyncInterval is the period of the background lease refill (it also
 	// runs at once when a lease runs low). Defaults to 50 ms.
 	SyncInterval time.Duration
-	// RedisTimeout bounds every Redis exchange (admission and sync).
-	// Defaults to 250 ms.
+	// RedisTimeout bounds every Redis exchange (admission and sync; the
+	// client must honour context deadlines, go-redis's
+	// ContextTimeoutEnabled). Defaults to 250 ms.
 	RedisTimeout time.Duration
 	// IdleReturn returns an unused lease to Redis after this long without a
 	// frame. Defaults to 1 s.
@@ -119,6 +124,9 @@ func New(opts Options) (*Limiter, error) {
 	cfg.Violations.Cooldowns = append([]time.Duration(nil), cfg.Violations.Cooldowns...)
 	if opts.KeyPrefix == "" {
 		opts.KeyPrefix = "floodgate:lim:"
+	}
+	if strings.ContainsAny(opts.KeyPrefix, "{}") {
+		return nil, fmt.Errorf("limiter: KeyPrefix %q must not contain { or }: the identity is the hash tag", opts.KeyPrefix)
 	}
 	if opts.NodeID == "" {
 		var b [8]byte

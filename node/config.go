@@ -46,6 +46,9 @@ type Config struct {
 	// RedisURL is the Redis holding keys and cluster-wide budgets.
 	// Defaults to "": keys in bbolt under DataDir, budgets local.
 	RedisURL string
+	// RedisMode says how RedisURL is read: RedisSingle, RedisCluster or
+	// RedisSentinel (docs/configuration.md). Defaults to RedisSingle.
+	RedisMode string
 	// RedisNamespace prefixes every Redis key. Defaults to "floodgate:".
 	RedisNamespace string
 	// DataDir holds the bbolt key store when RedisURL is empty. Defaults
@@ -192,6 +195,11 @@ func Check(cfg Config) error {
 	}
 	if _, err := tlsConfig(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
 		return err
+	}
+	if cfg.RedisURL != "" {
+		if _, err := parseRedis(cfg.RedisURL, cfg.RedisMode); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -14,10 +14,19 @@
 //     toward the IP block, the limiter's admission.
 //   - budget.go: the per-frame budget of a connection (costs, usage).
 //   - control.go: key control events (revoke, deactivate, expire, update)
-//     applied to live sessions, and the periodic recheck of live keys.
+//     applied to live sessions, and the periodic recheck of live keys
+//     (every 5 s instead of 30 s while events may be missed).
+//   - notify.go: the REST API's notifier: a change made through this node
+//     applies to its own sessions at once, then goes to the others over
+//     NATS in the background, retried.
+//   - deps.go: the Redis client of --redis-mode (single, cluster,
+//     sentinel) with bounded calls, and the NATS connection (pings that
+//     find a hung server).
+//   - health.go: the background dependency check, /readyz's reasons, and
+//     the store guard that keeps a hung Redis off the upgrade path.
 //   - events.go: key connection events written to the store.
 //   - usage.go: a key's live budget for the status endpoint and operators.
-//   - http.go: the two muxes, /readyz and its fixed set of reasons, pprof.
+//   - http.go: the two muxes, the /readyz handler, pprof.
 //   - config.go: Config, the config file (one section per concern).
 //
 // Sidecar mode (Config.Sidecar) is the same node without the broker: the
@@ -28,8 +37,8 @@
 // New and Run are called once, from one goroutine; Run blocks until its
 // context ends, then drains and releases everything. Every goroutine the
 // node starts (HTTP servers, limiter sync, usage flushes, event writer,
-// key recheck, demo feed, NATS subscriptions) is stopped before Run
-// returns. Reload, the accessors and the HTTP handlers are safe for
+// key recheck, dependency check, control event publisher, demo feed, NATS
+// subscriptions) is stopped before Run returns. Reload, the accessors and the HTTP handlers are safe for
 // concurrent use.
 //
 // # Hot path
@@ -37,5 +46,6 @@
 // The per-frame path through the node is budget.Charge: one limiter charge
 // and one usage count, 0 allocations, no I/O. Admit runs once per upgrade:
 // a warm key lookup (0 allocations) and the limiter's admission (one Redis
-// round trip in cluster mode).
+// round trip in cluster mode). Each Redis call on it is bounded by the
+// client's read_timeout, and skipped while Redis is known down.
 package node

@@ -1,60 +1,17 @@
 package node
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"net/http"
 	"net/http/pprof"
 	"strings"
-	"time"
 
 	"floodgate/internal/proto"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
-
-// Readiness reasons: /readyz names each failing dependency with one of
-// these words, plus a detail (the raw error) for operators.
-const (
-	ReasonDraining = "draining" // the node is shutting down
-	ReasonNATS     = "nats"     // the NATS connection is down
-	ReasonRedis    = "redis"    // Redis does not answer
-	ReasonStore    = "store"    // the bbolt key store is not usable
-	ReasonLimiter  = "limiter"  // cluster budgets degraded to local shares
-	ReasonHistory  = "history"  // the history stream cannot be reached
-)
-
-// NotReady is one reason /readyz answers 503.
-type NotReady struct {
-	Reason string // one of the Reason constants
-	Detail string // the error behind it; shown to operators only
-}
-
-// readiness lists why the node is not ready (empty: ready).
-func (n *Node) readiness() []NotReady {
-	var out []NotReady
-	if n.broker != nil && n.broker.Draining() {
-		out = append(out, NotReady{ReasonDraining, ""})
-	}
-	if n.nc != nil && !n.nc.IsConnected() {
-		out = append(out, NotReady{ReasonNATS, strings.ToLower(n.nc.Status().String())})
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if err := n.store.Ping(ctx); err != nil {
-		reason := ReasonStore
-		if n.rdb != nil {
-			reason = ReasonRedis
-		}
-		out = append(out, NotReady{reason, err.Error()})
-	}
-	if err := n.limiter.Health(); err != nil {
-		out = append(out, NotReady{ReasonLimiter, err.Error()})
-	}
-	return out
-}
 
 // apiMux serves the REST sidecar plus /healthz, /readyz, /metrics and,
 // behind the admin token, /debug/pprof.

@@ -43,6 +43,8 @@ type Node struct {
 	limiter   *limiter.Limiter
 	events    *eventWriter
 	control   *control
+	health    *health
+	notifier  *notifier
 	hub       *fanout.Hub    // nil in sidecar mode
 	broker    *broker.Server // nil in sidecar mode
 	sidecar   *auth.Sidecar
@@ -77,7 +79,7 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: *cfg.Logger, reg: prometheus.NewRegistry(), sources: sources,
-		adminHash: sha256.Sum256([]byte(cfg.AdminToken))}
+		adminHash: sha256.Sum256([]byte(cfg.AdminToken)), health: &health{}}
 	defer func() {
 		if err != nil {
 			n.release()
@@ -87,38 +89,49 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := n.openNATS(); err != nil {
 		return nil, err
 	}
-	if n.store, n.rdb, err = openStore(cfg.RedisURL, cfg.RedisNamespace, cfg.DataDir); err != nil {
+	if n.store, n.rdb, err = openStore(cfg.RedisURL, cfg.RedisMode, cfg.RedisNamespace, cfg.DataDir); err != nil {
 		return nil, err
 	}
 	n.store = auth.NewTimedStore(n.store, n.reg)
+	// Every Redis call on the upgrade path (key lookup, admission) and each
+	// health check is bounded by the client's read timeout; bbolt lookups
+	// keep the keyring's default.
+	callTimeout, lookupTimeout := redisReadTimeout, time.Duration(0)
 	if n.rdb != nil {
 		redis.SetLogger(redisLog{n.log})
+		callTimeout = redisCallTimeout(n.rdb)
+		lookupTimeout = callTimeout
 	}
 	n.limiter, err = limiter.New(limiter.Options{
-		Config: &cfg.File.Limits, Redis: n.rdb, KeyPrefix: cfg.RedisNamespace + "lim:",
+		Config: &cfg.File.Limits, Redis: n.rdb, KeyPrefix: limiterPrefix(cfg.RedisNamespace), RedisTimeout: callTimeout,
 		ExpectedNodes: cfg.ClusterNodes, NodeID: cfg.NodeID, Logger: n.log, Registerer: n.reg,
 	})
 	if err != nil {
 		return nil, err
 	}
-	n.keyring = auth.NewKeyring(auth.KeyringOptions{Store: n.store})
+	n.health.init(n.store, n.rdb, n.nc, n.limiter, callTimeout, n.reg)
+	// The keyring and the key rechecks read through the guard: while the
+	// store is known down they fail at once (cached keys stay admitted).
+	n.keyring = auth.NewKeyring(auth.KeyringOptions{Store: n.health.guard, LookupTimeout: lookupTimeout})
 	n.usage = auth.NewUsage(auth.UsageOptions{Store: n.store, Logger: &n.log})
 	n.events = newEventWriter(n.store, cfg.NodeID, cfg.EventQueue, n.log)
-	n.control = &control{store: n.store, keyring: n.keyring, limiter: n.limiter, log: n.log}
+	n.control = &control{store: n.health.guard, keyring: n.keyring, limiter: n.limiter, timeout: time.Second, log: n.log}
 	if !cfg.Sidecar {
 		if err := n.buildBroker(); err != nil {
 			return nil, err
 		}
 	}
-	var notifier auth.Notifier
+	// Changes made through this node's API apply here first, then go to
+	// the other nodes over NATS in the background (notify.go).
+	n.notifier = newNotifier(n.control, n.nc, n.log, n.reg)
 	if n.nc != nil {
-		notifier = auth.NewNATSNotifier(n.nc)
-		if n.stopWatch, err = auth.SubscribeEvents(n.nc, n.control.apply); err != nil {
+		receive := func(ev auth.KeyEvent) { n.notifier.receive(ev, time.Now()) }
+		if n.stopWatch, err = auth.SubscribeEvents(n.nc, receive); err != nil {
 			return nil, fmt.Errorf("subscribe %s: %w", auth.ControlSubject, err)
 		}
 	}
 	n.sidecar, err = auth.NewSidecar(auth.Options{
-		Store: n.store, Keyring: n.keyring, Usage: n.usage, Notifier: notifier,
+		Store: n.store, Keyring: n.keyring, Usage: n.usage, Notifier: n.notifier,
 		LiveUsage: &liveUsage{store: n.store, limiter: n.limiter}, AdminToken: cfg.AdminToken, Logger: &n.log,
 	})
 	if err != nil {
@@ -150,7 +163,7 @@ func (n *Node) openNATS() (err error) {
 	if n.cfg.Sidecar {
 		name = "floodgate sidecar " + n.cfg.NodeID
 	}
-	if n.nc, err = connectNATS(url, name, n.log, n.asyncError); err != nil {
+	if n.nc, err = connectNATS(url, name, n.log, natsHooks{asyncError: n.asyncError, changed: n.health.natsChanged}); err != nil {
 		return err
 	}
 	n.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -239,11 +252,14 @@ func (n *Node) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); fn(bg) }()
 	}
+	n.health.check(bg, time.Now()) // /readyz is right from the first request
+	goBG(n.health.run)
 	goBG(func(ctx context.Context) { _ = n.limiter.Run(ctx) })
 	goBG(n.usage.Run)
 	goBG(n.events.run)
+	goBG(n.notifier.run)
 	if n.broker != nil {
-		goBG(func(ctx context.Context) { n.control.recheck(ctx, n.cfg.RecheckInterval) })
+		goBG(func(ctx context.Context) { n.control.recheck(ctx, n.cfg.RecheckInterval, n.health.eventsMissed) })
 	}
 	if n.cfg.DemoFeed && !n.cfg.Sidecar {
 		if err := n.startDemo(goBG); err != nil {

@@ -23,6 +23,7 @@ type nodeFlags struct {
 	natsURL, embeddedNATS string
 	subjectPrefix         string
 	redisURL, dataDir     string
+	redisMode             string
 	redisNamespace        string
 	adminToken            string
 	config                string
@@ -43,6 +44,7 @@ func (f *nodeFlags) addCommonFlags(fs *pflag.FlagSet) {
 	host, _ := os.Hostname()
 	fs.StringVar(&f.apiListen, "api-listen", ":8081", "API listener address (REST sidecar, /healthz, /readyz, /metrics)")
 	fs.StringVar(&f.redisURL, "redis-url", "", "Redis URL (redis://host:6379/0): keys and cluster-wide budgets; empty keeps keys in --data-dir and budgets local")
+	fs.StringVar(&f.redisMode, "redis-mode", "single", "how --redis-url is read: single (one server), cluster (a Redis Cluster: redis://host1:port1?addr=host2:port2) or sentinel (redis://sentinel1:26379?addr=sentinel2:26379&master_name=NAME)")
 	fs.StringVar(&f.dataDir, "data-dir", "./data", "directory of the bbolt key store (when --redis-url is empty)")
 	fs.StringVar(&f.redisNamespace, "redis-namespace", "floodgate:", "prefix of every Redis key (keys and budgets), to keep clusters sharing one Redis apart")
 	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token of the operator API /admin/v1 and /debug/pprof; empty turns them off")
@@ -155,7 +157,7 @@ func (f *nodeFlags) toConfig(sidecar bool) (node.Config, zerolog.Logger, error) 
 		Sidecar: sidecar,
 		Listen:  f.listen, APIListen: f.apiListen, TLSCertFile: f.tlsCert, TLSKeyFile: f.tlsKey,
 		NATSURL: f.natsURL, EmbeddedNATSListen: f.embeddedNATS,
-		RedisURL: f.redisURL, RedisNamespace: f.redisNamespace, DataDir: f.dataDir, ClusterNodes: f.clusterNodes,
+		RedisURL: f.redisURL, RedisMode: f.redisMode, RedisNamespace: f.redisNamespace, DataDir: f.dataDir, ClusterNodes: f.clusterNodes,
 		AdminToken: f.adminToken, NodeID: f.nodeID, TrustedProxies: trusted, AllowedOrigins: f.allowedOrigins,
 		AllowQueryKey: f.allowQueryKey, DemoFeed: f.demoFeed, ShutdownGrace: f.shutdownGrace,
 		File: &file, Logger: &log,
