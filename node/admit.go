@@ -11,6 +11,8 @@ import (
 	"floodgate/broker"
 	"floodgate/internal/proto"
 	"floodgate/limiter"
+
+	"github.com/rs/zerolog"
 )
 
 // Refusals of keys at the upgrade (docs/protocol.md).
@@ -32,6 +34,9 @@ type admitter struct {
 	events     *eventWriter
 	trusted    []netip.Prefix
 	allowQuery bool
+	// storeLog logs store failures at the upgrade at most once a second
+	// (a reconnect storm during an outage refuses thousands a second).
+	storeLog zerolog.Logger
 }
 
 // Admit implements broker.Admitter.
@@ -89,7 +94,7 @@ func (a *admitter) verify(key string, ip netip.Addr, now time.Time) (auth.KeyInf
 		a.events.refusal(prefix, ip, now, refExpiredKey.Code)
 		return info, &refExpiredKey
 	}
-	a.events.log.Error().Err(err).Msg("key lookup failed")
+	a.storeLog.Error().Err(err).Msg("key lookup failed (at most one line a second)")
 	return info, &refStoreDown
 }
 

@@ -188,7 +188,8 @@ func (n *Node) buildBroker() (err error) {
 	bo.Hub = n.hub
 	bo.Sources = n.sources
 	bo.Admitter = &admitter{keyring: n.keyring, limiter: n.limiter, usage: n.usage, events: n.events,
-		trusted: n.cfg.TrustedProxies, allowQuery: n.cfg.AllowQueryKey}
+		storeLog: n.log.Sample(&zerolog.BurstSampler{Burst: 1, Period: time.Second}),
+		trusted:  n.cfg.TrustedProxies, allowQuery: n.cfg.AllowQueryKey}
 	bo.OnClose = n.events.closed
 	bo.Logger = &n.log
 	bo.Registerer = n.reg
