@@ -53,6 +53,7 @@ func (n *Node) runView(ctx context.Context) {
 			n.log.Warn().Err(err).Str("subject", NodesSubject).Msg("node heartbeats not received")
 		} else {
 			defer func() { _ = sub.Unsubscribe() }()
+			_ = n.nc.FlushTimeout(2 * time.Second) // the subscription is in place before the first heartbeat
 		}
 	}
 	n.sampleView(time.Now()) // the base of the first rates
