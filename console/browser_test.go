@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -378,8 +379,6 @@ func TestBrowserConsole(t *testing.T) {
 	if n := eval[int](t, bctx, `document.querySelectorAll("#chart-deliveries canvas, #chart-connections canvas, #chart-refusals canvas").length`); n != 3 {
 		t.Fatalf("%d chart canvases, want 3", n)
 	}
-	run(t, bctx, "wait for a full chart", chromedp.Sleep(2*time.Second))
-	screenshot(t, bctx, "console-overview.png")
 
 	// Create a key: shown once, copied, then gone from the page.
 	acct := base58.Encode(ed25519.NewKeyFromSeed(make([]byte, 32)).Public().(ed25519.PublicKey))
@@ -439,10 +438,41 @@ func TestBrowserConsole(t *testing.T) {
 		t.Fatalf("stored key after edit: %s", stored)
 	}
 
+	// More keys, as an operator's list has them, and one that floods.
+	for i, body := range []string{
+		`{"account":"` + acct + `","alias":"market-maker-1","category":"production","limits":{"credits_per_minute":1200}}`,
+		`{"account":"` + acct2(1) + `","alias":"analytics","category":"staging"}`,
+		`{"account":"` + acct2(2) + `","alias":"old-bot","category":"production","active":false}`,
+	} {
+		if st, out := adminDo(t, "POST", p.apiURL+"/admin/v1/keys", body); st != 201 {
+			t.Fatalf("create key %d: %d %s", i, st, out)
+		}
+	}
+	_, out := adminDo(t, "POST", p.apiURL+"/admin/v1/keys", `{"account":"`+acct2(3)+`","alias":"flooder","category":"test","limits":{"credits_per_minute":2}}`)
+	var flood struct {
+		Data struct {
+			APIKey string `json:"api_key"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(out), &flood); err != nil || flood.Data.APIKey == "" {
+		t.Fatalf("flooder key: %s", out)
+	}
+	fc := dialClient(t, ctx, p.wsURL, flood.Data.APIKey, `{"method":"ping"}`)
+	for range 6 {
+		_ = fc.conn.Write(ctx, websocket.MessageText, []byte(`{"method":"ping"}`))
+	}
+
 	// A client with the key; the page sees its connection.
 	keyed := dialClient(t, ctx, p.wsURL, key, `{"method":"subscribe","params":{"source":"trades","symbol":"ETH"}}`)
 	waitText(t, bctx, "#detail-conns", "live connections", func(s string) bool { return s == "1" })
-	waitText(t, bctx, "#key-detail", "credits budget", func(s string) bool { return strings.Contains(s, "/ 600 remaining") })
+	waitText(t, bctx, "#key-detail", "credits budget", func(s string) bool { return strings.Contains(s, "/ 600 left") })
+	// The whole list with the key open, after a reload (the tab keeps
+	// its sign-in).
+	run(t, bctx, "reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(row)), chromedp.WaitVisible(chromedp.ID("detail-conns")))
+	waitText(t, bctx, "#detail-conns", "live connections after reload", func(s string) bool { return s == "1" })
+	if n := eval[int](t, bctx, `document.querySelectorAll("#keys tbody tr").length`); n != 5 {
+		t.Fatalf("the list shows %d keys, want 5", n)
+	}
 	screenshot(t, bctx, "console-keys.png")
 
 	// Revoke, with its confirm step; the client is closed 1008.
@@ -467,7 +497,18 @@ func TestBrowserConsole(t *testing.T) {
 	run(t, bctx, "nodes", chromedp.Navigate(adminURL+"#/nodes"), chromedp.WaitVisible(chromedp.ID("nodes")))
 	waitText(t, bctx, "#nodes", "this node listed", func(s string) bool { return strings.Contains(s, "browser-node") })
 	run(t, bctx, "audit", chromedp.Navigate(adminURL+"#/audit"), chromedp.WaitVisible(chromedp.ID("audit")))
-	waitText(t, bctx, "#audit", "audit log", func(s string) bool { return s != "" })
+	waitText(t, bctx, "#audit", "audit log", func(s string) bool {
+		return strings.Contains(s, "revoke") && strings.Contains(s, "limits.credits_per_minute") && strings.Contains(s, "create")
+	})
+
+	// The overview with the keyed traffic and the refusals of the last minutes.
+	run(t, bctx, "overview", chromedp.Navigate(adminURL+"#/overview"), chromedp.WaitVisible(chromedp.ID("top-traffic")))
+	waitText(t, bctx, "#top-refusals", "top refusals", func(s string) bool { return strings.Contains(s, "RATE_LIMITED") })
+	waitText(t, bctx, "#top-traffic", "top traffic", func(s string) bool { return strings.Contains(s, prefix) })
+	if os.Getenv("SCREENSHOTS") != "" {
+		run(t, bctx, "more samples for the charts", chromedp.Sleep(20*time.Second))
+	}
+	screenshot(t, bctx, "console-overview.png")
 
 	// Sign out: the token leaves sessionStorage, the sign-in form is back.
 	run(t, bctx, "sign out", chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("token")))
@@ -478,6 +519,27 @@ func TestBrowserConsole(t *testing.T) {
 		t.Fatal("the console is still shown after sign-out")
 	}
 	errs.check(t)
+}
+
+// acct2 is the base58 account of the test wallet seed n.
+func acct2(n byte) string {
+	seed := make([]byte, 32)
+	seed[0] = n
+	return base58.Encode(ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey))
+}
+
+func adminDo(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+browserToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 func adminGet(t *testing.T, url string) string {

@@ -1,5 +1,5 @@
-// DOM and formatting helpers. Text always goes in as text nodes (never
-// innerHTML): aliases, categories and errors come from users.
+// DOM and formatting helpers. Text always goes in as text nodes (never as
+// markup): aliases, categories and errors come from users.
 
 // h builds an element: h('td', {class: 'num'}, 'text', child, ...).
 // Attributes starting with "on" are event listeners; null/undefined/false

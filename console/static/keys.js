@@ -21,7 +21,7 @@ export function mount(el, ctx, arg) {
   const detail = h('aside', { class: 'card', id: 'key-detail' });
   const msg = h('p', { class: 'error', role: 'alert', hidden: true });
   const layout = h('div', { class: 'keys-layout nodetail' },
-    h('section', { class: 'card' }, tableEl, pager), detail);
+    h('section', { class: 'card table-scroll' }, tableEl, pager), detail);
   fill(el, h('div', { class: 'toolbar' }, search, status, refreshBtn, h('span', { class: 'spacer' }), createBtn), msg, layout);
   detail.hidden = true;
 
@@ -69,7 +69,7 @@ export function mount(el, ctx, arg) {
         class: `clickable${k.prefix === state.selected ? ' selected' : ''}`, dataset: { prefix: k.prefix },
         onclick: () => ctx.navigate(`#/keys/${k.prefix}`),
       }, h('td', { class: 'mono' }, masked(k.prefix)), h('td', {}, k.alias || ''), h('td', { class: 'mono', title: k.account }, short(k.account)),
-      h('td', {}, k.category || ''), h('td', {}, pill(k.status)), h('td', {}, utc(k.created_at)),
+      h('td', {}, k.category || ''), h('td', {}, pill(k.status)), h('td', { title: utc(k.created_at) }, `${utc(k.created_at).slice(0, 16)}Z`),
       h('td', { title: utc(k.last_used_at) }, ago(k.last_used_at)), h('td', { class: 'num' }, num(k.request_count)),
       delivered ? h('td', { class: 'num' }, num(deliveredToday(k))) : null))))
       : h('p', { class: 'empty' }, state.q || state.status ? 'No key matches.' : 'No keys yet: create one with "New key".'));
@@ -84,6 +84,9 @@ export function mount(el, ctx, arg) {
   }
 
   // The detail panel, refreshed every LIVE_EVERY while open (one request).
+  // The live refresh replaces the head and the facts only, so an open form
+  // or confirm step survives it.
+  let parts = null;
   let liveTimer = null;
   let detailGen = 0;
   async function showDetail(prefix, withEvents = true) {
@@ -94,6 +97,10 @@ export function mount(el, ctx, arg) {
       detail.hidden = true;
       layout.classList.add('nodetail');
       return;
+    }
+    if (withEvents && (detail.hidden || !parts || parts.prefix !== prefix)) {
+      parts = null; // another key: nothing of the last one stays clickable
+      fill(detail, h('p', { class: 'muted' }, 'Loading…'));
     }
     detail.hidden = false;
     layout.classList.remove('nodetail');
@@ -115,9 +122,6 @@ export function mount(el, ctx, arg) {
     liveTimer = setTimeout(() => showDetail(prefix, false), LIVE_EVERY);
   }
 
-  // The panel's parts: the live refresh replaces the head and the facts
-  // only, so an open form or confirm step survives it.
-  let parts = null;
   function renderDetail(k, events) {
     const head = h('h2', {}, 'Key ', h('span', { class: 'mono' }, masked(k.prefix)), ' ', pill(k.status));
     const facts = factsOf(k);
@@ -203,7 +207,7 @@ function deliveredToday(k) {
 function budget(value, limit, what, resetAt) {
   return h('span', {}, h('meter', { min: 0, max: limit || 1, value: Math.min(value, limit || 1),
     low: what === 'used' ? (limit * 0.7) : (limit * 0.2), high: what === 'used' ? (limit * 0.9) : (limit * 0.5), optimum: what === 'used' ? 0 : limit }),
-  ` ${num(value)} / ${num(limit)} ${what}`, resetAt ? h('span', { class: 'muted' }, ` · resets ${utc(resetAt)}`) : null);
+  ` ${num(value)} / ${num(limit)} ${what === 'used' ? 'used' : 'left'}`, resetAt ? h('span', { class: 'muted' }, ` · resets ${utc(resetAt)}`) : null);
 }
 
 const limitText = (v, unit) => (v ? `${num(v)}${unit}` : 'tier default');

@@ -149,7 +149,7 @@ class Plots {
       cursor: { drag: { x: false, y: false } },
       legend: { live: true },
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max * 1.1, 1)] } },
-      axes: [{ ...axis, values: [[60, '{HH}:{mm}', null, null, null, null, null, null, 0], [1, '{HH}:{mm}:{ss}', null, null, null, null, null, null, 0]] },
+      axes: [{ ...axis, space: 80, values: [[60, '{HH}:{mm}', null, null, null, null, null, null, 0], [1, '{HH}:{mm}:{ss}', null, null, null, null, null, null, 0]] },
         { ...axis, size: 46, values: (u, vals) => vals.map((v) => (Number.isInteger(v) ? num(v) : v.toFixed(1))) }],
       series: [{ value: (u, v) => (v == null ? '—' : `${new Date(v * 1000).toISOString().slice(11, 19)}Z`) }, ...series],
     };
