@@ -68,7 +68,7 @@ func (s *BoltStore) Audit(ctx context.Context, prefix string, limit int, before 
 		if before == 0 {
 			k, v = c.Last()
 		} else {
-			k, v = c.Seek(auditKey(before))
+			k, _ = c.Seek(auditKey(before))
 			if k == nil {
 				k, v = c.Last()
 			} else {

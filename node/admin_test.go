@@ -204,7 +204,7 @@ func TestTopKeysByTrafficAndRefusals(t *testing.T) {
 	}
 	// Traffic of sessions that ended between samples still counts.
 	bc.c.CloseNow()
-	waitFor(t, func() bool { return n.srv.Connections() == 1 })
+	waitUntil(t, func() bool { return n.srv.Connections() == 1 })
 	n.n.SampleView(time.Now())
 	adminGet(t, n.n.APIURL, "/admin/v1/top-keys", adminToken, &top)
 	if top.Traffic[0].Prefix != busy.Key.Prefix || top.Traffic[0].MsgsIn != 5 || top.Traffic[0].Connections != 0 {
@@ -215,8 +215,8 @@ func TestTopKeysByTrafficAndRefusals(t *testing.T) {
 	}
 }
 
-// waitFor polls cond for up to 5 s.
-func waitFor(t *testing.T, cond func() bool) {
+// waitUntil polls cond for up to 5 s.
+func waitUntil(t *testing.T, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
@@ -237,7 +237,7 @@ func TestNodesSeeEachOthersHeartbeats(t *testing.T) {
 		n.SampleView(time.Now())
 	}
 	var view node.NodesView
-	waitFor(t, func() bool {
+	waitUntil(t, func() bool {
 		a.Heartbeat(time.Now())
 		b.Heartbeat(time.Now())
 		adminGet(t, a.APIURL, "/admin/v1/nodes", adminToken, &view)
