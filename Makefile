@@ -12,9 +12,9 @@ GOTESTFLAGS ?=
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK ?= staticcheck
 # Build tags whose files lint checks too (their own suites run them).
-LINT_TAGS := integration,cluster,chaos
+LINT_TAGS := integration,cluster,chaos,browser
 
-.PHONY: build run test test-integration test-cluster test-chaos lint bench load fuzz clean
+.PHONY: build run test test-integration test-cluster test-chaos test-browser console-vendor console-screenshots lint bench load fuzz clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/floodgate
@@ -45,6 +45,19 @@ test-cluster:
 # Cluster, a Sentinel) under SIGSTOP, SIGCONT and SIGKILL. About a minute.
 test-chaos:
 	$(GO) test -tags chaos -count=1 $(GOTESTFLAGS) ./chaos/
+
+# The operator console in headless Chromium (Debian's chromium) against a
+# real `floodgate serve --demo-feed` (console/browser_test.go).
+test-browser:
+	$(GO) test -tags browser -count=1 -run Browser $(GOTESTFLAGS) ./console/
+
+# Refreshes the README's console screenshots in docs/img.
+console-screenshots:
+	SCREENSHOTS=$(CURDIR)/docs/img $(GO) test -tags browser -count=1 -run Browser ./console/
+
+# Re-vendors uPlot into console/static/vendor from console/package-lock.json.
+console-vendor:
+	./scripts/vendor-console.sh
 
 # staticcheck, go vet (with the integration and cluster files), gofmt and
 # go mod tidy; every check runs, and the target fails if any of them did.

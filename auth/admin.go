@@ -64,7 +64,8 @@ func (s *Sidecar) createAndAnswer(w http.ResponseWriter, r *http.Request, rec Re
 	return true
 }
 
-// GET /admin/v1/keys?account=&category=&status=
+// GET /admin/v1/keys?account=&category=&status=&q= (q: a case-insensitive
+// substring of the account, alias, prefix or category)
 func (s *Sidecar) handleAdminList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := Filter{Account: q.Get("account"), Category: q.Get("category")}
@@ -89,6 +90,9 @@ func (s *Sidecar) handleAdminList(w http.ResponseWriter, r *http.Request) {
 		v := s.view(&recs[i], now)
 		if status != "" && v.Status != status {
 			continue // "active" excludes expired keys; "expired" is derived
+		}
+		if !matchQuery(&recs[i], q.Get("q")) { // audit.go
+			continue
 		}
 		out.Keys = append(out.Keys, v)
 	}

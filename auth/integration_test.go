@@ -30,7 +30,7 @@ func TestIntegrationRedisStore(t *testing.T) {
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		t.Fatalf("redis at %s: %v", url, err)
 	}
-	storetest.Run(t, func(t *testing.T) auth.Store {
+	open := func(t *testing.T) auth.Store {
 		var b [8]byte
 		_, _ = rand.Read(b[:])
 		ns := fmt.Sprintf("floodgate-test-%x:", b)
@@ -44,5 +44,9 @@ func TestIntegrationRedisStore(t *testing.T) {
 			}
 		})
 		return auth.NewRedisStore(rdb, auth.RedisOptions{Namespace: ns})
+	}
+	storetest.Run(t, open)
+	t.Run("Audit", func(t *testing.T) {
+		storetest.RunAudit(t, func(t *testing.T) auth.AuditLog { return open(t).(auth.AuditLog) })
 	})
 }

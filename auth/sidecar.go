@@ -117,13 +117,14 @@ func NewSidecar(opts Options) (*Sidecar, error) {
 		{"POST", "/api/v1/account/api_keys/revoke", false, s.handleAccountRevoke},
 		{"POST", "/api/v1/account/api_keys", false, s.handleAccountList},
 		{"GET", "/api/v1/api_keys/status", false, s.handleStatus},
-		{"POST", "/admin/v1/keys", true, s.handleAdminCreate},
+		{"POST", "/admin/v1/keys", true, s.audited(s.handleAdminCreate)},
 		{"GET", "/admin/v1/keys", true, s.handleAdminList},
 		{"GET", "/admin/v1/keys/{prefix}", true, s.handleAdminShow},
-		{"PATCH", "/admin/v1/keys/{prefix}", true, s.handleAdminPatch},
-		{"DELETE", "/admin/v1/keys/{prefix}", true, s.handleAdminDelete},
-		{"POST", "/admin/v1/keys/{prefix}/rotate", true, s.handleAdminRotate},
+		{"PATCH", "/admin/v1/keys/{prefix}", true, s.audited(s.handleAdminPatch)},
+		{"DELETE", "/admin/v1/keys/{prefix}", true, s.audited(s.handleAdminDelete)},
+		{"POST", "/admin/v1/keys/{prefix}/rotate", true, s.audited(s.handleAdminRotate)},
 		{"GET", "/admin/v1/keys/{prefix}/events", true, s.handleAdminEvents},
+		{"GET", "/admin/v1/audit", true, s.handleAdminAudit}, // audit.go
 		{"GET", "/openapi.json", false, s.handleOpenAPI},
 	}
 	s.mux = http.NewServeMux()

@@ -28,3 +28,11 @@ func openMiniredis(t *testing.T) auth.Store {
 
 func TestStore_Bolt(t *testing.T)      { storetest.Run(t, openBolt) }
 func TestStore_Miniredis(t *testing.T) { storetest.Run(t, openMiniredis) }
+
+func TestAudit_Bolt(t *testing.T) {
+	storetest.RunAudit(t, func(t *testing.T) auth.AuditLog { return openBolt(t).(auth.AuditLog) })
+}
+
+func TestAudit_Miniredis(t *testing.T) {
+	storetest.RunAudit(t, func(t *testing.T) auth.AuditLog { return openMiniredis(t).(auth.AuditLog) })
+}

@@ -37,6 +37,7 @@ type admitter struct {
 	// storeLog logs store failures at the upgrade at most once a second
 	// (a reconnect storm during an outage refuses thousands a second).
 	storeLog zerolog.Logger
+	refusals refusalRecorder // the console's refusal ranking (topkeys.go); nil: none
 }
 
 // Admit implements broker.Admitter.
@@ -66,13 +67,13 @@ func (a *admitter) Admit(ctx context.Context, r *http.Request, now time.Time) (b
 	conn, err := a.limiter.Admit(ctx, req, now)
 	if err != nil {
 		ref := refusalOf(err)
-		a.events.refusal(id.KeyPrefix, ip, now, ref.Code)
+		a.refused(id.KeyPrefix, ip, now, ref.Code)
 		return broker.Identity{}, nil, ref
 	}
 	if id.KeyPrefix != "" {
 		a.usage.Add(id.KeyPrefix, 0, now) // last_used_at at connect
 	}
-	return id, &budget{conn: conn, limiter: a.limiter, usage: a.usage, prefix: id.KeyPrefix}, nil
+	return id, &budget{conn: conn, limiter: a.limiter, usage: a.usage, prefix: id.KeyPrefix, refusals: a.refusals}, nil
 }
 
 // verify checks a presented key. Unknown, malformed and revoked keys are
@@ -87,15 +88,24 @@ func (a *admitter) verify(key string, ip netip.Addr, now time.Time) (auth.KeyInf
 		return info, a.failed(ip, now, &refInvalidKey)
 	case errors.Is(err, auth.ErrInactiveKey):
 		prefix, _ := auth.ParseKey(key)
-		a.events.refusal(prefix, ip, now, refInactiveKey.Code)
+		a.refused(prefix, ip, now, refInactiveKey.Code)
 		return info, &refInactiveKey
 	case errors.Is(err, auth.ErrExpiredKey):
 		prefix, _ := auth.ParseKey(key)
-		a.events.refusal(prefix, ip, now, refExpiredKey.Code)
+		a.refused(prefix, ip, now, refExpiredKey.Code)
 		return info, &refExpiredKey
 	}
 	a.storeLog.Error().Err(err).Msg("key lookup failed (at most one line a second)")
 	return info, &refStoreDown
+}
+
+// refused records a refused upgrade of a key: its connection event and
+// the console's refusal ranking.
+func (a *admitter) refused(prefix string, ip netip.Addr, now time.Time, code string) {
+	a.events.refusal(prefix, ip, now, code)
+	if a.refusals != nil && prefix != "" {
+		a.refusals.refused(prefix, code, now)
+	}
 }
 
 // failed counts a failed key attempt of ip; once the IP is blocked the

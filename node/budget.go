@@ -16,6 +16,9 @@ type budget struct {
 	limiter *limiter.Limiter
 	usage   *auth.Usage
 	prefix  string // "" for anonymous connections
+	// refusals counts the key's refused frames for the console (nil:
+	// not counted).
+	refusals refusalRecorder
 }
 
 // Charge implements broker.Budget: 0 allocations, no I/O.
@@ -42,6 +45,9 @@ func (b *budget) Charge(op broker.Op, now time.Time) broker.Decision {
 	}
 	if !d.Allowed || d.Close {
 		out.Code, out.Message, out.CloseReason = d.Code(), d.Message(), d.CloseReason()
+		if !d.Allowed && b.refusals != nil && b.prefix != "" {
+			b.refusals.refused(b.prefix, out.Code, now)
+		}
 	}
 	return out
 }

@@ -27,6 +27,11 @@
 //   - events.go: key connection events written to the store.
 //   - usage.go: a key's live budget for the status endpoint and operators.
 //   - http.go: the two muxes, the /readyz handler, pprof.
+//   - admin.go, stats.go, topkeys.go, nodes.go: the operator console's
+//     endpoints (/admin/v1/stats, top-keys, nodes) and the page at /admin/:
+//     a 10-minute ring of 2 s samples of the node's own registry, the top
+//     keys by traffic and by refusals (bounded, space-saving), and the
+//     heartbeats of the cluster's nodes on floodgate.ctl.nodes.
 //   - config.go: Config, the config file (one section per concern).
 //
 // Sidecar mode (Config.Sidecar) is the same node without the broker: the
@@ -44,7 +49,9 @@
 // # Hot path
 //
 // The per-frame path through the node is budget.Charge: one limiter charge
-// and one usage count, 0 allocations, no I/O. Admit runs once per upgrade:
+// and one usage count, 0 allocations, no I/O; a refused frame of a key also
+// counts in the refusal ranking (a short scan of a fixed array, 0
+// allocations). Admit runs once per upgrade:
 // a warm key lookup (0 allocations) and the limiter's admission (one Redis
 // round trip in cluster mode). Each Redis call on it is bounded by the
 // client's read_timeout, and skipped while Redis is known down.

@@ -18,6 +18,7 @@ import (
 func (n *Node) apiMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	n.mountPprof(mux)
+	n.mountAdmin(mux) // the console and the node's /admin/v1 endpoints (admin.go)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})

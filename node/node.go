@@ -55,6 +55,7 @@ type Node struct {
 	apiLn     net.Listener
 	natsURL   string // where publishers connect
 	hubRef    atomic.Pointer[fanout.Hub]
+	view      *opsView // the operator console's stats, top keys and heartbeats (admin.go)
 
 	// Owned by Run and Close.
 	runMu     sync.Mutex
@@ -116,6 +117,7 @@ func New(cfg Config) (_ *Node, err error) {
 	n.usage = auth.NewUsage(auth.UsageOptions{Store: n.store, Logger: &n.log})
 	n.events = newEventWriter(n.store, cfg.NodeID, cfg.EventQueue, n.log)
 	n.control = &control{store: n.health.guard, keyring: n.keyring, limiter: n.limiter, timeout: time.Second, log: n.log}
+	n.view = newOpsView(n, time.Now())
 	if !cfg.Sidecar {
 		if err := n.buildBroker(); err != nil {
 			return nil, err
@@ -189,8 +191,8 @@ func (n *Node) buildBroker() (err error) {
 	bo.Sources = n.sources
 	bo.Admitter = &admitter{keyring: n.keyring, limiter: n.limiter, usage: n.usage, events: n.events,
 		storeLog: n.log.Sample(&zerolog.BurstSampler{Burst: 1, Period: time.Second}),
-		trusted:  n.cfg.TrustedProxies, allowQuery: n.cfg.AllowQueryKey}
-	bo.OnClose = n.events.closed
+		trusted:  n.cfg.TrustedProxies, allowQuery: n.cfg.AllowQueryKey, refusals: n.view.refusals}
+	bo.OnClose = n.sessionClosed
 	bo.Logger = &n.log
 	bo.Registerer = n.reg
 	bo.NodeID = n.cfg.NodeID
@@ -259,6 +261,7 @@ func (n *Node) Run(ctx context.Context) error {
 	goBG(n.usage.Run)
 	goBG(n.events.run)
 	goBG(n.notifier.run)
+	goBG(n.runView)
 	if n.broker != nil {
 		goBG(func(ctx context.Context) { n.control.recheck(ctx, n.cfg.RecheckInterval, n.health.eventsMissed) })
 	}
