@@ -79,11 +79,11 @@ func newHotServer(tb testing.TB) *broker.Server {
 
 type nopHub struct{}
 
-func (nopHub) Subscribe(_ *fanout.Source, _ string, _ fanout.Subscriber, joined func()) error {
-	joined()
-	return nil
+func (nopHub) Subscribe(_ fanout.Subscriber, j fanout.Join) (*fanout.Subscription, error) {
+	j.Joined()
+	return nil, nil
 }
-func (nopHub) Unsubscribe(string, fanout.Subscriber) {}
+func (nopHub) Unsubscribe(*fanout.Subscription) {}
 
 // TestHandlePingAllocatesNothing covers the whole ping path: parse, charge,
 // build the pooled pong, queue it.
