@@ -139,6 +139,29 @@ func TestDeliverAllocatesNothing(t *testing.T) {
 	}
 }
 
+// TestDeliverConflatedAllocatesNothing: a lagging session's conflatable
+// frames replacing the pending one allocate nothing either.
+func TestDeliverConflatedAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	s := broker.NewTestSession(newHotServer(t), true)
+	f := fanout.NewFrame("book", []byte(`{"p":"1"}`))
+	buf := make([]byte, 0, 64<<10)
+	for i := 0; i < 1000; i++ { // past the high-water mark: replacing
+		s.Deliver(f)
+	}
+	buf = s.Drain(buf[:0])
+	if n := testing.AllocsPerRun(100, func() {
+		for i := 0; i < 1000; i++ {
+			s.Deliver(f)
+		}
+		buf = s.Drain(buf[:0])
+	}); n != 0 {
+		t.Fatalf("conflated deliver: %v allocs", n)
+	}
+}
+
 // BenchmarkDeliver_1000Sessions delivers one frame to 1000 sessions through
 // the Subscriber interface, as the hub does; allocs/op must stay at 0
 // whatever the number of sessions.

@@ -48,7 +48,7 @@ var (
 	// errOwnerChannelLimit: one identity may open at most 10 % of the
 	// node's channels.
 	errOwnerChannelLimit = &frameError{proto.ChannelLimit, "channel limit of this identity reached"}
-	errInternal      = &frameError{proto.Internal, "internal error"}
+	errInternal          = &frameError{proto.Internal, "internal error"}
 )
 
 // parseRequest parses msg with p into req. The id is appended to idBuf so

@@ -107,10 +107,13 @@ type Hub struct {
 	closed   atomic.Bool
 	natsSubs atomic.Int64 // live NATS subscriptions
 
-	// Guarded by capMu: open channels, in total and by owner.
-	capMu sync.Mutex
-	open  int
-	owned map[string]int
+	// Guarded by capMu: open channels, in total and by owner, and the caps
+	// (reloadable).
+	capMu       sync.Mutex
+	open        int
+	owned       map[string]int
+	maxChannels int
+	maxPerOwner int
 }
 
 type shard struct {
@@ -154,7 +157,7 @@ func NewHub(opts Options) (*Hub, error) {
 		opts.Router = RawRoute
 	}
 	h := &Hub{nc: opts.Conn, opts: opts, seed: maphash.MakeSeed(), mask: uint64(n - 1), shard: make([]shard, n),
-		stop: make(chan struct{}), owned: make(map[string]int)}
+		stop: make(chan struct{}), owned: make(map[string]int), maxChannels: opts.MaxChannels, maxPerOwner: opts.MaxChannelsPerOwner}
 	h.router.Store(&opts.Router)
 	for i := range h.shard {
 		h.shard[i].channels = make(map[string]*channel)
@@ -285,13 +288,13 @@ func (h *Hub) Unsubscribe(sub *Subscription) {
 func (h *Hub) reserve(owner string) error {
 	h.capMu.Lock()
 	defer h.capMu.Unlock()
-	if h.open >= h.opts.MaxChannels {
-		h.m.channelRefusals[0].Inc()
-		return ErrChannelLimit
-	}
-	if owner != "" && h.owned[owner] >= h.opts.MaxChannelsPerOwner {
+	if owner != "" && h.owned[owner] >= h.maxPerOwner {
 		h.m.channelRefusals[1].Inc()
 		return ErrOwnerChannelLimit
+	}
+	if h.open >= h.maxChannels {
+		h.m.channelRefusals[0].Inc()
+		return ErrChannelLimit
 	}
 	h.open++
 	if owner != "" {
@@ -401,6 +404,18 @@ func (h *Hub) Close() {
 	}
 	close(h.stop)
 	h.wg.Wait()
+}
+
+// SetMaxChannels changes MaxChannels (and MaxChannelsPerOwner to 10 % of
+// it) on a live hub, for a config reload: open channels beyond a lowered
+// cap stay, new ones are refused until the count is below it.
+func (h *Hub) SetMaxChannels(n int) {
+	if n <= 0 {
+		return
+	}
+	h.capMu.Lock()
+	defer h.capMu.Unlock()
+	h.maxChannels, h.maxPerOwner = n, max(n/10, 1)
 }
 
 // openChannels is the number of open channels (cap reservations).
