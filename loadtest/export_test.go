@@ -63,3 +63,8 @@ func ThrottleParser() func(p []byte) {
 	pg.onFrame = pg.parse
 	return pg.onFrame
 }
+
+// ClassifyCentrifugoForTest names the kind of a Centrifugo frame.
+func ClassifyCentrifugoForTest(p []byte) string {
+	return [...]string{"market", "subscribe", "unsubscribe", "pong", "error", "notice", "unknown", "ping"}[classifyCentrifugo(p)]
+}
