@@ -565,9 +565,26 @@ type inflater struct {
 }
 
 // tailReader reads p, then the 4 bytes RFC 7692 removed from the message.
+// It is an io.ByteReader, so the flate reader reads it directly instead of
+// wrapping it in a new bufio.Reader per message.
 type tailReader struct {
 	p    []byte
 	tail int
+}
+
+const deflateTail = "\x00\x00\xff\xff"
+
+func (t *tailReader) ReadByte() (byte, error) {
+	if len(t.p) > 0 {
+		b := t.p[0]
+		t.p = t.p[1:]
+		return b, nil
+	}
+	if t.tail >= len(deflateTail) {
+		return 0, io.EOF
+	}
+	t.tail++
+	return deflateTail[t.tail-1], nil
 }
 
 func (t *tailReader) Read(b []byte) (int, error) {
@@ -576,11 +593,10 @@ func (t *tailReader) Read(b []byte) (int, error) {
 		t.p = t.p[n:]
 		return n, nil
 	}
-	const tail = "\x00\x00\xff\xff"
-	if t.tail >= len(tail) {
+	if t.tail >= len(deflateTail) {
 		return 0, io.EOF
 	}
-	n := copy(b, tail[t.tail:])
+	n := copy(b, deflateTail[t.tail:])
 	t.tail += n
 	return n, nil
 }

@@ -82,11 +82,11 @@ func TestDeflate_RealBroker(t *testing.T) {
 func TestClassifyCentrifugo(t *testing.T) {
 	for frame, want := range map[string]string{
 		`{}`: "ping",
-		`{"push":{"channel":"md.trades.LOAD0","pub":{"data":{"ts":1}}}}`: "market",
+		`{"push":{"channel":"md.trades.LOAD0","pub":{"data":{"ts":1}}}}`:       "market",
 		`{"id":1,"connect":{"client":"x"}}` + "\n" + `{"id":2,"subscribe":{}}`: "subscribe",
-		`{"id":3,"unsubscribe":{}}`:                                 "unsubscribe",
-		`{"id":2,"error":{"code":103,"message":"permission denied"}}`: "error",
-		`{"id":1,"connect":{"client":"x"}}`:                           "unknown",
+		`{"id":3,"unsubscribe":{}}`:                                            "unsubscribe",
+		`{"id":2,"error":{"code":103,"message":"permission denied"}}`:          "error",
+		`{"id":1,"connect":{"client":"x"}}`:                                    "unknown",
 	} {
 		if got := loadtest.ClassifyCentrifugoForTest([]byte(frame)); got != want {
 			t.Errorf("%s: %s, want %s", frame, got, want)
