@@ -70,9 +70,16 @@ wait_http() { # url
 	return 1
 }
 
+# Every run dials from 4 fresh loopback addresses (127.0.0.x), so the
+# previous run's sockets in TIME_WAIT (60 s) never leave it short of
+# ephemeral ports (a nearly full port range makes connect() slow).
+INVOCATION=0
 run_target() { # target run
-	local target=$1 run=$2 bpid url metrics proto
+	local target=$1 run=$2 bpid url metrics proto addrs
 	shift 2
+	local b=$((10 + 4 * (INVOCATION % 60)))
+	INVOCATION=$((INVOCATION + 1))
+	addrs=127.0.0.$b,127.0.0.$((b + 1)),127.0.0.$((b + 2)),127.0.0.$((b + 3))
 	case $target in
 	floodgate | base)
 		local bin="$TMP/floodgate"
@@ -100,7 +107,7 @@ run_target() { # target run
 	PIDS+=("$bpid")
 	echo "== $target run $run" >&2
 	taskset -c "$LOAD_CORE" "$TMP/floodgate" load --url "$url" --nats-url "nats://127.0.0.1:$NATS_PORT" \
-		--metrics-url "$metrics" --protocol "$proto" --json "$OUT/$target-$run.json" "$@" >"$OUT/$target-$run.txt" 2>"$OUT/$target-$run.progress" || true
+		--metrics-url "$metrics" --protocol "$proto" --source-addrs "$addrs" --json "$OUT/$target-$run.json" "$@" >"$OUT/$target-$run.txt" 2>"$OUT/$target-$run.progress" || true
 	cat "$OUT/$target-$run.txt"
 	kill "$bpid" 2>/dev/null || true
 	wait "$bpid" 2>/dev/null || true
