@@ -79,11 +79,11 @@ func newHotServer(tb testing.TB) *broker.Server {
 
 type nopHub struct{}
 
-func (nopHub) Subscribe(_ *fanout.Source, _ string, _ fanout.Subscriber, joined func()) error {
-	joined()
-	return nil
+func (nopHub) Subscribe(_ fanout.Subscriber, j fanout.Join) (*fanout.Subscription, error) {
+	j.Joined()
+	return nil, nil
 }
-func (nopHub) Unsubscribe(string, fanout.Subscriber) {}
+func (nopHub) Unsubscribe(*fanout.Subscription) {}
 
 // TestHandlePingAllocatesNothing covers the whole ping path: parse, charge,
 // build the pooled pong, queue it.
@@ -136,6 +136,29 @@ func TestDeliverAllocatesNothing(t *testing.T) {
 		buf = s.Drain(buf[:0])
 	}); n != 0 {
 		t.Fatalf("deliver: %v allocs", n)
+	}
+}
+
+// TestDeliverConflatedAllocatesNothing: a lagging session's conflatable
+// frames replacing the pending one allocate nothing either.
+func TestDeliverConflatedAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	s := broker.NewTestSession(newHotServer(t), true)
+	f := fanout.NewFrame("book", []byte(`{"p":"1"}`))
+	buf := make([]byte, 0, 64<<10)
+	for i := 0; i < 1000; i++ { // past the high-water mark: replacing
+		s.Deliver(f)
+	}
+	buf = s.Drain(buf[:0])
+	if n := testing.AllocsPerRun(100, func() {
+		for i := 0; i < 1000; i++ {
+			s.Deliver(f)
+		}
+		buf = s.Drain(buf[:0])
+	}); n != 0 {
+		t.Fatalf("conflated deliver: %v allocs", n)
 	}
 }
 

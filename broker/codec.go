@@ -43,7 +43,12 @@ var (
 	errAlready       = &frameError{proto.AlreadySubscribed, "already subscribed"}
 	errNotSub        = &frameError{proto.NotSubscribed, "not subscribed"}
 	errSubLimit      = &frameError{proto.SubscriptionLimit, "subscription limit reached"}
-	errInternal      = &frameError{proto.Internal, "internal error"}
+	errConflate      = &frameError{proto.InvalidParams, "invalid param"}
+	errChannelLimit  = &frameError{proto.ChannelLimit, "node channel limit reached"}
+	// errOwnerChannelLimit: one identity may open at most 10 % of the
+	// node's channels.
+	errOwnerChannelLimit = &frameError{proto.ChannelLimit, "channel limit of this identity reached"}
+	errInternal          = &frameError{proto.Internal, "internal error"}
 )
 
 // parseRequest parses msg with p into req. The id is appended to idBuf so
@@ -52,6 +57,12 @@ var (
 func parseRequest(p *fastjson.Parser, msg []byte, idBuf []byte) (request, []byte, *frameError) {
 	var req request
 	req.op = OpInvalid
+	// fastjson's parser accepts some invalid numbers (NaN, -Inf, +5, --)
+	// and would echo them in the id; the validator is strict, and nothing
+	// is echoed from a frame it refuses.
+	if fastjson.ValidateBytes(msg) != nil {
+		return req, idBuf, errNotJSON
+	}
 	v, err := p.ParseBytes(msg)
 	if err != nil {
 		return req, idBuf, errNotJSON
@@ -158,8 +169,9 @@ func appendTail(b []byte, id []byte, d *Decision) []byte {
 	return append(b, '}')
 }
 
-// appendAck appends {"channel":"<method>","data":{"source":..,params..}...}.
-func appendAck(b []byte, method string, ch *fanout.Channel, id []byte, d *Decision) []byte {
+// appendAck appends {"channel":"<method>","data":{"source":..,params..}...}
+// with "conflate_ms" in data when conflateMs is not 0.
+func appendAck(b []byte, method string, ch *fanout.Channel, conflateMs int64, id []byte, d *Decision) []byte {
 	b = append(b, `{"channel":"`...)
 	b = append(b, method...)
 	b = append(b, `","data":{"source":"`...)
@@ -177,6 +189,10 @@ func appendAck(b []byte, method string, ch *fanout.Channel, id []byte, d *Decisi
 			b = append(b, ch.Values[i]...) // [A-Za-z0-9_-] only, validated
 			b = append(b, '"')
 		}
+	}
+	if conflateMs != 0 {
+		b = append(b, `,"conflate_ms":`...)
+		b = strconv.AppendInt(b, conflateMs, 10)
 	}
 	b = append(b, '}')
 	return appendTail(b, id, d)

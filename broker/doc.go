@@ -31,8 +31,9 @@
 //
 // # Hot path
 //
-// Per client frame: parse (0 allocs, pooled parser valid until the frame is
-// handled), Budget.Charge (the interface's own cost; 0 allocs for the
+// Per client frame: a strict JSON validation of the whole frame (nothing is
+// echoed from a frame that is not JSON, such as an id of NaN), parse (0
+// allocs, pooled parser valid until the frame is handled), Budget.Charge (the interface's own cost; 0 allocs for the
 // default), and for ping a pooled reply frame (0 allocs in steady state).
 // Subscribe allocates the subject string and the subscription entry once.
 // Per market frame and subscriber: Deliver appends the frame to the bounded
@@ -41,8 +42,23 @@
 // goes idle). Waking an idle session starts its writer goroutine (a
 // pre-bound method value: no heap allocation; the runtime reuses goroutine
 // stacks). A batch of one frame is written straight from the shared frame;
-// larger batches are copied into a pooled 64 KiB buffer first. A full queue (1024 frames or 4 MiB by default) closes the
-// session with 1013 "slow consumer" without delaying the caller.
+// larger batches are copied into a pooled 64 KiB buffer first. Past the
+// high-water mark (half of 1024 frames or 4 MiB by default), a frame of a
+// conflatable channel (prices, bbo, book, candles) replaces that channel's
+// pending frame in the queue (latest value wins, counted as dropped
+// "conflated"); only frames of other channels overflowing the queue close
+// the session with 1013 "slow consumer", without delaying the caller.
+//
+// Compression: a client that offers permessage-deflate gets it without
+// context takeover (coder/websocket negotiates and inflates its frames;
+// the 4 KiB limit applies to the inflated size). Market frames are
+// compressed once per node by the fan-out; a compressed session's Deliver
+// queues the compressed bytes (RSV1 set) of frames that have them. Direct
+// replies are never compressed.
+//
+// Unsubscribing a channel the connection has not joined (or naming no
+// channel) is charged as [OpUnsubscribeNotJoined], refusable like any
+// frame; only a real unsubscribe ([OpUnsubscribe]) is never refused.
 //
 // Memory per idle connection: the coder/websocket Conn, a 1 KiB read
 // buffer, a 256-byte control-frame buffer, the read goroutine's stack and

@@ -16,7 +16,7 @@ func ParseFrame(p *fastjson.Parser, t *fanout.Sources, msg []byte, scratch []byt
 		return req.op, ferr.code, nil, idBuf
 	}
 	if req.op == OpSubscribe || req.op == OpUnsubscribe {
-		ch, sc, perr, _ := t.Resolve(req.params, idBuf)
+		ch, sc, perr, _ := t.ResolveSkipping(req.params, idBuf, isOption)
 		if perr != nil {
 			return req.op, perr.Code, nil, sc
 		}
@@ -26,22 +26,27 @@ func ParseFrame(p *fastjson.Parser, t *fanout.Sources, msg []byte, scratch []byt
 }
 
 // TestSession is a session without a socket for hot-path tests: its writer
-// never starts; Drain empties its queue like a writer would.
-type TestSession struct{ s *session }
+// never starts; Drain empties its queue like a writer would. Deliver
+// offers frames of one channel, conflatable or not.
+type TestSession struct {
+	s *session
+	c *subscription
+}
 
-// NewTestSession returns a session of srv that is never written.
-func NewTestSession(srv *Server) *TestSession {
-	s := &session{srv: srv, budget: unlimited{}, subs: make(map[string]struct{})}
+// NewTestSession returns a session of srv that is never written; its
+// Deliver channel is conflatable when conflatable is true.
+func NewTestSession(srv *Server, conflatable ...bool) *TestSession {
+	s := &session{srv: srv, budget: unlimited{}, subs: make(map[string]*subscription)}
 	s.writeFn = s.writeLoop
 	s.writing = true // pretend a writer runs, so none is started
-	return &TestSession{s: s}
+	return &TestSession{s: s, c: &subscription{sess: s, conflatable: len(conflatable) > 0 && conflatable[0]}}
 }
 
 // Handle runs one client frame.
 func (t *TestSession) Handle(msg []byte) { t.s.handle(msg, timeNow()) }
 
 // Deliver offers a market frame.
-func (t *TestSession) Deliver(f *fanout.Frame) bool { return t.s.Deliver(f) }
+func (t *TestSession) Deliver(f *fanout.Frame) bool { return t.c.Deliver(f) }
 
 // Drain empties the queue, recycling replies, and returns the frames' bytes
 // concatenated into dst.
@@ -52,6 +57,7 @@ func (t *TestSession) Drain(dst []byte) []byte {
 	s.queue = s.spare
 	s.spare = q[:0]
 	s.queuedBytes = 0
+	s.queueGen++
 	s.mu.Unlock()
 	for i, it := range q {
 		dst = append(dst, it.wire...)
@@ -69,6 +75,7 @@ func (t *TestSession) DrainTexts() []string {
 	s.mu.Lock()
 	q := s.queue
 	s.queue = nil
+	s.queueGen++
 	s.mu.Unlock()
 	var out []string
 	for _, it := range q {

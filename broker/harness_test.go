@@ -32,17 +32,23 @@ type env struct {
 
 func newEnv(t *testing.T, opts broker.Options) *env {
 	t.Helper()
+	return newEnvHub(t, fanout.Options{}, opts)
+}
+
+// newEnvHub is newEnv with hub options (Conn and Registerer are set here).
+func newEnvHub(t *testing.T, hubOpts fanout.Options, opts broker.Options) *env {
+	t.Helper()
 	ns, err := fanout.StartEmbedded(fanout.EmbeddedOptions{Listen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	return newEnvOn(t, ns.ClientURL(), opts)
+	return newEnvOn(t, ns.ClientURL(), hubOpts, opts)
 }
 
-// newEnvOn is newEnv on an existing NATS server (real NATS in integration
-// tests).
-func newEnvOn(t *testing.T, natsURL string, opts broker.Options) *env {
+// newEnvOn is newEnvHub on an existing NATS server (real NATS in
+// integration tests).
+func newEnvOn(t *testing.T, natsURL string, hubOpts fanout.Options, opts broker.Options) *env {
 	t.Helper()
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
@@ -55,7 +61,8 @@ func newEnvOn(t *testing.T, natsURL string, opts broker.Options) *env {
 	}
 	t.Cleanup(pub.Close)
 	reg := prometheus.NewRegistry()
-	hub, err := fanout.NewHub(fanout.Options{Conn: nc, Registerer: reg})
+	hubOpts.Conn, hubOpts.Registerer = nc, reg
+	hub, err := fanout.NewHub(hubOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,6 +106,12 @@ func (e *env) dial(opts *websocket.DialOptions) *client {
 	c.SetReadLimit(1 << 24)
 	e.t.Cleanup(func() { _ = c.CloseNow() })
 	return &client{t: e.t, c: c}
+}
+
+// dialH dials with extra request headers.
+func (e *env) dialH(h http.Header) *client {
+	e.t.Helper()
+	return e.dial(&websocket.DialOptions{HTTPHeader: h})
 }
 
 func (c *client) send(s string) {

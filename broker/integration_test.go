@@ -26,7 +26,7 @@ func TestIntegrationRealNATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnvOn(t, url, broker.Options{Sources: src})
+	e := newEnvOn(t, url, fanout.Options{}, broker.Options{Sources: src})
 	a, b := e.dial(nil), e.dial(nil)
 	for _, c := range []*client{a, b} {
 		c.roundTrip(`{"method":"subscribe","params":{"source":"trades","symbol":"BTC"}}`, `{"channel":"subscribe","data":{"source":"trades","symbol":"BTC"}}`)

@@ -71,6 +71,11 @@ const (
 	// OpInvalid is a frame that could not be understood; it is charged
 	// like a ping so garbage is not free.
 	OpInvalid
+	// OpUnsubscribeNotJoined is an unsubscribe of a channel the connection
+	// has not joined (or with params that name no channel): charged like
+	// any frame, refusable, counting toward violations. Only OpUnsubscribe,
+	// a real unsubscribe, is never refused.
+	OpUnsubscribeNotJoined
 )
 
 // RateInfo is the `rl` object of direct replies.
@@ -107,7 +112,8 @@ type Decision struct {
 // loop only; Release once, when the session ends.
 type Budget interface {
 	// Charge accounts for one client frame of kind op at now. It must not
-	// block or do I/O; unsubscribe must never be refused.
+	// block or do I/O; OpUnsubscribe (a real unsubscribe) must never be
+	// refused, OpUnsubscribeNotJoined is charged like any frame.
 	Charge(op Op, now time.Time) Decision
 	// MaxSubscriptions is the subscription cap of the connection; 0 means
 	// no cap.
@@ -117,10 +123,11 @@ type Budget interface {
 }
 
 // Hub is the fan-out side a session subscribes through; *fanout.Hub
-// implements it.
+// implements it (see fanout.Hub.Subscribe for the ordering guarantees of
+// Join.Joined and Unsubscribe).
 type Hub interface {
-	Subscribe(src *fanout.Source, subject string, s fanout.Subscriber, joined func()) error
-	Unsubscribe(subject string, s fanout.Subscriber)
+	Subscribe(s fanout.Subscriber, j fanout.Join) (*fanout.Subscription, error)
+	Unsubscribe(sub *fanout.Subscription)
 }
 
 // Options configures a Server. Zero values mean the documented defaults.
@@ -173,11 +180,19 @@ type Options struct {
 	// ReadLimit is the largest inbound frame in bytes; larger ones close
 	// the connection with 1009. Defaults to 4096.
 	ReadLimit int
-	// QueueFrames and QueueBytes bound each connection's send queue;
-	// overflow closes it with 1013 "slow consumer". Default to 1024 frames
-	// and 4 MiB.
+	// QueueFrames and QueueBytes bound each connection's send queue.
+	// Past half of either (the high-water mark), a frame of a conflatable
+	// channel replaces that channel's pending frame instead of queueing
+	// (counted as dropped "conflated"); other frames that overflow a bound
+	// close the connection with 1013 "slow consumer". Default to 1024
+	// frames and 4 MiB.
 	QueueFrames int
 	QueueBytes  int
+	// NoCompression turns off permessage-deflate. Defaults to false: a
+	// client that offers it gets it, without context takeover, and its
+	// market frames of 256 bytes or more are sent compressed (compressed
+	// once per node by the hub).
+	NoCompression bool
 	// WriteTimeout bounds every socket write. Defaults to 10s.
 	WriteTimeout time.Duration
 	// CloseTimeout bounds the reads of a close handshake (waiting for the

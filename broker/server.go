@@ -113,7 +113,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, ref)
 		return
 	}
-	sess := &session{srv: s, id: id, budget: budget, start: now, remote: r.RemoteAddr, subs: make(map[string]struct{})}
+	sess := &session{srv: s, id: id, budget: budget, start: now, remote: r.RemoteAddr, subs: make(map[string]*subscription)}
 	sess.writeFn = sess.writeLoop
 	sess.lastRead.Store(now.UnixNano())
 	sess.lastPong.Store(now.UnixNano())
@@ -122,10 +122,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	sess.lastPing = now
 	hw := &hijackWriter{ResponseWriter: w, writeTimeout: s.opts.WriteTimeout}
+	// permessage-deflate without context takeover: every market frame is
+	// compressed once per node (fanout) and our writer sends the same
+	// bytes to every compressed session; coder/websocket negotiates and
+	// inflates what clients send (pooled readers; readFull's limit applies
+	// to the inflated size).
+	mode := websocket.CompressionNoContextTakeover
+	if s.opts.NoCompression {
+		mode = websocket.CompressionDisabled
+	}
 	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{Subprotocol},
 		InsecureSkipVerify: true, // origins are checked above, with a JSON refusal
-		CompressionMode:    websocket.CompressionDisabled,
+		CompressionMode:    mode,
 		OnPingReceived: func(context.Context, []byte) bool {
 			sess.lastRead.Store(time.Now().UnixNano())
 			return true
@@ -143,6 +152,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// oversize frame gets a clean 1009 close handshake.
 	ws.SetReadLimit(-1)
 	sess.ws = ws
+	sess.compressed = strings.HasPrefix(w.Header().Get("Sec-WebSocket-Extensions"), "permessage-deflate")
 	sess.conn = hw.conn
 	if !s.add(sess) {
 		_ = ws.CloseNow() // closed while upgrading

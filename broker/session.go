@@ -12,19 +12,21 @@ import (
 	"floodgate/internal/proto"
 
 	"github.com/coder/websocket"
+	"github.com/valyala/fastjson"
 )
 
 // session is one websocket connection.
 type session struct {
 	// Immutable after start.
-	srv     *Server
-	ws      *websocket.Conn
-	conn    *wireConn
-	id      Identity
-	budget  Budget
-	start   time.Time
-	remote  string
-	writeFn func() // s.writeLoop, bound once: go s.writeFn() does not allocate
+	srv        *Server
+	ws         *websocket.Conn
+	conn       *wireConn
+	id         Identity
+	budget     Budget
+	start      time.Time
+	remote     string
+	compressed bool   // permessage-deflate was negotiated
+	writeFn    func() // s.writeLoop, bound once: go s.writeFn() does not allocate
 
 	// Atomics: written by the read loop or callbacks, read by the sweeper.
 	lastRead atomic.Int64 // unix ns of the last text or ping frame
@@ -34,7 +36,7 @@ type session struct {
 	msgsOut  atomic.Int64
 
 	// Owned by the read loop.
-	subs    map[string]struct{} // subjects this session is subscribed to
+	subs    map[string]*subscription // by subject
 	idBuf   []byte
 	scratch []byte
 
@@ -47,10 +49,27 @@ type session struct {
 	queue       []item
 	spare       []item
 	queuedBytes int
-	writing     bool // a writer goroutine is running
+	queueGen    uint32 // bumped whenever the queue is taken or dropped
+	writing     bool   // a writer goroutine is running
 	pingDue     bool
 	closing     CloseReason // first reason wins; reasonNone while open
 	wg          sync.WaitGroup
+}
+
+// subscription is one channel of a session: the fanout.Subscriber the hub
+// offers that channel's frames to.
+type subscription struct {
+	// Immutable after subscribe.
+	sess        *session
+	conflatable bool // the source's latest value is all that matters
+
+	// Owned by the read loop.
+	hs *fanout.Subscription
+
+	// Guarded by sess.mu: where the channel's latest queued frame is
+	// (valid while pendGen is the queue's generation).
+	pendGen uint32
+	pendIdx int
 }
 
 // item is one queued outbound frame: a shared market frame or a pooled
@@ -58,21 +77,28 @@ type session struct {
 type item struct {
 	wire  []byte
 	reply *replyBuf
-	recv  int64 // unix ns the node received a market frame; 0 for replies
+	sub   *subscription // the market frame's channel; nil for replies
+	recv  int64         // unix ns the node received a market frame; 0 for replies
 }
 
-// Deliver implements fanout.Subscriber: it queues f without blocking and
+// Deliver implements fanout.Subscriber: it queues f (its compressed form
+// when the session negotiated deflate and f has one) without blocking and
 // reports whether the frame was accepted (false: dropped, and counted in
 // floodgate_frames_dropped_total).
-func (s *session) Deliver(f *fanout.Frame) bool {
-	return s.enqueue(item{wire: f.Wire(), recv: f.Received()})
+func (c *subscription) Deliver(f *fanout.Frame) bool {
+	s := c.sess
+	return s.enqueue(item{wire: f.WireFor(s.compressed), recv: f.Received(), sub: c})
 }
 
 // enqueue adds it to the send queue and makes sure a writer runs. It
 // returns false when the frame was dropped: the queue overflowed (the
 // session is then closing as a slow consumer, its backlog dropped too) or
-// the session is already closing.
+// the session is already closing. Past the high-water mark (half of either
+// bound) a frame of a conflatable channel replaces that channel's pending
+// frame (latest value wins) and never overflows: the queue then holds at
+// most one frame per conflatable subscription beyond the bounds.
 func (s *session) enqueue(it item) bool {
+	o := &s.srv.opts
 	s.mu.Lock()
 	if s.closing != reasonNone {
 		s.mu.Unlock()
@@ -80,10 +106,23 @@ func (s *session) enqueue(it item) bool {
 		s.srv.m.drop(DropClosing, 1)
 		return false
 	}
-	if len(s.queue) >= s.srv.opts.QueueFrames || (s.queuedBytes+len(it.wire) > s.srv.opts.QueueBytes && len(s.queue) > 0) {
+	if c := it.sub; c != nil && c.conflatable {
+		if len(s.queue) >= o.QueueFrames/2 || s.queuedBytes+len(it.wire) > o.QueueBytes/2 {
+			if c.pendGen == s.queueGen && c.pendIdx < len(s.queue) && s.queue[c.pendIdx].sub == c {
+				old := &s.queue[c.pendIdx]
+				s.queuedBytes += len(it.wire) - len(old.wire)
+				*old = it
+				s.mu.Unlock()
+				s.srv.m.drop(DropConflated, 1)
+				return true
+			}
+		}
+		c.pendGen, c.pendIdx = s.queueGen, len(s.queue)
+	} else if len(s.queue) >= o.QueueFrames || (s.queuedBytes+len(it.wire) > o.QueueBytes && len(s.queue) > 0) {
 		s.closing = ReasonSlowConsumer
 		dropped := s.queue
 		s.queue = nil
+		s.queueGen++
 		s.queuedBytes = 0
 		start := s.startWriterLocked()
 		s.mu.Unlock()
@@ -235,7 +274,26 @@ func (s *session) handle(msg []byte, now time.Time) {
 	s.scratch = s.scratch[:0]
 	req, idBuf, ferr := parseRequest(p, msg, s.idBuf)
 	s.idBuf = idBuf
-	d := s.budget.Charge(req.op, now)
+	op := req.op
+	// Only a real unsubscribe is free of refusal: one of a channel the
+	// connection has not joined (or that names no channel) is charged like
+	// any frame, so junk unsubscribes run into the violation rule.
+	var ch fanout.Channel
+	var perr *fanout.ParamError
+	var detail string
+	var joined *subscription
+	if op == OpUnsubscribe {
+		if ferr == nil {
+			ch, perr, detail = s.channelOf(&req)
+			if perr == nil {
+				joined = s.subs[string(ch.Subject)]
+			}
+		}
+		if joined == nil {
+			op = OpUnsubscribeNotJoined
+		}
+	}
+	d := s.budget.Charge(op, now)
 	if !d.Allowed {
 		code := d.Code
 		if code == "" {
@@ -268,7 +326,14 @@ func (s *session) handle(msg []byte, now time.Time) {
 	case OpSubscribe:
 		s.subscribe(&req, &d)
 	case OpUnsubscribe:
-		s.unsubscribe(&req, &d)
+		switch {
+		case perr != nil:
+			s.replyError(frameError{perr.Code, perr.Message}, detail, 0, req.id, &d)
+		case joined == nil:
+			s.replyError(*errNotSub, "", 0, req.id, &d)
+		default:
+			s.unsubscribe(&req, &ch, joined, &d)
+		}
 	}
 }
 
@@ -281,8 +346,14 @@ func closeReasonFor(code string) CloseReason {
 
 func (s *session) subscribe(req *request, d *Decision) {
 	srv := s.srv
-	ref, ok := s.resolve(req, d)
+	ref, perr, detail := s.channelOf(req)
+	if perr != nil {
+		s.replyError(frameError{perr.Code, perr.Message}, detail, 0, req.id, d)
+		return
+	}
+	iv, ok := conflateParam(req.params, ref.Source)
 	if !ok {
+		s.replyError(*errConflate, `conflate_ms`, 0, req.id, d)
 		return
 	}
 	if srv.opts.Sources.Authorize(&ref, s.id.Account) != nil {
@@ -298,53 +369,71 @@ func (s *session) subscribe(req *request, d *Decision) {
 		return
 	}
 	r := srv.replies.get()
-	r.b = appendAck(r.b, "subscribe", &ref, req.id, d)
+	r.b = appendAck(r.b, "subscribe", &ref, iv.Millis(), req.id, d)
 	r.finish()
 	subject := string(ref.Subject)
+	c := &subscription{sess: s, conflatable: ref.Source.Conflatable}
 	// The hub queues the ack once NATS has the interest and just before
 	// this session can receive the channel's frames: the client sees the
 	// ack first, and anything published after the ack reaches it.
-	err := srv.opts.Hub.Subscribe(ref.Source, subject, s, func() { s.enqueue(item{wire: r.wire(), reply: r}) })
+	hs, err := srv.opts.Hub.Subscribe(c, fanout.Join{
+		Source: ref.Source, Subject: subject, Owner: s.id.ID, Interval: iv, Compressed: s.compressed,
+		Joined: func() { s.enqueue(item{wire: r.wire(), reply: r}) },
+	})
 	if err != nil {
 		srv.replies.put(r)
-		srv.opts.Logger.Error().Err(err).Str("subject", subject).Msg("subscribe failed")
-		s.replyError(*errInternal, "", 0, req.id, d)
+		switch {
+		case errors.Is(err, fanout.ErrChannelLimit):
+			s.replyError(*errChannelLimit, "", 0, req.id, d)
+		case errors.Is(err, fanout.ErrOwnerChannelLimit):
+			s.replyError(*errOwnerChannelLimit, "", 0, req.id, d)
+		default:
+			srv.opts.Logger.Error().Err(err).Str("subject", subject).Msg("subscribe failed")
+			s.replyError(*errInternal, "", 0, req.id, d)
+		}
 		return
 	}
-	s.subs[subject] = struct{}{}
+	c.hs = hs
+	s.subs[subject] = c
 	srv.m.subscriptions.Inc()
 }
 
-func (s *session) unsubscribe(req *request, d *Decision) {
+func (s *session) unsubscribe(req *request, ch *fanout.Channel, c *subscription, d *Decision) {
 	srv := s.srv
-	ref, ok := s.resolve(req, d)
-	if !ok {
-		return
-	}
-	if _, ok := s.subs[string(ref.Subject)]; !ok {
-		s.replyError(*errNotSub, "", 0, req.id, d)
-		return
-	}
-	subject := string(ref.Subject)
 	// Leave the channel before acking: nothing of it follows the ack.
-	srv.opts.Hub.Unsubscribe(subject, s)
-	delete(s.subs, subject)
+	srv.opts.Hub.Unsubscribe(c.hs)
+	delete(s.subs, string(ch.Subject))
 	srv.m.subscriptions.Dec()
 	r := srv.replies.get()
-	r.b = appendAck(r.b, "unsubscribe", &ref, req.id, d)
+	r.b = appendAck(r.b, "unsubscribe", ch, 0, req.id, d)
 	s.reply(r)
 }
 
-// resolve turns the request's params into a channel, or replies with the
-// refusal and returns false.
-func (s *session) resolve(req *request, d *Decision) (fanout.Channel, bool) {
-	ch, scratch, perr, detail := s.srv.opts.Sources.Resolve(req.params, s.scratch)
+// channelOf turns the request's params into a channel (ignoring the
+// subscription options such as conflate_ms), or returns the refusal and
+// the name it concerns.
+func (s *session) channelOf(req *request) (fanout.Channel, *fanout.ParamError, string) {
+	ch, scratch, perr, detail := s.srv.opts.Sources.ResolveSkipping(req.params, s.scratch, isOption)
 	s.scratch = scratch
-	if perr != nil {
-		s.replyError(frameError{perr.Code, perr.Message}, detail, 0, req.id, d)
-		return ch, false
+	return ch, perr, detail
+}
+
+// isOption reports whether a params key is a subscription option rather
+// than a param of the source.
+func isOption(key []byte) bool { return string(key) == "conflate_ms" }
+
+// conflateParam reads params.conflate_ms: Live when absent, false when it
+// is not one of 100, 250, 500, 1000 or the source is not conflatable.
+func conflateParam(params *fastjson.Object, src *fanout.Source) (fanout.Interval, bool) {
+	v := params.Get("conflate_ms")
+	if v == nil {
+		return fanout.Live, true
 	}
-	return ch, true
+	ms, err := v.Int64()
+	if err != nil || v.Type() != fastjson.TypeNumber || !src.Conflatable {
+		return fanout.Live, false
+	}
+	return fanout.IntervalOf(ms)
 }
 
 func (s *session) replyError(fe frameError, detail string, retryMs int64, id []byte, d *Decision) {
@@ -369,8 +458,8 @@ func (s *session) notice(code string, in time.Duration) {
 // leaveAll removes the session from every channel. Read loop only, after
 // the loop ended.
 func (s *session) leaveAll() {
-	for subject := range s.subs {
-		s.srv.opts.Hub.Unsubscribe(subject, s)
+	for subject, c := range s.subs {
+		s.srv.opts.Hub.Unsubscribe(c.hs)
 		delete(s.subs, subject)
 		s.srv.m.subscriptions.Dec()
 	}

@@ -35,6 +35,7 @@ func (s *session) writeLoop() {
 		batch, s.queue = s.queue, s.spare
 		s.spare = nil
 		s.queuedBytes = 0
+		s.queueGen++
 		ping := s.pingDue
 		s.pingDue = false
 		closing := s.closing
@@ -157,6 +158,7 @@ func (s *session) fail(reason CloseReason) {
 	}
 	dropped := s.queue
 	s.queue = nil
+	s.queueGen++
 	s.mu.Unlock()
 	for _, it := range dropped {
 		s.srv.recycle(it)

@@ -1,37 +1,85 @@
 // Package fanout is Floodgate's NATS side: it maps a client's (source,
 // params) to a NATS subject, keeps one NATS subscription per active channel
 // per node, turns every NATS message into one ready-to-write websocket frame
-// and offers that frame to every local subscriber.
+// (compressed once when deflate subscribers want it) and offers that frame
+// to every local subscriber, live or conflated.
 //
 // The pieces: [Sources] is the table of streams clients may subscribe to and
 // the strict validation of their params (values match ^[A-Za-z0-9_-]{1,64}$,
-// so no NATS wildcard or token separator can reach a subject). [Hub] owns the
-// channel registry: channels live in a power-of-two array of shards picked by
-// subject hash; a channel is created with its NATS subscription when its
-// first local subscriber arrives and dropped, with the subscription, when
-// its last one leaves. [Frame] is an encoded outbound message.
-// [StartEmbedded] runs nats-server in process for the single-node default
-// and for tests. The synthetic demo market lives in the sub-package
-// demofeed.
+// so no NATS wildcard or token separator can reach a subject), and which
+// sources are conflatable. [Hub] owns the channel registry: channels live in
+// a power-of-two array of shards picked by subject hash; a channel is
+// created with its NATS subscription when its first local subscriber
+// arrives (within the node's and the identity's channel caps,
+// [ErrChannelLimit], [ErrOwnerChannelLimit]) and dropped, with the
+// subscription, when its last one leaves. [Frame] is an encoded outbound
+// message. [StartEmbedded] runs nats-server in process for the single-node
+// default and for tests. The synthetic demo market lives in the
+// sub-package demofeed.
+//
+// # The NATS subscription layer
+//
+// One design serves live delivery, conflation and (later) history:
+//
+//   - Dispatchers, not a goroutine per channel. A channel subscribes with
+//     ChanSubscribe into the queue of one of Options.Dispatchers goroutines,
+//     picked by the hash of its subject. A channel costs a map entry, a
+//     nats.Subscription and its member slices (about 1.3 KB,
+//     BenchmarkChannelCost), no goroutine; one goroutine delivers all of a
+//     channel's messages, so they stay in order.
+//   - A channel's source is a [Route] (subject, sequenced) given by the
+//     [Router]. [Hub.Reroute] moves every live channel to a new route
+//     without losing a subscriber: it subscribes the new subject into the
+//     same dispatcher, makes it effective (flush), switches the channel's
+//     current subscription (messages of the old one are skipped from then
+//     on) and drops the old one. History (JetStream RePublish to
+//     floodgate.hist.<prefix>.>) is a Router returning the republished
+//     subject with Sequenced set; losing JetStream is a Reroute back to
+//     RawRoute, its return another Reroute. A sequenced route's messages
+//     carry Nats-Sequence and Nats-Last-Sequence headers, read into the
+//     frame's "seq" and "prev".
+//   - Frames are built by one function (buildFrame) from a message
+//     (payload, receive time, seq, prev): {"channel":..,"data":..} plus
+//     ,"seq":n,"prev":m when sequenced, then the compressed form when asked
+//     for. Snapshot and since replays (per subscriber) will build their
+//     frames with the same function and queue them between the subscribe
+//     ack and the first live frame: Join.Joined runs under the channel lock
+//     before the subscriber sees any live frame, which is the point where a
+//     replay is spliced in without gap or duplicate (live frames with
+//     seq <= the last replayed one are dropped by seq).
+//   - Conflation is per (channel, interval) group, shared by its members:
+//     the dispatcher leaves each message in the group's pending slot; the
+//     interval's conflator (one goroutine per interval, ticking only while
+//     some group has something pending) builds one frame per group per
+//     tick and offers it to the group. The group keeps the seq of the last
+//     frame it sent, which becomes the next conflated frame's "prev".
 //
 // # Concurrency
 //
-// [Hub] and [Sources] are safe for concurrent use. Subscribe and Unsubscribe
-// serialise per channel (they may send SUB/UNSUB and flush the NATS
-// connection, a local round trip, only when a channel starts or ends).
-// Delivery runs on the NATS subscription's goroutine, one per channel, so the
-// frames of one channel reach each subscriber in publish order. A [Frame] is
-// immutable once built and may be shared by any number of goroutines.
+// [Hub] and [Sources] are safe for concurrent use. Each channel has its own
+// mutex guarding its member sets: a delivery walks a set under it, a join
+// or a leave takes it for O(1) work (append; swap-remove through the
+// [Subscription]'s index), so the subscribe ack queued by Join.Joined
+// precedes every frame, nothing is offered after Unsubscribe returns, and
+// a join storm on one channel never waits for another channel. The shard
+// lock covers only the registry map and reference counts. Subscribe may
+// send SUB and flush the NATS connection (a local round trip) only when a
+// channel starts; Reroute does the same per channel. Dispatchers,
+// conflators and Close are the hub's goroutines; Close stops them. A
+// [Frame] is immutable once built and may be shared by any number of
+// goroutines.
 //
 // # Hot path
 //
 // Per NATS message: one JSON validation pass over the payload, two
-// allocations (the frame struct and its bytes: websocket header, envelope
-// and payload in one slice), then a walk of the channel's subscriber slice
-// under the shard's read lock calling [Subscriber.Deliver], which must not
-// block. Nothing is allocated or copied
-// per subscriber; the cost of a delivery is one interface call plus whatever
-// Deliver does (in Floodgate: append a pointer to a bounded queue).
-// Subscriber sets are copy-on-write, so joining or leaving a channel of n
-// subscribers costs O(n) and deliveries on a shard run concurrently.
+// allocations (the frame struct and one slice holding the websocket frame,
+// plus its compressed copy when a deflate subscriber is on the channel and
+// the text is at least 256 bytes), then a walk of the channel's live
+// member slice under its lock calling [Subscriber.Deliver], which must not
+// block. Nothing is allocated, copied or compressed per subscriber
+// (TestDeliverAllocsDoNotGrowWithSubscribers); the cost of a delivery is
+// one interface call plus whatever Deliver does (in Floodgate: append a
+// pointer to a bounded queue). Joining or leaving allocates one
+// Subscription, whatever the channel's size
+// (TestJoinAllocsDoNotGrowWithChannelSize, BenchmarkJoinLeave_HotChannel).
 package fanout

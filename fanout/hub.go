@@ -2,7 +2,6 @@ package fanout
 
 import (
 	"errors"
-	"fmt"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
@@ -10,11 +9,19 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/valyala/fastjson"
 )
 
-// ErrClosed is returned by Subscribe after Close.
-var ErrClosed = errors.New("fanout: hub closed")
+// Errors of Subscribe.
+var (
+	// ErrClosed is returned by Subscribe after Close.
+	ErrClosed = errors.New("fanout: hub closed")
+	// ErrChannelLimit: the subscribe would open a channel beyond
+	// Options.MaxChannels. Nothing was subscribed on NATS.
+	ErrChannelLimit = errors.New("fanout: node channel limit reached")
+	// ErrOwnerChannelLimit: the subscriber's owner (its identity) already
+	// opened Options.MaxChannelsPerOwner channels that are still open.
+	ErrOwnerChannelLimit = errors.New("fanout: channel limit of this identity reached")
+)
 
 // Subscriber receives the frames of the channels it joined.
 type Subscriber interface {
@@ -36,64 +43,93 @@ type Options struct {
 	// FlushTimeout bounds the round trip that makes a new channel's NATS
 	// subscription effective before Subscribe returns. Defaults to 2s.
 	FlushTimeout time.Duration
-	// PendingMsgs and PendingBytes bound each channel's NATS buffer before
-	// nats.go drops messages as a slow consumer. Default to 65536 messages
-	// and 64 MiB.
-	PendingMsgs, PendingBytes int
+	// Dispatchers is the number of goroutines that deliver NATS messages;
+	// a channel is served by the one its subject hashes to, so its frames
+	// stay in publish order, and a channel costs no goroutine of its own.
+	// Defaults to 8.
+	Dispatchers int
+	// DispatchQueue bounds each dispatcher's queue of NATS messages; when
+	// it is full nats.go drops messages as a slow consumer (counted in
+	// floodgate_fanout_nats_slow_consumer_total). Defaults to 32768.
+	DispatchQueue int
+	// MaxChannels is the most channels the node holds at once; a subscribe
+	// that would open one more fails with ErrChannelLimit. Defaults to
+	// 10,000.
+	MaxChannels int
+	// MaxChannelsPerOwner is the most open channels one owner (identity)
+	// may have opened; beyond, ErrOwnerChannelLimit. Defaults to 10 % of
+	// MaxChannels (at least 1).
+	MaxChannelsPerOwner int
+	// Compression configures the deflate of frames for subscribers that
+	// negotiated permessage-deflate. Defaults to level 1, frames of 256
+	// bytes and more.
+	Compression CompressionOptions
+	// Router says which NATS subject feeds a channel (see Route). Defaults
+	// to the channel's own subject, unsequenced.
+	Router Router
 	// Registerer receives the hub's metrics. Defaults to none.
 	Registerer prometheus.Registerer
 }
+
+// Route is where a channel's messages come from on NATS.
+type Route struct {
+	// Subject is the NATS subject subscribed for the channel.
+	Subject string
+	// Sequenced is true when the messages carry the JetStream republish
+	// headers Nats-Sequence and Nats-Last-Sequence; the channel's frames
+	// then carry "seq" and "prev".
+	Sequenced bool
+}
+
+// Router maps a channel's subject to its Route.
+type Router func(subject string) Route
+
+// RawRoute is the default Router: the channel's own subject, no sequence.
+func RawRoute(subject string) Route { return Route{Subject: subject} }
 
 // Hub is the channel registry of one node. Create it with NewHub; the zero
 // value is not usable.
 type Hub struct {
 	// Immutable after NewHub.
-	nc    *nats.Conn
-	opts  Options
-	seed  maphash.Seed
-	mask  uint64
-	m     *metrics
-	shard []shard
+	nc     *nats.Conn
+	opts   Options
+	seed   maphash.Seed
+	mask   uint64
+	m      *metrics
+	shard  []shard
+	disp   []*dispatcher
+	confl  [numIntervals]*conflator // nil at Live
+	stop   chan struct{}
+	wg     sync.WaitGroup // dispatchers and conflators
+	router atomic.Pointer[Router]
 
 	// Atomics.
 	closed   atomic.Bool
 	natsSubs atomic.Int64 // live NATS subscriptions
+
+	// Guarded by capMu: open channels, in total and by owner, and the caps
+	// (reloadable).
+	capMu       sync.Mutex
+	open        int
+	owned       map[string]int
+	maxChannels int
+	maxPerOwner int
 }
 
 type shard struct {
-	mu       sync.RWMutex
+	mu       sync.Mutex
 	channels map[string]*channel // guarded by mu
-	_        [40]byte            // keep neighbouring shard locks off one cache line
+	_        [48]byte            // keep neighbouring shard locks off one cache line
 }
 
-// channel is one subject with at least one local subscriber.
-type channel struct {
-	// Immutable after creation.
-	hub      *Hub
-	shard    *shard
-	subject  string
-	envelope string
-
-	// subs is the current subscriber set, replaced (copy on write) under
-	// the shard's write lock and loaded under its read lock by the NATS
-	// goroutine, which then walks it without a lock. The read lock orders
-	// a load after any join in progress: see Subscribe.
-	subs atomic.Pointer[[]Subscriber]
-
-	// Guarded by the shard lock: subscribers plus joins in progress; the
-	// channel is dropped when it reaches 0.
-	count int
-
-	// Guarded by natsMu: the NATS side of the channel.
-	natsMu  sync.Mutex
-	natsSub *nats.Subscription
-	dead    bool
-}
-
-// NewHub returns a Hub subscribing on opts.Conn.
+// NewHub returns a Hub subscribing on opts.Conn and starts its dispatcher
+// and conflator goroutines; Close stops them.
 func NewHub(opts Options) (*Hub, error) {
 	if opts.Conn == nil {
 		return nil, errors.New("fanout: Options.Conn is required")
+	}
+	if err := opts.Compression.setDefaults(); err != nil {
+		return nil, err
 	}
 	if opts.Shards <= 0 {
 		opts.Shards = 64
@@ -105,202 +141,212 @@ func NewHub(opts Options) (*Hub, error) {
 	if opts.FlushTimeout <= 0 {
 		opts.FlushTimeout = 2 * time.Second
 	}
-	if opts.PendingMsgs <= 0 {
-		opts.PendingMsgs = 65536
+	if opts.Dispatchers <= 0 {
+		opts.Dispatchers = 8
 	}
-	if opts.PendingBytes <= 0 {
-		opts.PendingBytes = 64 << 20
+	if opts.DispatchQueue <= 0 {
+		opts.DispatchQueue = 32768
 	}
-	h := &Hub{nc: opts.Conn, opts: opts, seed: maphash.MakeSeed(), mask: uint64(n - 1), shard: make([]shard, n)}
+	if opts.MaxChannels <= 0 {
+		opts.MaxChannels = 10000
+	}
+	if opts.MaxChannelsPerOwner <= 0 {
+		opts.MaxChannelsPerOwner = max(opts.MaxChannels/10, 1)
+	}
+	if opts.Router == nil {
+		opts.Router = RawRoute
+	}
+	h := &Hub{nc: opts.Conn, opts: opts, seed: maphash.MakeSeed(), mask: uint64(n - 1), shard: make([]shard, n),
+		stop: make(chan struct{}), owned: make(map[string]int), maxChannels: opts.MaxChannels, maxPerOwner: opts.MaxChannelsPerOwner}
+	h.router.Store(&opts.Router)
 	for i := range h.shard {
 		h.shard[i].channels = make(map[string]*channel)
 	}
 	h.m = newMetrics(opts.Registerer, h)
+	for range opts.Dispatchers {
+		d := &dispatcher{hub: h, msgs: make(chan *nats.Msg, opts.DispatchQueue), routes: make(map[*nats.Subscription]*channel),
+			comp: newCompressor(opts.Compression)}
+		h.disp = append(h.disp, d)
+		h.wg.Add(1)
+		go d.run()
+	}
+	for iv := Live + 1; iv < numIntervals; iv++ {
+		c := &conflator{hub: h, every: iv.Duration(), wake: make(chan struct{}, 1), comp: newCompressor(opts.Compression)}
+		h.confl[iv] = c
+		h.wg.Add(1)
+		go c.run()
+	}
 	return h, nil
 }
 
-func (h *Hub) shardFor(subject string) *shard {
-	return &h.shard[maphash.String(h.seed, subject)&h.mask]
+func (h *Hub) hash(subject string) uint64 { return maphash.String(h.seed, subject) }
+
+// Join describes one subscription.
+type Join struct {
+	// Source is the channel's source. Required.
+	Source *Source
+	// Subject is the channel's subject (Channel.Subject). Required.
+	Subject string
+	// Owner is the identity charged when this subscribe opens a new
+	// channel (MaxChannelsPerOwner); "" is charged to nobody.
+	Owner string
+	// Interval conflates the channel for this subscriber: at most one
+	// frame per interval, the latest. Live (the default) gets every frame.
+	Interval Interval
+	// Compressed is true when the subscriber negotiated permessage-deflate:
+	// it is offered frames with Frame.Deflated set when they are large
+	// enough.
+	Compressed bool
+	// Joined, when non-nil, is called under the channel's lock just before
+	// the subscriber joins, so it precedes every frame the subscriber is
+	// offered (a session queues its subscribe ack there). It must be quick
+	// and must not call the hub.
+	Joined func()
 }
 
-// Subscribe adds s to the channel of subject, creating the channel and its
-// NATS subscription when s is the first local subscriber. The NATS server
-// has the subscription before s joins: a message published after Subscribe
-// returns nil reaches s. joined, when non-nil, is called under the shard's
-// write lock just before s joins (so it must be quick and must not call the
-// hub): a session queues its subscribe ack there. Delivery loads the
-// subscriber set under the read lock, so every frame queued to s comes
-// after the ack, and every message published after the client could see
-// the ack reaches s. joined is called at most once, and only when
-// Subscribe returns nil. The caller must not subscribe s
-// twice to one subject and must call Unsubscribe for every successful
-// Subscribe.
-func (h *Hub) Subscribe(src *Source, subject string, s Subscriber, joined func()) error {
+// Subscription is one subscriber on one channel, the handle Unsubscribe
+// takes.
+type Subscription struct {
+	// Immutable after Subscribe.
+	ch         *channel
+	s          Subscriber
+	iv         Interval
+	compressed bool
+
+	// Guarded by ch.mu.
+	idx  int // position in its member set
+	gone bool
+}
+
+// Subject returns the channel's subject.
+func (sub *Subscription) Subject() string { return sub.ch.subject }
+
+// Subscribe adds s to the channel of j.Subject, creating the channel and
+// its NATS subscription when s is its first local subscriber (checking the
+// channel caps first: ErrChannelLimit, ErrOwnerChannelLimit). The NATS
+// server has the subscription before s joins: a message published after
+// Subscribe returns reaches s (at its Interval). j.Joined is called at most
+// once, and only when Subscribe succeeds. The caller must not subscribe s
+// twice to one subject and must Unsubscribe every returned Subscription.
+// Joining costs O(1) whatever the channel's size.
+func (h *Hub) Subscribe(s Subscriber, j Join) (*Subscription, error) {
 	if h.closed.Load() {
-		return ErrClosed
+		return nil, ErrClosed
 	}
-	sh := h.shardFor(subject)
+	hv := h.hash(j.Subject)
+	sh := &h.shard[hv&h.mask]
 	sh.mu.Lock()
 	if h.closed.Load() {
 		sh.mu.Unlock()
-		return ErrClosed
+		return nil, ErrClosed
 	}
-	ch := sh.channels[subject]
+	ch := sh.channels[j.Subject]
 	if ch == nil {
-		ch = &channel{hub: h, shard: sh, subject: subject, envelope: src.envelope}
-		empty := []Subscriber{}
-		ch.subs.Store(&empty)
-		sh.channels[subject] = ch
+		if err := h.reserve(j.Owner); err != nil {
+			sh.mu.Unlock()
+			return nil, err
+		}
+		ch = &channel{hub: h, shard: sh, subject: j.Subject, envelope: j.Source.envelope, owner: j.Owner,
+			disp: h.disp[(hv>>32)%uint64(len(h.disp))]}
+		sh.channels[j.Subject] = ch
 	}
-	ch.count++ // reserves the channel while its NATS side is set up
+	ch.refs++ // reserves the channel while its NATS side is set up
 	sh.mu.Unlock()
 
-	err := ch.ensureNATS()
-
-	sh.mu.Lock()
-	if err != nil {
-		ch.leaveUnlock()
-		return err
+	if err := ch.ensureNATS(); err != nil {
+		ch.release()
+		return nil, err
 	}
-	if joined != nil {
-		joined()
+	sub := &Subscription{ch: ch, s: s, iv: j.Interval, compressed: j.Compressed}
+	ch.mu.Lock()
+	if j.Joined != nil {
+		j.Joined()
 	}
-	ch.addLocked(s)
-	sh.mu.Unlock()
-	return nil
+	ch.addLocked(sub)
+	ch.mu.Unlock()
+	return sub, nil
 }
 
-// Unsubscribe removes s from the channel of subject. When s was the last
-// local subscriber, the channel and its NATS subscription are dropped.
-// Unsubscribing a subscriber that is not on the channel does nothing.
-func (h *Hub) Unsubscribe(subject string, s Subscriber) {
-	sh := h.shardFor(subject)
-	sh.mu.Lock()
-	ch := sh.channels[subject]
-	if ch == nil || !ch.removeLocked(s) {
-		sh.mu.Unlock()
+// Unsubscribe removes the subscription from its channel; once it returns,
+// nothing more is offered to its subscriber from that channel. When it was
+// the last local subscriber, the channel and its NATS subscription are
+// dropped. A second call does nothing. O(1) whatever the channel's size.
+func (h *Hub) Unsubscribe(sub *Subscription) {
+	ch := sub.ch
+	ch.mu.Lock()
+	if sub.gone {
+		ch.mu.Unlock()
 		return
 	}
-	ch.leaveUnlock()
+	ch.removeLocked(sub)
+	ch.mu.Unlock()
+	ch.release()
 }
 
-// leaveUnlock gives up one count of the channel (the shard lock is held),
-// releases the lock and, when that was the last, drops the channel and its
-// NATS subscription.
-func (ch *channel) leaveUnlock() {
-	sh := ch.shard
-	ch.count--
-	last := ch.count == 0
-	if last {
-		delete(sh.channels, ch.subject)
+// reserve counts one more open channel for owner, or refuses; the shard
+// lock is held.
+func (h *Hub) reserve(owner string) error {
+	h.capMu.Lock()
+	defer h.capMu.Unlock()
+	if owner != "" && h.owned[owner] >= h.maxPerOwner {
+		h.m.channelRefusals[1].Inc()
+		return ErrOwnerChannelLimit
 	}
-	sh.mu.Unlock()
-	if last {
-		ch.dropNATS()
+	if h.open >= h.maxChannels {
+		h.m.channelRefusals[0].Inc()
+		return ErrChannelLimit
 	}
-}
-
-// addLocked adds s; the shard lock is held.
-func (ch *channel) addLocked(s Subscriber) {
-	old := *ch.subs.Load()
-	next := make([]Subscriber, len(old), len(old)+1)
-	copy(next, old)
-	next = append(next, s)
-	ch.subs.Store(&next)
-}
-
-// removeLocked removes s and reports whether it was there; the shard lock
-// is held.
-func (ch *channel) removeLocked(s Subscriber) bool {
-	old := *ch.subs.Load()
-	for i, x := range old {
-		if x == s {
-			next := make([]Subscriber, 0, len(old)-1)
-			next = append(next, old[:i]...)
-			next = append(next, old[i+1:]...)
-			ch.subs.Store(&next)
-			return true
-		}
-	}
-	return false
-}
-
-// ensureNATS subscribes the channel on NATS if it is not yet, and flushes
-// so the server has the interest before the caller acknowledges.
-func (ch *channel) ensureNATS() error {
-	ch.natsMu.Lock()
-	defer ch.natsMu.Unlock()
-	if ch.dead {
-		return ErrClosed // the hub closed while this subscribe ran
-	}
-	if ch.natsSub != nil {
-		return nil
-	}
-	h := ch.hub
-	sub, err := h.nc.Subscribe(ch.subject, ch.onMsg)
-	if err != nil {
-		return fmt.Errorf("fanout: subscribe %s: %w", ch.subject, err)
-	}
-	_ = sub.SetPendingLimits(h.opts.PendingMsgs, h.opts.PendingBytes)
-	ch.natsSub = sub
-	h.natsSubs.Add(1)
-	h.m.natsSubs.Inc()
-	if err := h.nc.FlushTimeout(h.opts.FlushTimeout); err != nil && !h.nc.IsReconnecting() {
-		// While reconnecting nats.go resends the subscription on
-		// reconnect; otherwise the interest may be missing.
-		return fmt.Errorf("fanout: flush subscribe %s: %w", ch.subject, err)
+	h.open++
+	if owner != "" {
+		h.owned[owner]++
 	}
 	return nil
 }
 
-func (ch *channel) dropNATS() {
-	ch.natsMu.Lock()
-	defer ch.natsMu.Unlock()
-	ch.dead = true
-	if ch.natsSub != nil {
-		_ = ch.natsSub.Unsubscribe()
-		ch.natsSub = nil
-		ch.hub.natsSubs.Add(-1)
-		ch.hub.m.natsSubs.Dec()
-	}
-}
-
-// onMsg is the NATS handler of the channel: the hot path.
-func (ch *channel) onMsg(msg *nats.Msg) {
-	ch.deliver(msg.Data)
-}
-
-func (ch *channel) deliver(payload []byte) {
-	m := ch.hub.m
-	m.msgsIn.Inc()
-	if len(payload) == 0 || fastjson.ValidateBytes(payload) != nil {
-		m.invalid.Inc()
-		return
-	}
-	f := newFrame(ch.envelope, payload)
-	// The read lock is held for the whole walk: a subscriber leaving the
-	// channel (write lock) then gets nothing of it after Unsubscribe
-	// returns, and a joining one nothing before its ack. Deliver never
-	// blocks, so the walk is short.
-	ch.shard.mu.RLock()
-	subs := *ch.subs.Load()
-	accepted := 0
-	for _, s := range subs {
-		if s.Deliver(f) {
-			accepted++
+func (h *Hub) unreserve(owner string) {
+	h.capMu.Lock()
+	defer h.capMu.Unlock()
+	h.open--
+	if owner != "" {
+		if h.owned[owner]--; h.owned[owner] <= 0 {
+			delete(h.owned, owner)
 		}
 	}
-	ch.shard.mu.RUnlock()
-	m.msgsOut.Add(float64(accepted))
 }
 
 // AsyncError counts a NATS asynchronous error of the hub's connection
 // (wire it to nats.ErrorHandler): a slow-consumer error means nats.go
-// dropped messages of a channel because its handler fell behind.
+// dropped messages because a dispatcher fell behind.
 func (h *Hub) AsyncError(err error) {
 	if errors.Is(err, nats.ErrSlowConsumer) {
 		h.m.natsSlow.Inc()
 	}
+}
+
+// Reroute replaces the Router and moves every live channel to its new
+// Route (for example from the raw subject to JetStream's republished one
+// and back): the new NATS subscription is made effective first, then the
+// channel delivers from it only and the old one is dropped. Subscribers
+// stay; messages published during the switch may be missed once (a
+// sequenced client sees it as a prev that does not match).
+func (h *Hub) Reroute(r Router) error {
+	h.router.Store(&r)
+	var chans []*channel
+	for i := range h.shard {
+		sh := &h.shard[i]
+		sh.mu.Lock()
+		for _, ch := range sh.channels {
+			chans = append(chans, ch)
+		}
+		sh.mu.Unlock()
+	}
+	var first error
+	for _, ch := range chans {
+		if err := ch.reroute(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // Stats is a point-in-time view of the hub.
@@ -313,27 +359,36 @@ type Stats struct {
 	Subscriptions int
 }
 
-// Stats counts channels and subscriptions. It takes every shard's read
-// lock in turn (never a channel's NATS lock, which a subscribe holds during
-// a NATS round trip); it is meant for metrics and tests, not the hot path.
+// Stats counts channels and subscriptions, taking every shard's lock and
+// every channel's lock in turn; it is meant for metrics and tests, not the
+// hot path.
 func (h *Hub) Stats() Stats {
 	st := Stats{NATSSubscriptions: int(h.natsSubs.Load())}
+	var chans []*channel
 	for i := range h.shard {
 		sh := &h.shard[i]
-		sh.mu.RLock()
+		sh.mu.Lock()
 		st.Channels += len(sh.channels)
 		for _, ch := range sh.channels {
-			st.Subscriptions += len(*ch.subs.Load())
+			chans = append(chans, ch)
 		}
-		sh.mu.RUnlock()
+		sh.mu.Unlock()
+	}
+	for _, ch := range chans {
+		ch.mu.Lock()
+		st.Subscriptions += ch.members
+		ch.mu.Unlock()
 	}
 	return st
 }
 
-// Close drops every channel and its NATS subscription. Subscribe fails with
-// ErrClosed afterwards. The NATS connection is the caller's to close.
+// Close drops every channel and its NATS subscription and stops the
+// dispatchers and conflators. Subscribe fails with ErrClosed afterwards.
+// The NATS connection is the caller's to close.
 func (h *Hub) Close() {
-	h.closed.Store(true)
+	if h.closed.Swap(true) {
+		return
+	}
 	for i := range h.shard {
 		sh := &h.shard[i]
 		sh.mu.Lock()
@@ -347,4 +402,25 @@ func (h *Hub) Close() {
 			ch.dropNATS()
 		}
 	}
+	close(h.stop)
+	h.wg.Wait()
+}
+
+// SetMaxChannels changes MaxChannels (and MaxChannelsPerOwner to 10 % of
+// it) on a live hub, for a config reload: open channels beyond a lowered
+// cap stay, new ones are refused until the count is below it.
+func (h *Hub) SetMaxChannels(n int) {
+	if n <= 0 {
+		return
+	}
+	h.capMu.Lock()
+	defer h.capMu.Unlock()
+	h.maxChannels, h.maxPerOwner = n, max(n/10, 1)
+}
+
+// openChannels is the number of open channels (cap reservations).
+func (h *Hub) openChannels() int {
+	h.capMu.Lock()
+	defer h.capMu.Unlock()
+	return h.open
 }

@@ -35,6 +35,22 @@ type SourceSpec struct {
 	// Account names the param that holds the owning account; such sources
 	// are private unless SourcesConfig.PublicAccountStreams is set.
 	Account string `yaml:"account,omitempty"`
+	// Conflate marks a source where only the latest value matters: clients
+	// may ask for conflate_ms, and a lagging client's pending frame of the
+	// channel is replaced instead of queued. Defaults to true for prices,
+	// bbo, book, candle and mark_price_candle, false for any other name.
+	Conflate *bool `yaml:"conflate,omitempty"`
+}
+
+// conflatableByDefault reports whether a source's Conflate defaults to
+// true: the sources whose messages are states (the latest value is all a
+// client needs), not events.
+func conflatableByDefault(name string) bool {
+	switch name {
+	case "prices", "bbo", "book", "candle", "mark_price_candle":
+		return true
+	}
+	return false
 }
 
 // SourcesConfig is the configurable sources table (the `sources` section of
@@ -89,6 +105,9 @@ type Source struct {
 	// Private is true for account sources unless the table makes them
 	// public.
 	Private bool
+	// Conflatable is true when only the latest value of the source's
+	// channels matters (SourceSpec.Conflate).
+	Conflatable bool
 
 	prefix   string // subject prefix + "." + name
 	envelope string // {"channel":"<name>","data":
@@ -168,6 +187,7 @@ func NewSources(cfg SourcesConfig) (*Sources, error) {
 		}
 		src := &Source{
 			Name:         spec.Name,
+			Conflatable:  conflatableByDefault(spec.Name),
 			AccountParam: -1,
 			prefix:       prefix + "." + spec.Name,
 			envelope:     envelopePrefix(spec.Name),
@@ -204,6 +224,9 @@ func NewSources(cfg SourcesConfig) (*Sources, error) {
 				}
 			}
 			src.Params = append(src.Params, p)
+		}
+		if spec.Conflate != nil {
+			src.Conflatable = *spec.Conflate
 		}
 		if spec.Account != "" {
 			src.AccountParam = src.ParamIndex([]byte(spec.Account))

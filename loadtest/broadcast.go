@@ -39,13 +39,16 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.Scenario == ScenarioThrottle {
 		return runThrottle(ctx, cfg)
 	}
+	if cfg.Scenario == ScenarioHot {
+		return runHot(ctx, cfg)
+	}
 	nc, err := nats.Connect(cfg.NATSURL, nats.Name("floodgate-load"))
 	if err != nil {
 		return Report{}, fmt.Errorf("loadtest: nats: %w", err)
 	}
 	defer nc.Close()
 	r := newRunner(cfg)
-	pub, err := NewPublisher(PublisherOptions{Conn: nc, Subjects: r.subjects, Rate: cfg.Rate, Size: cfg.Size})
+	pub, err := NewPublisher(PublisherOptions{Conn: nc, Subjects: r.subjects, Rate: cfg.Rate, Size: cfg.Size, Payload: cfg.Payload})
 	if err != nil {
 		return Report{}, err
 	}
@@ -105,6 +108,7 @@ type runner struct {
 	dialSem    chan struct{}
 	limiter    *rate.Limiter // nil without Config.Ramp
 	latency    *latencyShards
+	windows    []*latencyWindow // hot: samples by publish time; else nil
 	pub        *Publisher
 	storm      *storm // nil unless the storm scenario
 	wg         sync.WaitGroup
@@ -182,6 +186,31 @@ func (r *runner) sourceAddr(id int) netip.Addr {
 		return netip.Addr{}
 	}
 	return r.cfg.SourceAddrs[id%len(r.cfg.SourceAddrs)]
+}
+
+// latencyWindow collects the samples of messages published in [from, to)
+// (unix ns; the bounds move while sessions record).
+type latencyWindow struct {
+	from, to atomic.Int64
+	shards   *latencyShards
+}
+
+// recordLatency files samples (with their publish times) into the run's
+// histogram, or with windows, into the window of each sample's publish
+// time (samples outside every window are dropped). 0 allocations.
+func (r *runner) recordLatency(id int, sent, lat []int64) {
+	if r.windows == nil {
+		r.latency.record(id, lat)
+		return
+	}
+	for i, ts := range sent {
+		for _, win := range r.windows {
+			if ts >= win.from.Load() && ts < win.to.Load() {
+				win.shards.record(id, lat[i:i+1])
+				break
+			}
+		}
+	}
 }
 
 func (r *runner) recordConnect(d time.Duration) {

@@ -165,6 +165,7 @@ func TestReport_JSONFields(t *testing.T) {
 	b, err := json.Marshal(loadtest.Report{
 		Storm:    &loadtest.StormReport{},
 		Throttle: &loadtest.ThrottleReport{PerIdentity: []loadtest.IdentityReport{{}}},
+		Hot:      &loadtest.HotReport{},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -196,9 +197,16 @@ func TestReport_JSONFields(t *testing.T) {
 	want := []string{
 		"broker_cpu_s_per_million", "broker_kib_per_conn", "broker_rss_bytes",
 		"channels", "connect_failures", "connect_p50_ms", "connect_p99_ms",
-		"connections_failed", "connections_ok", "conns", "delivered", "delivered_per_s",
+		"connections_failed", "connections_ok", "conns", "deflate_conns", "delivered", "delivered_per_s",
 		"disconnects", "duration_s", "elapsed_s", "error_frames", "expected_deliveries",
-		"generator_cpu_s", "latency_max_ms", "latency_p50_ms", "latency_p90_ms",
+		"generator_cpu_s",
+		"hot", "hot.hot_received", "hot.join_failed", "hot.join_failures", "hot.join_s", "hot.joined_ok", "hot.joiners", "hot.joins_per_s",
+		"hot.leave_alloc_bytes", "hot.leave_cpu_s", "hot.leave_s", "hot.left_ok",
+		"hot.steady_before", "hot.steady_before.max_ms", "hot.steady_before.p50_ms", "hot.steady_before.p99_ms", "hot.steady_before.samples",
+		"hot.steady_conns",
+		"hot.steady_during", "hot.steady_during.max_ms", "hot.steady_during.p50_ms", "hot.steady_during.p99_ms", "hot.steady_during.samples",
+		"hot.storm_alloc_bytes", "hot.storm_cpu_s",
+		"latency_max_ms", "latency_p50_ms", "latency_p90_ms",
 		"latency_p999_ms", "latency_p99_ms", "loss_pct", "out_of_order", "published",
 		"rate", "scenario", "size",
 		"storm", "storm.churn_attempts", "storm.churn_per_s", "storm.connect_failures",
@@ -217,14 +225,14 @@ func TestReport_JSONFields(t *testing.T) {
 		"throttle.per_identity[].refused_conn", "throttle.per_identity[].send_per_s",
 		"throttle.per_identity[].within_tolerance",
 		"throttle.send_rate", "throttle.tolerance_pct", "throttle.within_tolerance",
-		"url", "warmup_s",
+		"url", "warmup_s", "wire_bytes_per_frame",
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("JSON fields changed:\ngot  %q\nwant %q", got, want)
 	}
 	// Without the scenario objects, the top level is what it always was.
 	b, _ = json.Marshal(loadtest.Report{})
-	if strings.Contains(string(b), "storm") || strings.Contains(string(b), "throttle") {
+	if strings.Contains(string(b), "storm") || strings.Contains(string(b), "throttle") || strings.Contains(string(b), `"hot"`) {
 		t.Fatalf("empty report: %s", b)
 	}
 }

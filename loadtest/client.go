@@ -19,9 +19,12 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"floodgate/internal/httpx"
+
+	"github.com/klauspost/compress/flate"
 )
 
 // Websocket opcodes (RFC 6455 section 5.2).
@@ -66,6 +69,11 @@ type DialOptions struct {
 	// TLSConfig is used for wss URLs. Defaults to a config with the URL's
 	// host as ServerName.
 	TLSConfig *tls.Config
+
+	// Deflate offers permessage-deflate (RFC 7692) as browsers do; when the
+	// server accepts, compressed messages are inflated before the callback
+	// (the client itself sends uncompressed frames). Defaults to false.
+	Deflate bool
 }
 
 // CloseError is returned by ReadMessage when the server sent a close frame.
@@ -105,10 +113,19 @@ type Conn struct {
 	maxMsg int
 
 	// Owned by the reader.
-	msg    []byte // assembly buffer: fragmented or larger than br
-	msgOp  byte   // opcode of the message being assembled, 0 if none
-	ctl    [125]byte
-	closed bool // a close frame was received
+	msg     []byte // assembly buffer: fragmented or larger than br
+	msgOp   byte   // opcode of the message being assembled, 0 if none
+	msgRSV1 bool   // the message being assembled is compressed
+	ctl     [125]byte
+	closed  bool // a close frame was received
+	deflate bool // permessage-deflate was negotiated (immutable after Dial)
+	inf     inflater
+
+	msgWire int // wire bytes of the message being read or just handed to fn
+
+	// Shared: bytes of data frames read (headers and payloads as on the
+	// wire).
+	wireIn atomic.Int64
 
 	// Guarded by wmu.
 	wmu       sync.Mutex
@@ -191,6 +208,9 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, o DialOptions) (*Co
 	if o.APIKey != "" {
 		fmt.Fprintf(&req, "PF-API-KEY: %s\r\n", o.APIKey)
 	}
+	if o.Deflate {
+		req.WriteString("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n")
+	}
 	req.WriteString("\r\n")
 	if _, err := io.WriteString(nc, req.String()); err != nil {
 		return nil, err
@@ -223,8 +243,22 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, o DialOptions) (*Co
 	case resp.Header.Get("Sec-WebSocket-Accept") != base64.StdEncoding.EncodeToString(sum[:]):
 		return nil, &HandshakeError{Status: resp.StatusCode, Message: "bad Sec-WebSocket-Accept"}
 	}
-	return &Conn{nc: nc, br: br, maxMsg: o.MaxMessageSize}, nil
+	deflate := o.Deflate && strings.HasPrefix(resp.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate")
+	return &Conn{nc: nc, br: br, maxMsg: o.MaxMessageSize, deflate: deflate}, nil
 }
+
+// MessageWireLen is the size on the wire (headers and payload, compressed
+// or not) of the message being handed to the read callback; call it from
+// the callback.
+func (c *Conn) MessageWireLen() int { return c.msgWire }
+
+// Deflated reports whether permessage-deflate was negotiated.
+func (c *Conn) Deflated() bool { return c.deflate }
+
+// WireBytes returns the bytes of data frames read so far, as they were on
+// the wire (compressed when the server compressed them). Safe for
+// concurrent use.
+func (c *Conn) WireBytes() int64 { return c.wireIn.Load() }
 
 // SetReadDeadline sets the deadline of the reads under ReadMessage; a read
 // that hits it fails with a timeout, after which the connection's framing
@@ -373,7 +407,8 @@ func (c *Conn) readFrame(fn func(p []byte)) (done bool, err error) {
 	if masked {
 		key = binary.BigEndian.Uint32(h[hlen-4:])
 	}
-	if b0&0x70 != 0 {
+	rsv1 := b0&0x40 != 0
+	if b0&0x30 != 0 || rsv1 && (!c.deflate || op >= opClose || op == opContinuation) {
 		return false, c.protocolError("reserved bits set")
 	}
 	if op >= opClose {
@@ -400,6 +435,11 @@ func (c *Conn) readFrame(fn func(p []byte)) (done bool, err error) {
 		return false, err
 	}
 	size := int(n)
+	c.wireIn.Add(int64(hlen + size))
+	if op != opContinuation {
+		c.msgWire = 0
+	}
+	c.msgWire += hlen + size
 
 	// Fast path: a whole text message that fits in the reader's buffer.
 	if fin && op == opText && size <= c.br.Size() {
@@ -410,6 +450,13 @@ func (c *Conn) readFrame(fn func(p []byte)) (done bool, err error) {
 		if masked {
 			maskBytes(p, key)
 		}
+		if rsv1 {
+			text, err := c.inf.inflate(p, c.maxMsg)
+			if err != nil {
+				return false, c.protocolError("bad compressed message")
+			}
+			p = text
+		}
 		fn(p)
 		_, _ = c.br.Discard(size)
 		return true, nil
@@ -418,6 +465,7 @@ func (c *Conn) readFrame(fn func(p []byte)) (done bool, err error) {
 	// Slow path: assemble in c.msg.
 	if op != opContinuation {
 		c.msgOp = op
+		c.msgRSV1 = rsv1
 		c.msg = c.msg[:0]
 	}
 	start := len(c.msg)
@@ -434,6 +482,14 @@ func (c *Conn) readFrame(fn func(p []byte)) (done bool, err error) {
 	op, c.msgOp = c.msgOp, 0
 	if op != opText {
 		return false, nil
+	}
+	if c.msgRSV1 {
+		text, err := c.inf.inflate(c.msg, c.maxMsg)
+		if err != nil {
+			return false, c.protocolError("bad compressed message")
+		}
+		fn(text)
+		return true, nil
 	}
 	fn(c.msg)
 	if cap(c.msg) > 1<<20 {
@@ -498,4 +554,79 @@ func (c *Conn) protocolError(what string) error {
 	_ = c.CloseWith(closeProtoError, what)
 	c.closed = true
 	return fmt.Errorf("%w: %s", ErrProtocol, what)
+}
+
+// inflater inflates permessage-deflate messages (no context takeover) into
+// a reused buffer: 0 allocations per message once grown.
+type inflater struct {
+	fr  io.ReadCloser // a flate reader, made on first use, Reset per message
+	src tailReader
+	out []byte
+}
+
+// tailReader reads p, then the 4 bytes RFC 7692 removed from the message.
+// It is an io.ByteReader, so the flate reader reads it directly instead of
+// wrapping it in a new bufio.Reader per message.
+type tailReader struct {
+	p    []byte
+	tail int
+}
+
+const deflateTail = "\x00\x00\xff\xff"
+
+func (t *tailReader) ReadByte() (byte, error) {
+	if len(t.p) > 0 {
+		b := t.p[0]
+		t.p = t.p[1:]
+		return b, nil
+	}
+	if t.tail >= len(deflateTail) {
+		return 0, io.EOF
+	}
+	t.tail++
+	return deflateTail[t.tail-1], nil
+}
+
+func (t *tailReader) Read(b []byte) (int, error) {
+	if len(t.p) > 0 {
+		n := copy(b, t.p)
+		t.p = t.p[n:]
+		return n, nil
+	}
+	if t.tail >= len(deflateTail) {
+		return 0, io.EOF
+	}
+	n := copy(b, deflateTail[t.tail:])
+	t.tail += n
+	return n, nil
+}
+
+// inflate returns the text of compressed message p, valid until the next
+// call; more than limit bytes is an error.
+func (f *inflater) inflate(p []byte, limit int) ([]byte, error) {
+	f.src = tailReader{p: p}
+	if f.fr == nil {
+		f.fr = flate.NewReader(&f.src)
+	} else if err := f.fr.(flate.Resetter).Reset(&f.src, nil); err != nil {
+		return nil, err
+	}
+	out := f.out[:0]
+	for {
+		if len(out) == cap(out) {
+			out = append(out, 0)[:len(out)]
+		}
+		n, err := f.fr.Read(out[len(out):cap(out)])
+		out = out[:len(out)+n]
+		if len(out) > limit {
+			return nil, ErrMessageTooLarge
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	f.out = out
+	return out, nil
 }

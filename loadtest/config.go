@@ -16,6 +16,19 @@ const (
 	ScenarioFanout    = "fanout"    // many channels, a few subscribers each
 	ScenarioStorm     = "storm"     // connect/disconnect churn beside a steady population
 	ScenarioThrottle  = "throttle"  // identities pinging above their credit budget
+	ScenarioHot       = "hot"       // a join storm on one streaming channel beside a steady one
+)
+
+// Protocols accepted by Config.Protocol.
+const (
+	ProtocolFloodgate  = "floodgate"  // Floodgate's (Pacifica's) JSON frames
+	ProtocolCentrifugo = "centrifugo" // Centrifugo's JSON protocol: connect and subscribe commands
+)
+
+// Payload shapes accepted by Config.Payload.
+const (
+	PayloadPad  = "pad"  // {"ts","seq","pad":"xxx..."}: Size bytes
+	PayloadBook = "book" // a book of 20 levels a side with varying numbers, about 1.6 KB
 )
 
 // connsPerSourceAddr is how many connections share one local source address
@@ -37,6 +50,25 @@ type Config struct {
 	// URL is the broker's websocket URL, e.g. "ws://127.0.0.1:8080/ws".
 	// (--url) Required.
 	URL string
+
+	// Protocol is how clients speak to the broker: ProtocolFloodgate, or
+	// ProtocolCentrifugo for a Centrifugo server in NATS raw mode (the
+	// channel is the NATS subject; each connection sends a connect and a
+	// subscribe command in one frame). (--protocol) Defaults to
+	// "floodgate".
+	Protocol string
+
+	// SteadyConns is the hot scenario's steady population: connections on
+	// a second channel whose delivery latency is measured before and
+	// during the join storm. (--steady-conns) Defaults to 100.
+	SteadyConns int
+
+	// DeflateShare is the share of connections (0 to 1) that offer
+	// permessage-deflate. (--deflate-share) Defaults to 0.
+	DeflateShare float64
+
+	// Payload is PayloadPad or PayloadBook. (--payload) Defaults to "pad".
+	Payload string
 
 	// NATSURL is where the publisher connects. (--nats-url) Required,
 	// except for the throttle scenario, which publishes nothing.
@@ -172,6 +204,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Scenario == ScenarioThrottle {
 		return c.throttleDefaults()
 	}
+	if c.Scenario == ScenarioHot {
+		return c.hotDefaults()
+	}
 	if c.Conns <= 0 {
 		c.Conns = 1000
 	}
@@ -200,6 +235,12 @@ func (c Config) withDefaults() (Config, error) {
 	switch {
 	case c.Scenario != ScenarioBroadcast && c.Scenario != ScenarioFanout && c.Scenario != ScenarioStorm:
 		return c, fmt.Errorf("%w: unknown scenario %q", ErrConfig, c.Scenario)
+	case c.Protocol != ProtocolFloodgate && c.Protocol != ProtocolCentrifugo:
+		return c, fmt.Errorf("%w: unknown protocol %q", ErrConfig, c.Protocol)
+	case c.Payload != PayloadPad && c.Payload != PayloadBook:
+		return c, fmt.Errorf("%w: unknown payload %q", ErrConfig, c.Payload)
+	case c.DeflateShare < 0 || c.DeflateShare > 1:
+		return c, fmt.Errorf("%w: deflate share %g outside 0..1", ErrConfig, c.DeflateShare)
 	case c.URL == "":
 		return c, fmt.Errorf("%w: broker URL required", ErrConfig)
 	case c.NATSURL == "":
@@ -235,6 +276,12 @@ func (c Config) baseConns() int { return c.Conns - c.churnConns() }
 
 // commonDefaults fills in the defaults every scenario shares.
 func (c *Config) commonDefaults() {
+	if c.Protocol == "" {
+		c.Protocol = ProtocolFloodgate
+	}
+	if c.Payload == "" {
+		c.Payload = PayloadPad
+	}
 	if c.Prefix == "" {
 		c.Prefix = "md"
 	}
@@ -350,8 +397,26 @@ func (c Config) channelSubject(k int) string {
 	return c.Prefix + "." + c.Source + "." + channelSymbol(k)
 }
 
-// subscribeFrame is the client frame that subscribes to channel k.
+// subscribeFrame is the client frame that subscribes to channel k (for
+// Centrifugo: the connect command, then the subscribe command to the
+// channel named like the subject, one per line).
 func (c Config) subscribeFrame(k int) []byte {
+	if c.Protocol == ProtocolCentrifugo {
+		return []byte(`{"id":1,"connect":{}}` + "\n" + `{"id":2,"subscribe":{"channel":"` + c.channelSubject(k) + `"}}`)
+	}
 	return []byte(`{"method":"subscribe","params":{"source":` + strconv.Quote(c.Source) +
 		`,"symbol":"` + channelSymbol(k) + `"}}`)
 }
+
+// unsubscribeFrame is the client frame that leaves channel k.
+func (c Config) unsubscribeFrame(k int) []byte {
+	if c.Protocol == ProtocolCentrifugo {
+		return []byte(`{"id":3,"unsubscribe":{"channel":"` + c.channelSubject(k) + `"}}`)
+	}
+	return []byte(`{"method":"unsubscribe","params":{"source":` + strconv.Quote(c.Source) +
+		`,"symbol":"` + channelSymbol(k) + `"}}`)
+}
+
+// deflate reports whether connection i offers permessage-deflate: the
+// first DeflateShare of every 100.
+func (c Config) deflate(i int) bool { return float64(i%100) < c.DeflateShare*100 }

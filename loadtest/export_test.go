@@ -2,9 +2,12 @@ package loadtest
 
 import (
 	"bufio"
+	"bytes"
 	"net"
 	"strings"
 	"time"
+
+	"github.com/klauspost/compress/flate"
 )
 
 // NewConnForTest wraps an established byte stream (no handshake) in a Conn.
@@ -62,4 +65,27 @@ func ThrottleParser() func(p []byte) {
 	pg := &pinger{}
 	pg.onFrame = pg.parse
 	return pg.onFrame
+}
+
+// ClassifyCentrifugoForTest names the kind of a Centrifugo frame.
+func ClassifyCentrifugoForTest(p []byte) string {
+	return [...]string{"market", "subscribe", "unsubscribe", "pong", "error", "notice", "unknown", "ping"}[classifyCentrifugo(p)]
+}
+
+// InflaterForTest compresses text as a permessage-deflate server does and
+// returns a function inflating it with a client's inflater.
+func InflaterForTest(text []byte) func() []byte {
+	var buf bytes.Buffer
+	fw, _ := flate.NewWriter(&buf, 1)
+	fw.Write(text)
+	fw.Flush()
+	p := bytes.TrimSuffix(buf.Bytes(), []byte(deflateTail))
+	var inf inflater
+	return func() []byte {
+		out, err := inf.inflate(p, 1<<20)
+		if err != nil {
+			panic(err)
+		}
+		return out
+	}
 }

@@ -303,3 +303,16 @@ func FuzzExtractInt(f *testing.F) {
 		_ = loadtest.ExtractString(p, `"code":`)
 	})
 }
+
+// TestInflateAllocatesNothing: a deflate client inflates a compressed
+// frame without allocating once its buffer has grown.
+func TestInflateAllocatesNothing(t *testing.T) {
+	book := loadtest.AppendBookPayload(nil, 1, 1)
+	inflate := loadtest.InflaterForTest(book)
+	if got := inflate(); string(got) != string(book) {
+		t.Fatalf("inflated %q", got)
+	}
+	if n := testing.AllocsPerRun(200, func() { inflate() }); n != 0 {
+		t.Fatalf("inflate: %v allocs per message", n)
+	}
+}

@@ -16,6 +16,7 @@ import (
 type brokerSample struct {
 	rssBytes   float64 // process_resident_memory_bytes
 	cpuSeconds float64 // process_cpu_seconds_total
+	allocBytes float64 // go_memstats_alloc_bytes_total (0 when absent)
 }
 
 // sampleBroker reads the process metrics from a Prometheus text endpoint.
@@ -54,6 +55,9 @@ func parseProcessMetrics(sc *bufio.Scanner) (brokerSample, error) {
 			dst = &s.rssBytes
 		case "process_cpu_seconds_total":
 			dst = &s.cpuSeconds
+		case "go_memstats_alloc_bytes_total":
+			dst = &s.allocBytes
+			seen-- // optional
 		default:
 			continue
 		}

@@ -40,6 +40,9 @@ type Report struct {
 	LatencyP999Ms      float64 `json:"latency_p999_ms"`
 	LatencyMaxMs       float64 `json:"latency_max_ms"`
 
+	WireBytesPerFrame float64 `json:"wire_bytes_per_frame"` // measured market frames: bytes on the wire (compressed or not) per frame
+	DeflateConns      int     `json:"deflate_conns"`        // connections that negotiated permessage-deflate
+
 	OutOfOrder  uint64         `json:"out_of_order"` // measured frames whose seq did not increase
 	ErrorFrames uint64         `json:"error_frames"` // {"channel":"error"} after the subscribe ack
 	Disconnects map[string]int `json:"disconnects"`  // connections the broker ended during the run, by FailReason
@@ -51,6 +54,7 @@ type Report struct {
 	ElapsedS             float64 `json:"elapsed_s"`
 
 	Storm    *StormReport    `json:"storm,omitempty"`    // the storm scenario's churn
+	Hot      *HotReport      `json:"hot,omitempty"`      // the hot scenario's join storm
 	Throttle *ThrottleReport `json:"throttle,omitempty"` // the throttle scenario's identities
 }
 
@@ -82,12 +86,19 @@ func (r *runner) report(expected uint64, measured time.Duration, m metricsSample
 		case stateSubscribed:
 			rep.ConnectionsOK++
 			rep.Delivered += s.delivered.Load()
+			rep.WireBytesPerFrame += float64(s.wireBytes.Load())
+			if c := s.conn.Load(); c != nil && c.Deflated() {
+				rep.DeflateConns++
+			}
 			rep.OutOfOrder += s.outOfOrder.Load()
 			rep.ErrorFrames += s.errFrames.Load()
 		default:
 			rep.ConnectionsFailed++
 			rep.ConnectFailures[s.failReason]++
 		}
+	}
+	if rep.Delivered > 0 {
+		rep.WireBytesPerFrame /= float64(rep.Delivered)
 	}
 	if expected > 0 && rep.Delivered < expected {
 		rep.LossPct = 100 * float64(expected-rep.Delivered) / float64(expected)
@@ -156,6 +167,9 @@ func (rep Report) WriteTable(w io.Writer) error {
 	if rep.Throttle != nil {
 		return rep.writeThrottleTable(w)
 	}
+	if rep.Hot != nil {
+		return rep.writeHotTable(w)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, a...)...) }
 	row("scenario", "%s: %d conns on %d channels, %g msgs/s of %d B for %gs (warm-up %gs)",
@@ -177,6 +191,7 @@ func (rep Report) WriteTable(w io.Writer) error {
 	row("loss", "%.3f %%", rep.LossPct)
 	row("latency", "p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms",
 		rep.LatencyP50Ms, rep.LatencyP90Ms, rep.LatencyP99Ms, rep.LatencyP999Ms, rep.LatencyMaxMs)
+	row("wire bytes", "%.0f per delivered frame (%d connections with deflate)", rep.WireBytesPerFrame, rep.DeflateConns)
 	row("out of order", "%d", rep.OutOfOrder)
 	row("error frames", "%d", rep.ErrorFrames)
 	row("disconnects", "%d%s", sum(rep.Disconnects), reasons(rep.Disconnects))
@@ -214,4 +229,23 @@ func reasons(m map[string]int) string {
 		parts[i] = fmt.Sprintf("%s %d", k, m[k])
 	}
 	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// writeHotTable writes the hot scenario's report.
+func (rep Report) writeHotTable(w io.Writer) error {
+	h := rep.Hot
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, a...)...) }
+	row("scenario", "hot: %d joiners on one channel beside %d steady connections, %g msgs/s over the two", h.Joiners, h.SteadyConns, rep.Rate)
+	row("broker", "%s", rep.URL)
+	row("join", "%d ok, %d failed%s in %.3f s (%.0f joins/s)", h.JoinedOK, h.JoinFailed, reasons(h.JoinFailures), h.JoinS, h.JoinsPS)
+	row("leave", "%d ok in %.3f s", h.LeftOK, h.LeaveS)
+	row("broker during join", "CPU %.3f s, allocated %.1f MiB", h.StormCPUS, h.StormAllocBytes/(1<<20))
+	row("broker during leave", "CPU %.3f s, allocated %.1f MiB", h.LeaveCPUS, h.LeaveAllocBytes/(1<<20))
+	row("hot frames received", "%d", h.HotReceived)
+	row("steady before storm", "p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d samples)", h.SteadyBefore.P50Ms, h.SteadyBefore.P99Ms, h.SteadyBefore.MaxMs, h.SteadyBefore.Samples)
+	row("steady during storm", "p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d samples)", h.SteadyDuring.P50Ms, h.SteadyDuring.P99Ms, h.SteadyDuring.MaxMs, h.SteadyDuring.Samples)
+	row("steady connections", "ok %d, failed %d%s; disconnects %d%s", rep.ConnectionsOK, rep.ConnectionsFailed, reasons(rep.ConnectFailures), sum(rep.Disconnects), reasons(rep.Disconnects))
+	row("generator CPU", "%.2f s over %.1f s", rep.GeneratorCPUS, rep.ElapsedS)
+	return tw.Flush()
 }

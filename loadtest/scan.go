@@ -14,7 +14,35 @@ const (
 	kindError                        // request refused
 	kindNotice                       // e.g. RECONNECT
 	kindUnknown                      // no "channel" at all
+	kindPing                         // a Centrifugo server ping ({}): answer {}
 )
+
+// classifyFor is classify for the run's protocol.
+func classifyFor(proto string, p []byte) frameKind {
+	if proto == ProtocolCentrifugo {
+		return classifyCentrifugo(p)
+	}
+	return classify(p)
+}
+
+// classifyCentrifugo classifies a Centrifugo JSON protocol frame: pushes
+// are market messages; replies are recognised by their result key (a
+// frame may hold several replies, one per line). 0 allocations.
+func classifyCentrifugo(p []byte) frameKind {
+	switch {
+	case len(p) == 2 && p[0] == '{' && p[1] == '}':
+		return kindPing
+	case bytes.HasPrefix(p, []byte(`{"push":`)):
+		return kindMarket
+	case index(p, `"error":`) >= 0:
+		return kindError
+	case index(p, `"unsubscribe":`) >= 0:
+		return kindUnsubscribe
+	case index(p, `"subscribe":`) >= 0:
+		return kindSubscribe
+	}
+	return kindUnknown
+}
 
 // classify reads the "channel" of a server frame without decoding it. The
 // broker writes "channel" first ({"channel":"trades","data":...}), so this

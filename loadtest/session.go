@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"bytes"
 	"context"
 	"math"
 	"sync/atomic"
@@ -28,6 +29,7 @@ type session struct {
 
 	// Owned by the session goroutine.
 	lat      [latencyBatch]int64
+	sent     [latencyBatch]int64 // the samples' publish times
 	nlat     int
 	latSince int64 // unix ns of the batch's first sample
 	lastSeq  int64
@@ -35,10 +37,15 @@ type session struct {
 	// Written before setup is closed, read after.
 	failReason string
 
+	// Set by the session goroutine before its read loop: the connection
+	// the callbacks answer pings on.
+	c *Conn
+
 	// Shared.
 	state      atomic.Int32
 	conn       atomic.Pointer[Conn]
 	delivered  atomic.Uint64 // measured market frames
+	wireBytes  atomic.Uint64 // their size on the wire
 	outOfOrder atomic.Uint64 // measured market frames whose seq did not increase
 	errFrames  atomic.Uint64 // error frames after the subscribe ack
 }
@@ -82,6 +89,7 @@ func (s *session) start(ctx context.Context) {
 		APIKey:         s.apiKey,
 		LocalAddr:      r.sourceAddr(s.id),
 		ReadBufferSize: r.cfg.ReadBufferSize,
+		Deflate:        r.cfg.deflate(s.id),
 	})
 	cancel()
 	r.releaseDial()
@@ -102,7 +110,8 @@ func (s *session) start(ctx context.Context) {
 		_ = c.Close()
 		return
 	}
-	err = c.ReadLoop(s.onFrame)
+	s.c = c
+	err = c.ReadLoop(s.onFrames)
 	timeout.Stop()
 	s.flushLatency()
 	_ = c.Close()
@@ -114,10 +123,34 @@ func (s *session) start(ctx context.Context) {
 	}
 }
 
+// onFrames handles one text frame: one message, or for Centrifugo one per
+// line. 0 allocations.
+func (s *session) onFrames(p []byte) {
+	if s.run.cfg.Protocol != ProtocolCentrifugo {
+		s.onFrame(p)
+		return
+	}
+	for len(p) > 0 {
+		line := p
+		if i := bytes.IndexByte(p, '\n'); i >= 0 {
+			line, p = p[:i], p[i+1:]
+		} else {
+			p = nil
+		}
+		if len(line) > 0 {
+			s.onFrame(line)
+		}
+	}
+}
+
 // onFrame handles one text frame; p is valid only during the call.
 // 0 allocations for market frames.
 func (s *session) onFrame(p []byte) {
-	switch classify(p) {
+	switch classifyFor(s.run.cfg.Protocol, p) {
+	case kindPing:
+		if s.c != nil {
+			_ = s.c.WriteText(pong)
+		}
 	case kindMarket:
 		ts, ok := ExtractInt(p, `"ts":`)
 		if !ok {
@@ -130,6 +163,9 @@ func (s *session) onFrame(p []byte) {
 			return
 		}
 		s.delivered.Add(1)
+		if s.c != nil {
+			s.wireBytes.Add(uint64(s.c.MessageWireLen()))
+		}
 		if seq <= last {
 			s.outOfOrder.Add(1)
 		}
@@ -138,6 +174,7 @@ func (s *session) onFrame(p []byte) {
 			s.latSince = now
 		}
 		s.lat[s.nlat] = now - ts
+		s.sent[s.nlat] = ts
 		s.nlat++
 		if s.nlat == len(s.lat) || now-s.latSince > latencyFlushAge {
 			s.flushLatency()
@@ -156,10 +193,13 @@ func (s *session) onFrame(p []byte) {
 // flushLatency hands the batched samples to the runner's shard.
 func (s *session) flushLatency() {
 	if s.nlat > 0 {
-		s.run.latency.record(s.id, s.lat[:s.nlat])
+		s.run.recordLatency(s.id, s.sent[:s.nlat], s.lat[:s.nlat])
 		s.nlat = 0
 	}
 }
+
+// pong answers a Centrifugo server ping.
+var pong = []byte(`{}`)
 
 // notMeasuring is the measureFrom value before the publisher starts: no
 // frame is counted.

@@ -31,8 +31,10 @@ func (b *budget) Charge(op broker.Op, now time.Time) broker.Decision {
 	switch op {
 	case broker.OpSubscribe:
 		d = b.conn.Charge(costs.Subscribe, now)
-	case broker.OpUnsubscribe:
+	case broker.OpUnsubscribe: // a real unsubscribe: never refused
 		d = b.conn.Count(costs.Unsubscribe, now)
+	case broker.OpUnsubscribeNotJoined: // junk: refusable like any frame
+		d = b.conn.Charge(costs.Unsubscribe, now)
 	default:
 		d = b.conn.Charge(costs.Ping, now)
 	}

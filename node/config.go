@@ -75,6 +75,11 @@ type Config struct {
 	AllowQueryKey bool
 	// DemoFeed publishes the synthetic market. Defaults to false.
 	DemoFeed bool
+	// DisableCompression turns permessage-deflate off (serve
+	// --compression=false). Defaults to false: offered to every client,
+	// without context takeover, each market frame compressed once per
+	// node.
+	DisableCompression bool
 	// ShutdownGrace is how long clients get between the RECONNECT notice
 	// and the close when Run's context ends. Defaults to 10s; negative
 	// means none.

@@ -181,7 +181,7 @@ func (n *Node) openNATS() (err error) {
 
 // buildBroker builds the hub and the broker behind the node's admitter.
 func (n *Node) buildBroker() (err error) {
-	n.hub, err = fanout.NewHub(fanout.Options{Conn: n.nc, Registerer: n.reg})
+	n.hub, err = fanout.NewHub(fanout.Options{Conn: n.nc, Registerer: n.reg, MaxChannels: n.cfg.File.Limits.Node.MaxChannels})
 	if err != nil {
 		return err
 	}
@@ -197,6 +197,7 @@ func (n *Node) buildBroker() (err error) {
 	bo.Registerer = n.reg
 	bo.NodeID = n.cfg.NodeID
 	bo.AllowedOrigins = n.cfg.AllowedOrigins
+	bo.NoCompression = n.cfg.DisableCompression
 	if n.broker, err = broker.New(bo); err != nil {
 		return err
 	}
@@ -370,7 +371,13 @@ func (n *Node) Reload(f File) error {
 	if _, err := fanout.NewSources(f.Sources); err != nil {
 		return err
 	}
-	return n.limiter.Reload(f.Limits, time.Now())
+	if err := n.limiter.Reload(f.Limits, time.Now()); err != nil {
+		return err
+	}
+	if n.hub != nil {
+		n.hub.SetMaxChannels(f.Limits.Node.MaxChannels)
+	}
+	return nil
 }
 
 // WSAddr is the websocket listener's address ("" in sidecar mode).

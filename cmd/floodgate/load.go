@@ -52,7 +52,11 @@ report deliveries, loss, latency percentiles and the broker's memory and CPU.
 command works on a fresh machine.
 
 Scenarios: broadcast (all connections on a few channels), fanout (many
-channels), storm (--ramp connections per second opened, subscribed, held for
+channels), hot (--conns connections join one channel streaming --rate/2
+msgs/s as fast as they can, hold it --hold, then leave, while
+--steady-conns connections on a second channel measure delivery latency
+before and during the storm; reports join and leave time, broker CPU and
+allocations), storm (--ramp connections per second opened, subscribed, held for
 --hold and closed, while the rest of --conns keep receiving; the loss and
 latency rows are the steady population's), throttle (--identities identities
 ping above their credit budget; reports admitted vs configured rate per
@@ -76,7 +80,11 @@ exceeded, or (throttle) an identity outside --tolerance.`,
 	}
 	fs := cmd.Flags()
 	c := &f.cfg
-	fs.StringVar(&c.Scenario, "scenario", "broadcast", "broadcast (all clients on few channels), fanout (many channels), storm (connect/disconnect churn) or throttle (identities above their budget)")
+	fs.StringVar(&c.Scenario, "scenario", "broadcast", "broadcast (all clients on few channels), fanout (many channels), storm (connect/disconnect churn), throttle (identities above their budget) or hot (a join storm on one streaming channel)")
+	fs.StringVar(&c.Protocol, "protocol", "floodgate", "client protocol: floodgate, or centrifugo (Centrifugo's JSON protocol against a Centrifugo server in NATS raw mode)")
+	fs.IntVar(&c.SteadyConns, "steady-conns", 100, "hot: connections on the steady channel whose latency is measured before and during the join storm")
+	fs.Float64Var(&c.DeflateShare, "deflate-share", 0, "share of connections (0 to 1) that offer permessage-deflate")
+	fs.StringVar(&c.Payload, "payload", "pad", "payload shape: pad (--size bytes) or book (20 levels a side, about 1.6 KB, compressible like market data)")
 	fs.StringVar(&c.URL, "url", "", "broker websocket URL; empty requires --self")
 	fs.BoolVar(&f.self, "self", false, "start an in-process broker with embedded NATS on free ports")
 	fs.StringVar(&f.selfConfig, "self-config", "", "config file for the --self broker (default: limits raised for load)")

@@ -37,6 +37,7 @@ type nodeFlags struct {
 	checkConfig           bool
 	clusterNodes          int
 	tlsCert, tlsKey       string
+	compression           bool
 }
 
 // addCommonFlags adds the flags serve and sidecar share.
@@ -94,6 +95,7 @@ win over the environment.`,
 	fs.IntVar(&f.clusterNodes, "cluster-nodes", 1, "expected number of nodes sharing --redis-url: if Redis is lost, each node enforces 1/N of every budget, and leases are sized for N nodes")
 	fs.StringSliceVar(&f.trustedProxies, "trusted-proxies", nil, "CIDRs of proxies whose X-Forwarded-For is trusted")
 	fs.BoolVar(&f.allowQueryKey, "allow-query-key", false, "accept the API key as ?api_key= (query strings end up in proxy logs)")
+	fs.BoolVar(&f.compression, "compression", true, "offer permessage-deflate (without context takeover; each market frame of 256 bytes or more compressed once per node)")
 	fs.BoolVar(&f.demoFeed, "demo-feed", false, "publish a synthetic market (prices, trades, bbo, book, candles for BTC, ETH, SOL)")
 	fs.StringSliceVar(&f.allowedOrigins, "allowed-origins", nil, "host patterns of browser origins allowed to connect cross-origin")
 	fs.BoolVar(&f.checkConfig, "check-config", false, "validate the flags and --config file, print \"config ok\" and exit")
@@ -159,7 +161,7 @@ func (f *nodeFlags) toConfig(sidecar bool) (node.Config, zerolog.Logger, error) 
 		NATSURL: f.natsURL, EmbeddedNATSListen: f.embeddedNATS,
 		RedisURL: f.redisURL, RedisMode: f.redisMode, RedisNamespace: f.redisNamespace, DataDir: f.dataDir, ClusterNodes: f.clusterNodes,
 		AdminToken: f.adminToken, NodeID: f.nodeID, TrustedProxies: trusted, AllowedOrigins: f.allowedOrigins,
-		AllowQueryKey: f.allowQueryKey, DemoFeed: f.demoFeed, ShutdownGrace: f.shutdownGrace,
+		AllowQueryKey: f.allowQueryKey, DemoFeed: f.demoFeed, ShutdownGrace: f.shutdownGrace, DisableCompression: !f.compression,
 		File: &file, Logger: &log,
 	}
 	if f.shutdownGrace == 0 {

@@ -32,6 +32,7 @@ const (
 	AlreadySubscribed = "ALREADY_SUBSCRIBED"
 	NotSubscribed     = "NOT_SUBSCRIBED"
 	SubscriptionLimit = "SUBSCRIPTION_LIMIT"
+	ChannelLimit      = "CHANNEL_LIMIT"
 	RateLimited       = "RATE_LIMITED"
 	QuotaExceeded     = "QUOTA_EXCEEDED"
 	Forbidden         = "FORBIDDEN"
@@ -57,7 +58,7 @@ const (
 // test.
 var Codes = []string{
 	BadRequest, NotFound, UnknownSource, InvalidParams, AlreadySubscribed, NotSubscribed,
-	SubscriptionLimit, RateLimited, QuotaExceeded, Forbidden, Internal, Unavailable,
+	SubscriptionLimit, ChannelLimit, RateLimited, QuotaExceeded, Forbidden, Internal, Unavailable,
 	InvalidAPIKey, InactiveAPIKey, ExpiredAPIKey, IPBlocked, TooManyConnections,
 	ConnectRate, OriginNotAllowed, Draining,
 	NoticeReconnect,

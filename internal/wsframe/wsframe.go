@@ -19,6 +19,10 @@ const (
 	OpPong  byte = 0xA
 )
 
+// RSV1 is the first reserved bit of a frame's first byte: set on messages
+// compressed with permessage-deflate (RFC 7692).
+const RSV1 byte = 0x40
+
 // MaxHeaderLen is the largest header AppendHeader writes.
 const MaxHeaderLen = 10
 
