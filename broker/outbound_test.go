@@ -212,10 +212,15 @@ func TestConflateMs(t *testing.T) {
 	for len(frames) == 0 || frames[len(frames)-1] != fmt.Sprintf(`{"channel":"book","data":{"n":%d}}`, n) {
 		frames = append(frames, c.read())
 	}
-	perSecond := float64(len(frames)) / time.Since(start).Seconds()
-	if perSecond < 3 || perSecond > 5 {
-		t.Fatalf("%d frames in %v: %.1f per second at conflate_ms 250", len(frames), time.Since(start), perSecond)
+	// At most one frame per 250 ms (the property; a loaded machine may
+	// send fewer, never more), at least two over a second of updates, the
+	// last one the latest value. The 4 +/- 1 frames a second of a quiet
+	// machine are a benchmark figure (docs/benchmarks.md).
+	elapsed := time.Since(start)
+	if most := int(elapsed/(250*time.Millisecond)) + 1; len(frames) > most || len(frames) < 2 {
+		t.Fatalf("%d frames in %v at conflate_ms 250: want 2..%d", len(frames), elapsed, most)
 	}
+	t.Logf("%d frames in %v: %.1f per second", len(frames), elapsed, float64(len(frames))/elapsed.Seconds())
 	c.roundTrip(`{"method":"unsubscribe","params":{"source":"book","symbol":"BTC","agg_level":1}}`,
 		`{"channel":"unsubscribe","data":{"source":"book","symbol":"BTC","agg_level":1}}`)
 }
