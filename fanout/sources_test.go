@@ -1,6 +1,7 @@
 package fanout_test
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -98,11 +99,23 @@ func FuzzParamAllowed(f *testing.F) {
 	f.Add([]byte("BTC"))
 	f.Add([]byte("1"))
 	f.Add([]byte("a.b"))
+	f.Add([]byte("10000"))
+	f.Add([]byte("BTC*"))
+	// An oracle independent of ValidValue: the protocol's regexp, digits
+	// for int params, and the value list.
+	token := regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	digits := regexp.MustCompile(`^[0-9]+$`)
+	aggLevels := map[string]bool{"1": true, "10": true, "100": true, "1000": true, "10000": true}
 	f.Fuzz(func(t *testing.T, v []byte) {
-		for i := range book.Params {
-			if book.Params[i].Allowed(v) && !fanout.ValidValue(v) {
-				t.Fatalf("%q allowed but not a valid token", v)
-			}
+		symbol, agg := book.Params[0], book.Params[1]
+		if got, want := symbol.Allowed(v), token.Match(v); got != want {
+			t.Fatalf("symbol %q: allowed %v, want %v", v, got, want)
+		}
+		if got, want := agg.Allowed(v), token.Match(v) && digits.Match(v) && aggLevels[string(v)]; got != want {
+			t.Fatalf("agg_level %q: allowed %v, want %v", v, got, want)
+		}
+		if got, want := fanout.ValidValue(v), token.Match(v); got != want {
+			t.Fatalf("ValidValue(%q) = %v, want %v", v, got, want)
 		}
 	})
 }

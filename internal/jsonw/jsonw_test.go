@@ -1,6 +1,7 @@
 package jsonw_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 
@@ -27,11 +28,21 @@ func TestAppendStringRoundTrips(t *testing.T) {
 func FuzzAppendString(f *testing.F) {
 	f.Add("hello")
 	f.Add("\x00\"\\\u2028")
+	f.Add("bad\xffutf8\xc3")
 	f.Fuzz(func(t *testing.T, s string) {
 		out := jsonw.AppendString(nil, s)
 		var back string
 		if err := json.Unmarshal(out, &back); err != nil {
 			t.Fatalf("%q -> %s: %v", s, out, err)
+		}
+		// Round trip: the same text, each invalid UTF-8 byte as U+FFFD.
+		if want := string([]rune(s)); back != want {
+			t.Fatalf("%q -> %s -> %q, want %q", s, out, back, want)
+		}
+		// Safe inside JavaScript and a single line: no raw control
+		// characters, U+2028 or U+2029.
+		if bytes.ContainsAny(out, "\u2028\u2029") || bytes.IndexFunc(out, func(r rune) bool { return r < 0x20 }) >= 0 {
+			t.Fatalf("%q -> %q holds a raw control or separator character", s, out)
 		}
 	})
 }
