@@ -200,3 +200,33 @@ func TestReloadChangesTiersOnLiveConnections(t *testing.T) {
 		t.Fatalf("invalid reload changed the limit: %+v", d)
 	}
 }
+
+// TestOverride_CreditsPerMinuteWithOtherWindow: a key's credits_per_minute
+// is a rate; with a 2-minute credit window it is 2x the per-minute number
+// per window, refilling at that rate.
+func TestOverride_CreditsPerMinuteWithOtherWindow(t *testing.T) {
+	cfg := fastConns()
+	cfg.Tiers.Key.CreditWindow = 2 * time.Minute
+	l := newLimiter(t, cfg)
+	req := keyReq("Window02")
+	req.Limits = limiter.Limits{CreditsPerMinute: 120}
+	c := mustAdmit(t, l, req, t0)
+	for i := range 240 {
+		if d := c.Charge(1, t0); !d.Allowed || d.Limit != 240 {
+			t.Fatalf("charge %d: %+v", i, d)
+		}
+	}
+	d := c.Charge(1, t0)
+	if d.Allowed || d.RetryAfter != 500*time.Millisecond {
+		t.Fatalf("241st: %+v, want refused until one credit refills (120/min: 500 ms)", d)
+	}
+	// 30 s later: 60 credits back.
+	at := t0.Add(30 * time.Second)
+	n := 0
+	for c.Charge(1, at).Allowed {
+		n++
+	}
+	if n != 60 {
+		t.Fatalf("after 30 s: %d credits, want 60", n)
+	}
+}

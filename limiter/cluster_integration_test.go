@@ -16,11 +16,11 @@ import (
 	"floodgate/limiter"
 )
 
-// TestIntegrationCluster_CreditsAccuracy runs the three-node accuracy test
-// against a real Redis (testdeps.RedisURL: a private redis-server in CI;
-// outside CI REDIS_URL when set), under a random key prefix that it
-// deletes afterwards.
-func TestIntegrationCluster_CreditsAccuracy(t *testing.T) {
+// realRedis returns a client of a real Redis (testdeps.RedisURL: a private
+// redis-server in CI; outside CI REDIS_URL when set) and a random key
+// prefix whose keys it deletes afterwards.
+func realRedis(t *testing.T) (*redis.Client, string) {
+	t.Helper()
 	url := testdeps.RedisURL(t)
 	opt, err := redis.ParseURL(url)
 	if err != nil {
@@ -41,7 +41,24 @@ func TestIntegrationCluster_CreditsAccuracy(t *testing.T) {
 			rc.Del(ctx, iter.Val())
 		}
 	})
+	return rc, prefix
+}
+
+// The cluster-budget tests on a real Redis, as on miniredis in make test.
+
+func TestIntegrationCluster_CreditsAccuracy(t *testing.T) {
+	rc, prefix := realRedis(t)
 	runAccuracy(t, rc, prefix)
+}
+
+func TestIntegrationCluster_ConnectionsAndConnectRate(t *testing.T) {
+	rc, prefix := realRedis(t)
+	runConnections(t, rc, prefix)
+}
+
+func TestIntegrationCluster_QuotaAcrossNodes(t *testing.T) {
+	rc, prefix := realRedis(t)
+	runQuota(t, rc, prefix)
 }
 
 // redisCluster starts a private three-shard Redis Cluster (testdeps) and

@@ -389,3 +389,29 @@ func TestKeyPrefixWithBracesRefused(t *testing.T) {
 		t.Fatalf("New with a braced prefix: %v", err)
 	}
 }
+
+// TestCluster_CostAboveLeaseIsRefused: a frame costing more than the
+// node's lease is refused and spends nothing (the lease is not driven into
+// debt); one costing exactly the lease is admitted and empties it.
+func TestCluster_CostAboveLeaseIsRefused(t *testing.T) {
+	_, rc := newMiniredis(t)
+	l := clusterNodes(t, rc, "cost:", 1, fastConns())[0]
+	req := keyReq("Cost0000")
+	c := mustAdmit(t, l, req, t0)
+	leased := l.Leased(req.Identity)
+	if leased < 2 {
+		t.Fatalf("first lease %d, want at least 2", leased)
+	}
+	if d := c.Charge(leased+1, t0); d.Allowed || d.Budget != limiter.BudgetCredits {
+		t.Fatalf("cost %d over a lease of %d: %+v", leased+1, leased, d)
+	}
+	if got := l.Leased(req.Identity); got != leased {
+		t.Fatalf("a refused frame spent the lease: %d -> %d", leased, got)
+	}
+	if d := c.Charge(leased, t0); !d.Allowed {
+		t.Fatalf("cost %d with a lease of %d refused: %+v", leased, leased, d)
+	}
+	if got := l.Leased(req.Identity); got != 0 {
+		t.Fatalf("lease after spending it whole: %d", got)
+	}
+}
