@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
 
 	"floodgate/limiter"
@@ -200,22 +201,24 @@ func BenchmarkCluster_ChargeLease(b *testing.B) {
 }
 
 // Cluster mode without leases: one Redis round trip (the lease script for
-// one credit) per frame, against miniredis over loopback TCP.
+// one credit) per frame, against miniredis over loopback TCP. miniredis runs
+// the Lua in Go in the same process (its allocations are counted here);
+// BenchmarkIntegrationCluster_RoundTripPerFrame measures a real
+// redis-server.
 func BenchmarkCluster_RoundTripPerFrame(b *testing.B) {
 	_, rc := newMiniredis(b)
-	cfg := fastConns()
-	cfg.Tiers.Key.Credits = 1 << 30
-	l, err := limiter.New(limiter.Options{Config: cfg, Redis: rc, KeyPrefix: "bench:"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
+	benchRoundTrip(b, rc, "bench:")
+}
+
+// benchRoundTrip takes one credit from Redis per iteration and reports the
+// p99 latency.
+func benchRoundTrip(b *testing.B, rc redis.UniversalClient, prefix string) {
 	ctx := context.Background()
 	lat := make([]time.Duration, 0, 1<<20)
 	b.ReportAllocs()
 	for b.Loop() {
 		s := time.Now()
-		if err := limiter.TakeOnce(ctx, rc, "bench:{key:Rtt}", t0); err != nil {
+		if err := limiter.TakeOnce(ctx, rc, prefix+"{key:Rtt}", t0); err != nil {
 			b.Fatal(err)
 		}
 		if len(lat) < cap(lat) {

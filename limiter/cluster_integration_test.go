@@ -176,3 +176,28 @@ func TestIntegrationRedisCluster_HungShard(t *testing.T) {
 		t.Fatalf("not resumed once the shard answers: %v", err)
 	}
 }
+
+// BenchmarkIntegrationCluster_RoundTripPerFrame is the baseline that leases
+// avoid: one round trip to a real redis-server (loopback) per frame.
+//
+//	go test -tags integration -run '^$' -bench IntegrationCluster_RoundTrip -benchmem ./limiter
+func BenchmarkIntegrationCluster_RoundTripPerFrame(b *testing.B) {
+	url := testdeps.RedisURL(b)
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rc := redis.NewClient(opt)
+	b.Cleanup(func() { _ = rc.Close() })
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	prefix := "floodgate-bench:" + hex.EncodeToString(r[:]) + ":"
+	b.Cleanup(func() {
+		ctx := context.Background()
+		iter := rc.Scan(ctx, 0, prefix+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			rc.Del(ctx, iter.Val())
+		}
+	})
+	benchRoundTrip(b, rc, prefix)
+}
