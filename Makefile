@@ -74,6 +74,12 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# One-line breaking changes applied to a temporary copy, one at a time: each
+# must make a named test of make test fail (scripts/mutants.go lists them;
+# CONTRIBUTING.md records the last run). A few minutes; not part of CI.
+mutants:
+	$(GO) run scripts/mutants.go
+
 load: build
 	./$(BIN) load --self --duration 20s
 
