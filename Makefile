@@ -14,7 +14,7 @@ STATICCHECK ?= staticcheck
 # Build tags whose files lint checks too (their own suites run them).
 LINT_TAGS := integration,cluster,chaos,browser
 
-.PHONY: build run test test-integration test-cluster test-chaos test-browser console-vendor console-screenshots lint bench load fuzz clean
+.PHONY: build run test test-integration test-cluster test-chaos test-browser console-vendor console-screenshots lint bench mutants load fuzz clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/floodgate
