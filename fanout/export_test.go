@@ -17,4 +17,21 @@ func DelivererForTest(h *Hub, src *Source, subs []Subscriber, compressed bool) f
 	}
 }
 
+// SequencedDelivererForTest is DelivererForTest for a channel with
+// history: each message carries the next seq and the previous one as prev.
+func SequencedDelivererForTest(h *Hub, src *Source, subs []Subscriber, compressed bool) func(payload []byte) {
+	ch := &channel{hub: h, shard: &shard{}, subject: "bench", envelope: src.envelope}
+	ch.sequenced.Store(true)
+	for _, s := range subs {
+		ch.addLocked(&Subscription{ch: ch, s: s, compressed: compressed})
+	}
+	comp := newCompressor(h.opts.Compression)
+	var seq uint64 = 1 << 40
+	return func(payload []byte) {
+		m := message{payload: payload, seq: seq + 1, prev: seq}
+		seq++
+		ch.deliver(&m, comp)
+	}
+}
+
 func ConnForTest(h *Hub) *nats.Conn { return h.nc }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -133,7 +134,10 @@ func TestServeEndToEndAndGracefulDrain(t *testing.T) {
 	if err := c.Write(ctx, websocket.MessageText, []byte(`{"method":"subscribe","params":{"source":"trades","symbol":"BTC"}}`)); err != nil {
 		t.Fatal(err)
 	}
-	if _, b, err := c.Read(ctx); err != nil || string(b) != `{"channel":"subscribe","data":{"source":"trades","symbol":"BTC"},"rl":{"r":124,"q":125,"t":1}}` {
+	// History is on by default with the embedded NATS: the ack names the
+	// channel's latest seq (none yet) and the stream's epoch.
+	ackRE := regexp.MustCompile(`^\{"channel":"subscribe","data":\{"source":"trades","symbol":"BTC"\},"seq":0,"epoch":\d+,"rl":\{"r":124,"q":125,"t":1\}\}$`)
+	if _, b, err := c.Read(ctx); err != nil || !ackRE.Match(b) {
 		t.Fatalf("ack %s %v", b, err)
 	}
 	// An external publisher on the embedded NATS server.
@@ -145,7 +149,7 @@ func TestServeEndToEndAndGracefulDrain(t *testing.T) {
 	if err := nc.Publish("md.trades.BTC", []byte(`[{"p":"1"}]`)); err != nil {
 		t.Fatal(err)
 	}
-	if _, b, err := c.Read(ctx); err != nil || string(b) != `{"channel":"trades","data":[{"p":"1"}]}` {
+	if _, b, err := c.Read(ctx); err != nil || string(b) != `{"channel":"trades","data":[{"p":"1"}],"seq":1,"prev":0}` {
 		t.Fatalf("trade %s %v", b, err)
 	}
 	_, body := get(t, p.apiURL+"/metrics")

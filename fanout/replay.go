@@ -1,0 +1,215 @@
+package fanout
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/valyala/fastjson"
+)
+
+// ReplayResult is what a replay found.
+type ReplayResult struct {
+	// Frames are the retained messages after since, in order, each with
+	// its seq and prev (prev of the first: since). Empty when nothing was
+	// missed or when not Recovered.
+	Frames []*Frame
+	// Recovered is true when the history still held every message of the
+	// channel after since and the replay stayed within its bounds; the
+	// client can then continue from since without a gap.
+	Recovered bool
+	// Last is the seq the subscriber's live frames continue after: live
+	// frames with a seq at or below it are duplicates of the replay (or of
+	// what the client had) and must be dropped. 0 when not Recovered.
+	Last uint64
+}
+
+// replay reads the messages of ch after since for a subscriber that joined
+// with info. The subscriber joined before this runs, so every message
+// stored after the join also reaches it live: the replay reads what the
+// stream held when the consumer was made, and the overlap is dropped by
+// seq (ReplayResult.Last). Each JetStream call is bounded by CallTimeout
+// and the whole replay by ReplayTimeout.
+//
+// The replay reads with a short-lived consumer of the stream filtered to
+// the channel's subject, starting at since+1 (no acks, in memory, one
+// replica, deleted at the end): one request for its messages, whose
+// delivery sequence must have no gap (nats.go's ordered consumer would
+// retry and recreate itself beyond our deadlines, so the consumer is
+// managed here).
+func (h *History) replay(ctx context.Context, ch *channel, since uint64, info JoinInfo, admit func(n int) error) (ReplayResult, error) {
+	if !info.Sequenced {
+		h.m.replays.WithLabelValues("not_recovered").Inc()
+		return ReplayResult{}, nil
+	}
+	if since != 0 && since == info.Seq {
+		// The client has the channel's latest message; everything after
+		// it comes live.
+		h.m.replays.WithLabelValues("recovered").Inc()
+		return ReplayResult{Recovered: true, Last: since}, nil
+	}
+	select {
+	case h.slots <- struct{}{}:
+	default:
+		h.m.replays.WithLabelValues("busy").Inc()
+		return ReplayResult{}, ErrReplayBusy
+	}
+	defer func() { <-h.slots }()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, h.opts.ReplayTimeout)
+	defer cancel()
+	res, err := h.read(ctx, ch, since, admit)
+	switch {
+	case errors.Is(err, errNotRecovered):
+		h.m.replays.WithLabelValues("not_recovered").Inc()
+		return ReplayResult{}, nil
+	case err != nil && !isJetStreamErr(err):
+		h.m.replays.WithLabelValues("refused").Inc()
+		return ReplayResult{}, err // admit's refusal
+	case err != nil:
+		h.m.replays.WithLabelValues("error").Inc()
+		return ReplayResult{}, nil
+	}
+	h.m.replays.WithLabelValues("recovered").Inc()
+	h.m.replayed.Add(float64(len(res.Frames)))
+	h.m.replaySeconds.Observe(time.Since(start).Seconds())
+	return res, nil
+}
+
+// errNotRecovered: the history does not hold every message after since,
+// or holds more than a replay may send.
+var errNotRecovered = errors.New("fanout: not recovered")
+
+// jsError wraps the failures of JetStream calls, to tell them from the
+// admit callback's refusal.
+type jsError struct{ err error }
+
+func (e jsError) Error() string { return "history: " + e.err.Error() }
+func (e jsError) Unwrap() error { return e.err }
+
+func isJetStreamErr(err error) bool {
+	var je jsError
+	return errors.As(err, &je)
+}
+
+// call bounds one JetStream call by CallTimeout (and ctx).
+func (h *History) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, h.opts.CallTimeout)
+}
+
+func (h *History) read(ctx context.Context, ch *channel, since uint64, admit func(n int) error) (ReplayResult, error) {
+	ref := h.stream.Load()
+	if ref == nil {
+		return ReplayResult{}, errNotRecovered
+	}
+	s, subject := ref.s, ch.subject
+	cctx, cancel := h.call(ctx)
+	info, err := s.Info(cctx, jetstream.WithSubjectFilter(subject))
+	cancel()
+	if err != nil {
+		return ReplayResult{}, jsError{err}
+	}
+	st := info.State
+	if since > st.LastSeq {
+		return ReplayResult{}, errNotRecovered // not a seq of this stream (another epoch?)
+	}
+	// Messages leave the stream oldest first: by age or size across the
+	// stream (below FirstSeq), or per channel past MaxMsgsPerSubject. So
+	// nothing after since is gone when since is at the stream's head and
+	// the channel never reached its cap, or when since itself is still
+	// held.
+	held := since+1 >= st.FirstSeq && st.Subjects[subject] < uint64(h.opts.Config.MaxMsgsPerSubject)
+	if !held && since >= st.FirstSeq {
+		cctx, cancel := h.call(ctx)
+		m, err := s.GetMsg(cctx, since)
+		cancel()
+		switch {
+		case err == nil:
+			held = m.Subject == subject
+		case !errors.Is(err, jetstream.ErrMsgNotFound):
+			return ReplayResult{}, jsError{err}
+		}
+	}
+	if !held {
+		return ReplayResult{}, errNotRecovered
+	}
+	var id [10]byte
+	_, _ = rand.Read(id[:])                          // crypto/rand never fails on Linux
+	name := "fg_replay_" + hex.EncodeToString(id[:]) // unique across the nodes sharing the stream
+	cctx, cancel = h.call(ctx)
+	cons, err := s.CreateOrUpdateConsumer(cctx, jetstream.ConsumerConfig{
+		Name:              name,
+		Description:       "floodgate replay",
+		FilterSubject:     subject,
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       since + 1,
+		AckPolicy:         jetstream.AckNonePolicy,
+		MemoryStorage:     true,
+		Replicas:          1,
+		InactiveThreshold: max(h.opts.ReplayTimeout, 10*time.Second), // the server's own cleanup if the delete below fails
+	})
+	cancel()
+	if err != nil {
+		return ReplayResult{}, jsError{err}
+	}
+	defer func() {
+		// Bounded on its own: ctx may be spent.
+		dctx, cancel := context.WithTimeout(context.Background(), h.opts.CallTimeout)
+		_ = s.DeleteConsumer(dctx, name)
+		cancel()
+	}()
+	n := cons.CachedInfo().NumPending
+	if n > uint64(h.opts.Config.MaxReplayMsgs) {
+		return ReplayResult{}, errNotRecovered
+	}
+	if err := admit(int(n)); err != nil {
+		return ReplayResult{}, err
+	}
+	res := ReplayResult{Recovered: true, Last: since}
+	if n == 0 {
+		return res, nil
+	}
+	batch, err := cons.Fetch(int(n), jetstream.FetchContext(ctx))
+	if err != nil {
+		return ReplayResult{}, jsError{err}
+	}
+	res.Frames = make([]*Frame, 0, n)
+	var got, bytes int
+	over := false
+	for msg := range batch.Messages() { // until the fetch ends: its goroutine is gone then
+		if over {
+			continue
+		}
+		md, err := msg.Metadata()
+		if err != nil || md.Sequence.Consumer != uint64(got+1) {
+			over = true // a message lost on the way: not in order
+			continue
+		}
+		got++
+		bytes += len(msg.Data())
+		if bytes > h.opts.Config.MaxReplayBytes {
+			over = true
+			continue
+		}
+		m := message{payload: msg.Data(), recv: time.Now().UnixNano(), seq: md.Sequence.Stream, prev: res.Last}
+		res.Last = m.seq
+		if len(m.payload) == 0 || fastjson.ValidateBytes(m.payload) != nil {
+			continue // not forwarded live either; the next frame's prev names it
+		}
+		res.Frames = append(res.Frames, buildFrame(ch.envelope, &m, nil, false))
+	}
+	if over {
+		return ReplayResult{}, errNotRecovered
+	}
+	if got < int(n) {
+		if err := batch.Error(); err != nil {
+			return ReplayResult{}, jsError{err}
+		}
+		return ReplayResult{}, jsError{fmt.Errorf("replay read %d of %d messages before its deadline", got, n)}
+	}
+	return res, nil
+}
