@@ -38,17 +38,26 @@ func newHistEnv(t *testing.T, cfg fanout.HistoryConfig, opts fanout.HistoryOptio
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := nats.Connect(ns.ClientURL())
+	e := newHistEnvOn(t, ns.ClientURL(), "md", cfg, opts)
+	e.ns, e.dir = ns, dir
+	return e
+}
+
+// newHistEnvOn is newHistEnv on the NATS server at url (with JetStream),
+// with the subject prefix prefix (its own stream, FLOODGATE_<PREFIX>).
+func newHistEnvOn(t *testing.T, url, prefix string, cfg fanout.HistoryConfig, opts fanout.HistoryOptions) *histEnv {
+	t.Helper()
+	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	pub, err := nats.Connect(ns.ClientURL())
+	pub, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pub.Close)
-	srcs, err := fanout.NewSources(fanout.SourcesConfig{})
+	srcs, err := fanout.NewSources(fanout.SourcesConfig{Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +80,7 @@ func newHistEnv(t *testing.T, cfg fanout.HistoryConfig, opts fanout.HistoryOptio
 	if err := hist.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return &histEnv{t: t, ns: ns, dir: dir, hub: hub, hist: hist, pub: pub, srcs: srcs}
+	return &histEnv{t: t, hub: hub, hist: hist, pub: pub, srcs: srcs}
 }
 
 // publish publishes payloads on subject and waits until the stream has
