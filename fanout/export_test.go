@@ -1,6 +1,9 @@
 package fanout
 
-import "github.com/nats-io/nats.go"
+import (
+	"github.com/nats-io/nats.go"
+	dto "github.com/prometheus/client_model/go"
+)
 
 // DelivererForTest returns the hub's per-message path for a channel with
 // the given live subscribers, without NATS; compressed marks every one as
@@ -35,3 +38,10 @@ func SequencedDelivererForTest(h *Hub, src *Source, subs []Subscriber, compresse
 }
 
 func ConnForTest(h *Hub) *nats.Conn { return h.nc }
+
+// FromMemory is the number of replays served from a channel's recent tail.
+func (h *History) FromMemory() int {
+	var m dto.Metric
+	_ = h.m.fromMemory.Write(&m)
+	return int(m.GetCounter().GetValue())
+}

@@ -19,6 +19,7 @@ type Frame struct {
 	deflated []byte // nil when not compressed
 	recv     int64  // unix ns when the node received the message
 	seq      uint64 // history sequence; 0 when the source has none
+	prev     uint64 // the previous seq of the channel (0 for snapshots)
 }
 
 // Wire returns the frame's bytes exactly as they go on the socket to a
@@ -116,6 +117,9 @@ func buildFrame(prefix string, m *message, comp *compressor, compressed bool) *F
 	}
 	b = append(b, '}')
 	f := &Frame{wire: b[:len(b):len(b)], recv: m.recv, seq: m.seq}
+	if !m.snapshot {
+		f.prev = m.prev
+	}
 	if compress {
 		f.deflated = comp.frame(b[len(b):], b[start:])
 	}

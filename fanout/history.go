@@ -156,6 +156,7 @@ type History struct {
 	stream atomic.Pointer[streamRef] // nil until the stream was found or made
 
 	// Atomics.
+	tails  atomic.Int64          // channels with a recent tail (recent.go)
 	active atomic.Bool           // channels with history are on the republished subjects
 	epoch  atomic.Int64          // the stream's creation time, unix µs
 	err    atomic.Pointer[error] // why the history is unavailable; nil: available
@@ -417,6 +418,9 @@ type histMetrics struct {
 	replays *prometheus.CounterVec
 	// replayed counts the messages replayed (replay.go).
 	replayed prometheus.Counter
+	// fromMemory counts the replays served from a channel's recent tail
+	// (replay.go).
+	fromMemory prometheus.Counter
 	// replaySeconds is how long replays took, recovered ones (replay.go).
 	replaySeconds prometheus.Histogram
 	// lookupErrors counts failed lookups of a channel's latest message
@@ -442,6 +446,10 @@ func newHistMetrics(reg prometheus.Registerer, h *History) *histMetrics {
 			Namespace: "floodgate", Name: "history_replayed_messages_total",
 			Help: "Messages sent by replays.",
 		}),
+		fromMemory: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "floodgate", Name: "history_replays_from_memory_total",
+			Help: "Recovered replays served from the channel's recent frames in memory (no JetStream read): the rest of a resume storm.",
+		}),
 		replaySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "floodgate", Name: "history_replay_seconds",
 			Help:    "Time from the start of a replay to its frames being ready (recovered replays that read the stream).",
@@ -453,11 +461,15 @@ func newHistMetrics(reg prometheus.Registerer, h *History) *histMetrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.available, m.reroutes, m.replays, m.replayed, m.replaySeconds, m.lookupErrors,
+		reg.MustRegister(m.available, m.reroutes, m.replays, m.replayed, m.fromMemory, m.replaySeconds, m.lookupErrors,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Namespace: "floodgate", Name: "history_replays_running",
-				Help: "Replays running now (at most 64 per node).",
-			}, func() float64 { return float64(len(h.slots)) }))
+				Help: "Replays reading JetStream now (at most 64 per node).",
+			}, func() float64 { return float64(len(h.slots)) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: "floodgate", Name: "history_recent_tails",
+				Help: "Channels keeping their recent frames in memory for replays (at most 256; dropped 10 s after the last replay).",
+			}, func() float64 { return float64(h.tails.Load()) }))
 	}
 	return m
 }

@@ -332,18 +332,20 @@ func TestHistoryReplayBounds(t *testing.T) {
 func TestHistoryReplayLimitPerNode(t *testing.T) {
 	e := newHistEnv(t, fanout.HistoryConfig{}, fanout.HistoryOptions{MaxReplays: 1})
 	e.publish("md.trades.BTC", `{}`, `{}`, `{}`)
-	e.stored(3)
+	e.publish("md.trades.ETH", `{}`, `{}`)
+	e.stored(5)
 	sub, info := e.join("trades", "md.trades.BTC", &sink{}, false)
+	esub, einfo := e.join("trades", "md.trades.ETH", &sink{}, false)
 	var inner error
 	res, err := e.hub.Replay(context.Background(), sub, 1, info, func(int) error {
-		_, inner = e.hub.Replay(context.Background(), sub, 1, info, func(int) error { return nil })
+		_, inner = e.hub.Replay(context.Background(), esub, 4, einfo, func(int) error { return nil })
 		return nil
 	})
 	if err != nil || !res.Recovered || !errors.Is(inner, fanout.ErrReplayBusy) {
 		t.Fatalf("outer %+v %v, inner %v", res, err, inner)
 	}
 	// The slot is free again.
-	if res, err := e.hub.Replay(context.Background(), sub, 1, info, func(int) error { return nil }); err != nil || !res.Recovered {
+	if res, err := e.hub.Replay(context.Background(), esub, 4, einfo, func(int) error { return nil }); err != nil || !res.Recovered {
 		t.Fatalf("after: %+v %v", res, err)
 	}
 }
@@ -503,5 +505,46 @@ func TestHistoryReplayOverMaxMsgsIsNotMade(t *testing.T) {
 	}
 	if res, err := e.hub.Replay(context.Background(), sub, 2, info, func(n int) error { return nil }); err != nil || !res.Recovered || len(res.Frames) != 2 {
 		t.Fatalf("within the bound: %+v %v", res, err)
+	}
+}
+
+// TestHistoryReplayFromMemory: after one replay read the stream, the next
+// ones of the channel (the rest of a resume storm) are served from its
+// recent frames, extended by the live ones, with the same frames a read
+// would give; the first replay's read counts in history_replays_running
+// only.
+func TestHistoryReplayFromMemory(t *testing.T) {
+	e := newHistEnv(t, fanout.HistoryConfig{}, fanout.HistoryOptions{})
+	for i := 1; i <= 5; i++ {
+		e.publish("md.trades.BTC", fmt.Sprintf(`{"n":%d}`, i))
+	}
+	e.stored(5)
+	s := &sink{}
+	sub, info := e.join("trades", "md.trades.BTC", s, false)
+	ok := func(int) error { return nil }
+	first, err := e.hub.Replay(context.Background(), sub, 2, info, ok)
+	if err != nil || !first.Recovered || len(first.Frames) != 3 || e.hist.FromMemory() != 0 {
+		t.Fatalf("first %+v %v (from memory %d)", first, err, e.hist.FromMemory())
+	}
+	// Live frames extend the tail: a later resume from 2 gets 3..7.
+	e.publish("md.trades.BTC", `{"n":6}`, `{"n":7}`)
+	waitFor(t, "the live frames", func() bool { return s.count() == 2 })
+	sub2, info2 := e.join("trades", "md.trades.BTC", &sink{}, false)
+	var admitted int
+	res, err := e.hub.Replay(context.Background(), sub2, 2, info2, func(n int) error { admitted = n; return nil })
+	if err != nil || !res.Recovered || len(res.Frames) != 5 || admitted != 5 || res.Last != 7 || e.hist.FromMemory() != 1 {
+		t.Fatalf("from memory %+v %v admitted %d (from memory %d)", res, err, admitted, e.hist.FromMemory())
+	}
+	for i, f := range res.Frames {
+		if i < 3 && f != first.Frames[i] {
+			t.Fatalf("frame %d is not the one read", i)
+		}
+		if _, seq, prev := seqPrev(t, string(f.Wire())); seq != uint64(3+i) || prev != uint64(2+i) {
+			t.Fatalf("frame %d: %s", i, f.Wire())
+		}
+	}
+	// Older than the tail: read from the stream again.
+	if res, err := e.hub.Replay(context.Background(), sub2, 1, info2, ok); err != nil || !res.Recovered || len(res.Frames) != 6 || e.hist.FromMemory() != 1 {
+		t.Fatalf("older than the tail %+v %v", res, err)
 	}
 }

@@ -41,6 +41,7 @@ type channel struct {
 	last    message
 	lastGen uint64
 	snap    snapCache
+	tail    *recent // recent frames for replays; nil unless replays used it lately (recent.go)
 
 	// cur is the NATS subscription the channel delivers from (the others
 	// are being dropped by a reroute). Written under natsMu.
@@ -194,6 +195,17 @@ func (ch *channel) release() {
 	if last {
 		ch.hub.unreserve(ch.owner)
 		ch.dropNATS()
+		ch.mu.Lock()
+		ch.dropTailLocked()
+		ch.mu.Unlock()
+	}
+}
+
+// dropTailLocked drops the channel's recent tail, if any; mu is held.
+func (ch *channel) dropTailLocked() {
+	if ch.tail != nil {
+		ch.tail = nil
+		ch.hub.opts.History.tails.Add(-1)
 	}
 }
 
@@ -368,6 +380,13 @@ func (ch *channel) deliver(m *message, comp *compressor) {
 	// state before this message (and gets it) or after (and does not).
 	ch.last = *m
 	ch.lastGen++
+	if t := ch.tail; t != nil && f != nil && f.seq != 0 {
+		if m.recv-t.used > int64(recentTTL) && t.fetching == nil {
+			ch.dropTailLocked()
+		} else {
+			t.extend(f)
+		}
+	}
 	for iv := Live + 1; iv < numIntervals; iv++ {
 		if g := ch.groups[iv]; g != nil {
 			g.offerLocked(m)

@@ -26,6 +26,8 @@ type ReplayResult struct {
 	// frames with a seq at or below it are duplicates of the replay (or of
 	// what the client had) and must be dropped. 0 when not Recovered.
 	Last uint64
+
+	skipped bool // a message that is not JSON was left out: Frames do not chain
 }
 
 // replay reads the messages of ch after since for a subscriber that joined
@@ -52,17 +54,56 @@ func (h *History) replay(ctx context.Context, ch *channel, since uint64, info Jo
 		h.m.replays.WithLabelValues("recovered").Inc()
 		return ReplayResult{Recovered: true, Last: since}, nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, h.opts.ReplayTimeout)
+	defer cancel()
+	// The channel's in-memory tail first: in a resume storm one replay
+	// reads the stream and the others wait for it, then read memory.
+	mine := false
+	for attempt := 0; attempt < 2 && !mine; attempt++ {
+		frames, hit, wait, reads := ch.tailLookup(h, since, info.Seq, time.Now().UnixNano())
+		switch {
+		case hit:
+			if err := admit(len(frames)); err != nil {
+				h.m.replays.WithLabelValues("refused").Inc()
+				return ReplayResult{}, err
+			}
+			res := ReplayResult{Frames: frames, Recovered: true, Last: since}
+			if len(frames) > 0 {
+				res.Last = frames[len(frames)-1].seq
+			}
+			h.m.replays.WithLabelValues("recovered").Inc()
+			h.m.fromMemory.Inc()
+			h.m.replayed.Add(float64(len(frames)))
+			return res, nil
+		case wait != nil:
+			select {
+			case <-wait:
+			case <-ctx.Done():
+			}
+		default:
+			mine = reads
+			attempt = 2 // no tail to wait for: read
+		}
+	}
 	select {
 	case h.slots <- struct{}{}:
 	default:
+		if mine {
+			ch.tailRead(nil)
+		}
 		h.m.replays.WithLabelValues("busy").Inc()
 		return ReplayResult{}, ErrReplayBusy
 	}
 	defer func() { <-h.slots }()
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, h.opts.ReplayTimeout)
-	defer cancel()
 	res, err := h.read(ctx, ch, since, admit)
+	if mine {
+		if res.skipped {
+			ch.tailRead(nil)
+		} else {
+			ch.tailRead(res.Frames) // empty unless recovered
+		}
+	}
 	switch {
 	case errors.Is(err, errNotRecovered):
 		h.m.replays.WithLabelValues("not_recovered").Inc()
@@ -78,6 +119,47 @@ func (h *History) replay(ctx context.Context, ch *channel, since uint64, info Jo
 	h.m.replayed.Add(float64(len(res.Frames)))
 	h.m.replaySeconds.Observe(time.Since(start).Seconds())
 	return res, nil
+}
+
+// tailLookup looks for the frames after since (up to at least upTo) in
+// the channel's tail, starting a tail when the channel has none (within
+// maxRecent per node). It returns them (hit), or a read in progress to
+// wait for, or reads true when the caller is to read the stream and hand
+// the result to tailRead.
+func (ch *channel) tailLookup(h *History, since, upTo uint64, now int64) (frames []*Frame, hit bool, wait chan struct{}, reads bool) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	t := ch.tail
+	if t == nil {
+		if h.tails.Add(1) > maxRecent {
+			h.tails.Add(-1)
+			return nil, false, nil, false
+		}
+		t = &recent{}
+		ch.tail = t
+	}
+	t.used = now
+	if fs, ok := t.after(since, upTo); ok {
+		return fs, true, nil, false
+	}
+	if t.fetching != nil {
+		return nil, false, t.fetching, false
+	}
+	t.fetching = make(chan struct{})
+	return nil, false, nil, true
+}
+
+// tailRead ends the read tailLookup asked for: its frames (chained from
+// the replay's since) go in front of the tail's live frames, and the
+// replays waiting for it look again.
+func (ch *channel) tailRead(read []*Frame) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if t := ch.tail; t != nil && t.fetching != nil {
+		t.merge(read)
+		close(t.fetching)
+		t.fetching = nil
+	}
 }
 
 // errNotRecovered: the history does not hold every message after since,
@@ -198,7 +280,10 @@ func (h *History) read(ctx context.Context, ch *channel, since uint64, admit fun
 		m := message{payload: msg.Data(), recv: time.Now().UnixNano(), seq: md.Sequence.Stream, prev: res.Last}
 		res.Last = m.seq
 		if len(m.payload) == 0 || fastjson.ValidateBytes(m.payload) != nil {
-			continue // not forwarded live either; the next frame's prev names it
+			// Not forwarded live either; the next frame's prev names it.
+			// The frames no longer chain: kept out of the channel's tail.
+			res.skipped = true
+			continue
 		}
 		res.Frames = append(res.Frames, buildFrame(ch.envelope, &m, nil, false))
 	}
