@@ -45,7 +45,7 @@ func TestResume_RealBroker(t *testing.T) {
 func TestSeqPrevOf(t *testing.T) {
 	for frame, want := range map[string][3]uint64{
 		`{"channel":"trades","data":{"ts":1,"seq":5},"seq":120,"prev":99}`: {120, 99, 1},
-		`{"channel":"trades","data":{"seq":7}}`:                             {0, 0, 0},
+		`{"channel":"trades","data":{"seq":7}}`:                            {0, 0, 0},
 		`{"channel":"trades","data":[],"seq":3,"snapshot":true}`:           {0, 0, 0},
 	} {
 		seq, prev, ok := loadtest.SeqPrevOf([]byte(frame))
