@@ -60,6 +60,19 @@
 // channel) is charged as [OpUnsubscribeNotJoined], refusable like any
 // frame; only a real unsubscribe ([OpUnsubscribe]) is never refused.
 //
+// History (docs/protocol.md): the subscribe ack carries the JoinInfo the
+// hub hands to Join.Joined (seq, epoch), queued with the snapshot frame,
+// if asked, under the channel lock, so both precede every live frame. A
+// subscribe with since joins the channel with its subscription holding
+// live frames (bounded like the send queue: overflowing closes 1013), asks
+// the hub to replay (charging [Budget.ChargeReplay] once the number of
+// messages is known, before any is read), then splices on the read loop:
+// the ack with "recovered", the replayed frames (outside the queue's
+// bounds, which a replay's own bounds replace), the held frames past the
+// replay's last seq, then live, frames at or below it dropped as
+// duplicates. The read loop waits for the replay, so a connection runs one
+// at a time.
+//
 // Memory per idle connection: the coder/websocket Conn, a 1 KiB read
 // buffer, a 256-byte control-frame buffer, the read goroutine's stack and
 // the session struct; see docs/benchmarks.md for the measured total.

@@ -203,6 +203,8 @@ func TestReport_JSONFields(t *testing.T) {
 		"generator_cpu_s",
 		"hot", "hot.hot_received", "hot.join_failed", "hot.join_failures", "hot.join_s", "hot.joined_ok", "hot.joiners", "hot.joins_per_s",
 		"hot.leave_alloc_bytes", "hot.leave_cpu_s", "hot.leave_s", "hot.left_ok",
+		"hot.snapshot_after_ack", "hot.snapshot_after_ack.max_ms", "hot.snapshot_after_ack.p50_ms", "hot.snapshot_after_ack.p99_ms",
+		"hot.snapshot_after_ack.samples", "hot.snapshots",
 		"hot.steady_before", "hot.steady_before.max_ms", "hot.steady_before.p50_ms", "hot.steady_before.p99_ms", "hot.steady_before.samples",
 		"hot.steady_conns",
 		"hot.steady_during", "hot.steady_during.max_ms", "hot.steady_during.p50_ms", "hot.steady_during.p99_ms", "hot.steady_during.samples",

@@ -118,6 +118,11 @@ type Config struct {
 	// before they resume with since. (--away) Defaults to 2 s.
 	Away time.Duration
 
+	// Snapshot makes the hot scenario's joiners subscribe with
+	// "snapshot":true (a broker with history) and report the time from the
+	// ack to the snapshot frame. (--snapshot) Defaults to false.
+	Snapshot bool
+
 	// Identities is the number of throttle identities: identity k uses
 	// APIKeys[k], or, anonymous, the source address SourceAddrs[k] (an
 	// anonymous identity is its IP). (--identities) Defaults to

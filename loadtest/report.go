@@ -253,6 +253,10 @@ func (rep Report) writeHotTable(w io.Writer) error {
 	row("broker during join", "CPU %.3f s, allocated %.1f MiB", h.StormCPUS, h.StormAllocBytes/(1<<20))
 	row("broker during leave", "CPU %.3f s, allocated %.1f MiB", h.LeaveCPUS, h.LeaveAllocBytes/(1<<20))
 	row("hot frames received", "%d", h.HotReceived)
+	if h.Snapshots > 0 {
+		row("snapshot after the ack", "%d joiners: p50 %.3f ms, p99 %.3f ms, max %.3f ms", h.Snapshots,
+			h.SnapshotAfterAck.P50Ms, h.SnapshotAfterAck.P99Ms, h.SnapshotAfterAck.MaxMs)
+	}
 	row("steady before storm", "p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d samples)", h.SteadyBefore.P50Ms, h.SteadyBefore.P99Ms, h.SteadyBefore.MaxMs, h.SteadyBefore.Samples)
 	row("steady during storm", "p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d samples)", h.SteadyDuring.P50Ms, h.SteadyDuring.P99Ms, h.SteadyDuring.MaxMs, h.SteadyDuring.Samples)
 	row("steady connections", "ok %d, failed %d%s; disconnects %d%s", rep.ConnectionsOK, rep.ConnectionsFailed, reasons(rep.ConnectFailures), sum(rep.Disconnects), reasons(rep.Disconnects))

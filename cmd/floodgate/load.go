@@ -100,6 +100,7 @@ exceeded, or (throttle) an identity outside --tolerance.`,
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured publishing time")
 	fs.DurationVar(&c.Warmup, "warmup", 2*time.Second, "publishing time before the measurement")
 	fs.Float64Var(&c.Ramp, "ramp", 0, "new connections per second while connecting (0: as fast as possible); storm: the churn (0: 100/s)")
+	fs.BoolVar(&c.Snapshot, "snapshot", false, "hot: joiners subscribe with \"snapshot\":true (needs history on the broker); reports the time from the ack to the snapshot")
 	fs.DurationVar(&c.Away, "away", 2*time.Second, "resume: how long the connections stay disconnected before they resume with since")
 	fs.DurationVar(&c.Hold, "hold", time.Second, "storm: how long a churned connection stays subscribed before it closes")
 	fs.IntVar(&c.Identities, "identities", 0, "throttle: identities (0: one per API key, else one per --source-addrs, else 1)")
