@@ -304,7 +304,7 @@ func (h *History) check(ctx context.Context) {
 		case errors.Is(err, jetstream.ErrStreamNotFound):
 			err = h.ensure(ctx)
 		case err == nil:
-			h.epoch.Store(info.Created.UnixMicro())
+			h.setEpoch(info.Created.UnixMicro())
 		}
 	}
 	if ctx.Err() != nil {
@@ -365,8 +365,20 @@ func (h *History) ensure(ctx context.Context) error {
 		return err
 	}
 	h.stream.Store(&streamRef{s: s})
-	h.epoch.Store(s.CachedInfo().Created.UnixMicro())
+	h.setEpoch(s.CachedInfo().Created.UnixMicro())
 	return nil
+}
+
+// setEpoch notes the stream's creation time. A new one (the stream was
+// deleted and made again: seq restarts at 1) clears what the channels
+// know of the old one: their latest message, its snapshot, their recent
+// frames.
+func (h *History) setEpoch(e int64) {
+	if old := h.epoch.Swap(e); old != 0 && old != e {
+		if hub := h.hub.Load(); hub != nil {
+			hub.forgetHistory()
+		}
+	}
 }
 
 // sameManaged reports whether the stream config a has the settings the
@@ -387,14 +399,18 @@ func withManaged(cur jetstream.StreamConfig, want *jetstream.StreamConfig) jetst
 	return cur
 }
 
+// lookupTimeout bounds the lookup of a channel's latest message (a join
+// waits for it; JetStream answers in well under a millisecond when up).
+const lookupTimeout = 500 * time.Millisecond
+
 // last looks up the latest stored message of subject (ok false when the
-// stream holds none) within CallTimeout.
+// stream holds none) within lookupTimeout.
 func (h *History) last(subject string) (message, bool, error) {
 	ref := h.stream.Load()
 	if ref == nil {
 		return message{}, false, errors.New("history stream not found yet")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), h.opts.CallTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), min(h.opts.CallTimeout, lookupTimeout))
 	defer cancel()
 	raw, err := ref.s.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {

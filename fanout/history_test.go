@@ -548,3 +548,37 @@ func TestHistoryReplayFromMemory(t *testing.T) {
 		t.Fatalf("older than the tail %+v %v", res, err)
 	}
 }
+
+// TestHistoryStreamDeletedIsMadeAgain: a stream deleted under a running
+// history is made again at the next check with a new epoch; what the
+// channels knew of the old one (latest seq, snapshot, recent frames) is
+// forgotten, and seq restarts.
+func TestHistoryStreamDeletedIsMadeAgain(t *testing.T) {
+	e := newHistEnv(t, fanout.HistoryConfig{}, fanout.HistoryOptions{CheckInterval: 50 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.hist.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	s := &sink{}
+	sub, info := e.join("trades", "md.trades.BTC", s, false)
+	e.publish("md.trades.BTC", `{"n":1}`, `{"n":2}`)
+	waitFor(t, "2 frames", func() bool { return s.count() == 2 })
+	if _, err := e.hub.Replay(context.Background(), sub, 1, info, func(int) error { return nil }); err != nil {
+		t.Fatal(err) // leaves a recent tail
+	}
+	epoch := e.hist.Epoch()
+	js, _ := e.pub.JetStream()
+	if err := js.DeleteStream(e.hist.Stream()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a new epoch", func() bool { return e.hist.Epoch() != epoch })
+	_, info = e.join("trades", "md.trades.BTC", &sink{}, true)
+	if info.Epoch == epoch || info.Seq != 0 || info.Snapshot != nil {
+		t.Fatalf("join after the new stream: %+v (old epoch %d)", info, epoch)
+	}
+	e.publish("md.trades.BTC", `{"n":3}`)
+	waitFor(t, "the frame of the new stream", func() bool { return s.count() == 3 })
+	if _, seq, prev := seqPrev(t, s.last()); seq != 1 || prev != 0 {
+		t.Fatalf("first frame of the new stream: %s", s.last())
+	}
+}

@@ -386,6 +386,39 @@ func (h *Hub) AsyncError(err error) {
 // sequenced client sees it as a prev that does not match).
 func (h *Hub) Reroute(r Router) error {
 	h.router.Store(&r)
+	var first error
+	for _, ch := range h.channels() {
+		if err := ch.reroute(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// forgetHistory clears every channel's latest message and recent frames
+// and has it looked up again at the next join: the history's stream was
+// made again (its seq values restarted).
+func (h *Hub) forgetHistory() {
+	for _, ch := range h.channels() {
+		ch.mu.Lock()
+		ch.last = message{}
+		ch.lastGen++
+		ch.dropTailLocked()
+		for _, g := range ch.groups {
+			if g != nil {
+				g.lastSeq, g.sent = 0, message{}
+				g.sentGen++
+			}
+		}
+		ch.mu.Unlock()
+		ch.natsMu.Lock()
+		ch.seeded = false
+		ch.natsMu.Unlock()
+	}
+}
+
+// channels returns the open channels.
+func (h *Hub) channels() []*channel {
 	var chans []*channel
 	for i := range h.shard {
 		sh := &h.shard[i]
@@ -395,13 +428,7 @@ func (h *Hub) Reroute(r Router) error {
 		}
 		sh.mu.Unlock()
 	}
-	var first error
-	for _, ch := range chans {
-		if err := ch.reroute(); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	return chans
 }
 
 // Stats is a point-in-time view of the hub.

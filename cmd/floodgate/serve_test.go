@@ -231,6 +231,17 @@ func TestCheckConfig(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "tiers.key.credits = -5") {
 		t.Fatalf("bad config: %v %s", err, out)
 	}
+	// The history: the flag's values, and the section checked when it is on.
+	if out, err := exec.Command(binary, "serve", "--check-config", "--history", "sometimes").CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), `--history "sometimes": want auto, on or off`) {
+		t.Fatalf("bad --history: %v %s", err, out)
+	}
+	hist := filepath.Join(dir, "hist.yaml")
+	os.WriteFile(hist, []byte("history:\n  max_age: 0s\n"), 0o600)
+	if out, err := exec.Command(binary, "serve", "--check-config", "--config", hist).CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), "history.max_age = 0s") {
+		t.Fatalf("bad history section: %v %s", err, out)
+	}
 }
 
 // TestSIGHUPReloadsLimitsWithoutDroppingConnections: a live connection
