@@ -599,8 +599,10 @@ func (s *session) splice(c *subscription, ack *replyBuf, frames []*fanout.Frame,
 		frames = append(frames, snap)
 	}
 	for _, f := range frames {
-		w := f.Wire() // replayed and snapshot frames are built plain
-		s.queue = append(s.queue, item{wire: w, recv: f.Received()})
+		// Built plain; no recv: they are not live deliveries, and the
+		// latency histogram (NATS receive to write) measures those.
+		w := f.Wire()
+		s.queue = append(s.queue, item{wire: w})
 		s.queuedBytes += len(w)
 		s.extraFrames++
 		s.extraBytes += len(w)
@@ -629,7 +631,7 @@ func (s *session) enqueueExtra(f *fanout.Frame) {
 		s.srv.m.drop(DropClosing, 1)
 		return
 	}
-	s.queue = append(s.queue, item{wire: w, recv: f.Received()})
+	s.queue = append(s.queue, item{wire: w}) // no recv: not a live delivery (see splice)
 	s.queuedBytes += len(w)
 	s.extraFrames++
 	s.extraBytes += len(w)
