@@ -16,6 +16,7 @@ type recent struct {
 	bytes    int
 	used     int64         // unix ns of the last replay that used it
 	fetching chan struct{} // closed when the read in progress ends; nil when none
+	lost     uint64        // a read found the history short of this since (and so of any older one); 0: none
 }
 
 // Bounds of a channel's recent tail, and of all of them on a node.

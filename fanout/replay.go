@@ -59,8 +59,9 @@ func (h *History) replay(ctx context.Context, ch *channel, since uint64, info Jo
 	// The channel's in-memory tail first: in a resume storm one replay
 	// reads the stream and the others wait for it, then read memory.
 	mine := false
-	for attempt := 0; attempt < 2 && !mine; attempt++ {
-		frames, hit, wait, reads := ch.tailLookup(h, since, info.Seq, time.Now().UnixNano())
+lookup:
+	for {
+		frames, hit, lost, wait, reads := ch.tailLookup(h, since, info.Seq, time.Now().UnixNano())
 		switch {
 		case hit:
 			if err := admit(len(frames)); err != nil {
@@ -75,21 +76,26 @@ func (h *History) replay(ctx context.Context, ch *channel, since uint64, info Jo
 			h.m.fromMemory.Inc()
 			h.m.replayed.Add(float64(len(frames)))
 			return res, nil
+		case lost:
+			h.m.replays.WithLabelValues("not_recovered").Inc()
+			return ReplayResult{}, nil
 		case wait != nil:
 			select {
 			case <-wait:
 			case <-ctx.Done():
+				h.m.replays.WithLabelValues("error").Inc()
+				return ReplayResult{}, nil
 			}
 		default:
 			mine = reads
-			attempt = 2 // no tail to wait for: read
+			break lookup
 		}
 	}
 	select {
 	case h.slots <- struct{}{}:
 	default:
 		if mine {
-			ch.tailRead(nil)
+			ch.tailRead(nil, 0)
 		}
 		h.m.replays.WithLabelValues("busy").Inc()
 		return ReplayResult{}, ErrReplayBusy
@@ -98,14 +104,17 @@ func (h *History) replay(ctx context.Context, ch *channel, since uint64, info Jo
 	start := time.Now()
 	res, err := h.read(ctx, ch, since, admit)
 	if mine {
-		if res.skipped {
-			ch.tailRead(nil)
-		} else {
-			ch.tailRead(res.Frames) // empty unless recovered
+		switch {
+		case errors.Is(err, errAgedOut):
+			ch.tailRead(nil, since)
+		case res.skipped || err != nil:
+			ch.tailRead(nil, 0)
+		default:
+			ch.tailRead(res.Frames, 0)
 		}
 	}
 	switch {
-	case errors.Is(err, errNotRecovered):
+	case errors.Is(err, errNotRecovered), errors.Is(err, errAgedOut):
 		h.m.replays.WithLabelValues("not_recovered").Inc()
 		return ReplayResult{}, nil
 	case err != nil && !isJetStreamErr(err):
@@ -123,48 +132,61 @@ func (h *History) replay(ctx context.Context, ch *channel, since uint64, info Jo
 
 // tailLookup looks for the frames after since (up to at least upTo) in
 // the channel's tail, starting a tail when the channel has none (within
-// maxRecent per node). It returns them (hit), or a read in progress to
-// wait for, or reads true when the caller is to read the stream and hand
-// the result to tailRead.
-func (ch *channel) tailLookup(h *History, since, upTo uint64, now int64) (frames []*Frame, hit bool, wait chan struct{}, reads bool) {
+// maxRecent per node). It returns them (hit); or lost when a read found
+// the history no longer holds everything after a since at or above this
+// one (messages leave oldest first, so it only gets worse); or a read in
+// progress to wait for; or reads true when the caller is to read the
+// stream and hand the result to tailRead. With neither, there is no tail:
+// read without one.
+func (ch *channel) tailLookup(h *History, since, upTo uint64, now int64) (frames []*Frame, hit, lost bool, wait chan struct{}, reads bool) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	t := ch.tail
 	if t == nil {
 		if h.tails.Add(1) > maxRecent {
 			h.tails.Add(-1)
-			return nil, false, nil, false
+			return nil, false, false, nil, false
 		}
 		t = &recent{}
 		ch.tail = t
 	}
 	t.used = now
 	if fs, ok := t.after(since, upTo); ok {
-		return fs, true, nil, false
+		return fs, true, false, nil, false
+	}
+	if t.lost != 0 && since <= t.lost {
+		return nil, false, true, nil, false
 	}
 	if t.fetching != nil {
-		return nil, false, t.fetching, false
+		return nil, false, false, t.fetching, false
 	}
 	t.fetching = make(chan struct{})
-	return nil, false, nil, true
+	return nil, false, false, nil, true
 }
 
 // tailRead ends the read tailLookup asked for: its frames (chained from
-// the replay's since) go in front of the tail's live frames, and the
+// the replay's since) go in front of the tail's live frames, or, when the
+// read found the history short of since (lost, not 0), that is noted; the
 // replays waiting for it look again.
-func (ch *channel) tailRead(read []*Frame) {
+func (ch *channel) tailRead(read []*Frame, lost uint64) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	if t := ch.tail; t != nil && t.fetching != nil {
 		t.merge(read)
+		t.lost = max(t.lost, lost)
 		close(t.fetching)
 		t.fetching = nil
 	}
 }
 
-// errNotRecovered: the history does not hold every message after since,
-// or holds more than a replay may send.
-var errNotRecovered = errors.New("fanout: not recovered")
+// Why a read is not recovered: errAgedOut, the history no longer holds
+// every message after since or holds more than a replay may send (true of
+// every older since too); errNotRecovered, anything else (a since the
+// stream never had, a message lost on the way).
+var (
+	errAgedOut      = errors.New("fanout: not recovered: aged out or over the replay bounds")
+	errNotRecovered = errors.New("fanout: not recovered")
+)
 
 // jsError wraps the failures of JetStream calls, to tell them from the
 // admit callback's refusal.
@@ -217,7 +239,7 @@ func (h *History) read(ctx context.Context, ch *channel, since uint64, admit fun
 		}
 	}
 	if !held {
-		return ReplayResult{}, errNotRecovered
+		return ReplayResult{}, errAgedOut
 	}
 	var id [10]byte
 	_, _ = rand.Read(id[:])                          // crypto/rand never fails on Linux
@@ -246,7 +268,7 @@ func (h *History) read(ctx context.Context, ch *channel, since uint64, admit fun
 	}()
 	n := cons.CachedInfo().NumPending
 	if n > uint64(h.opts.Config.MaxReplayMsgs) {
-		return ReplayResult{}, errNotRecovered
+		return ReplayResult{}, errAgedOut
 	}
 	if err := admit(int(n)); err != nil {
 		return ReplayResult{}, err
@@ -261,20 +283,20 @@ func (h *History) read(ctx context.Context, ch *channel, since uint64, admit fun
 	}
 	res.Frames = make([]*Frame, 0, n)
 	var got, bytes int
-	over := false
+	var over error
 	for msg := range batch.Messages() { // until the fetch ends: its goroutine is gone then
-		if over {
+		if over != nil {
 			continue
 		}
 		md, err := msg.Metadata()
 		if err != nil || md.Sequence.Consumer != uint64(got+1) {
-			over = true // a message lost on the way: not in order
+			over = errNotRecovered // a message lost on the way: not in order
 			continue
 		}
 		got++
 		bytes += len(msg.Data())
 		if bytes > h.opts.Config.MaxReplayBytes {
-			over = true
+			over = errAgedOut
 			continue
 		}
 		m := message{payload: msg.Data(), recv: time.Now().UnixNano(), seq: md.Sequence.Stream, prev: res.Last}
@@ -287,8 +309,8 @@ func (h *History) read(ctx context.Context, ch *channel, since uint64, admit fun
 		}
 		res.Frames = append(res.Frames, buildFrame(ch.envelope, &m, nil, false))
 	}
-	if over {
-		return ReplayResult{}, errNotRecovered
+	if over != nil {
+		return ReplayResult{}, over
 	}
 	if got < int(n) {
 		if err := batch.Error(); err != nil {

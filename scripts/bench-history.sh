@@ -43,7 +43,11 @@ echo "building floodgate ($(git rev-parse --short HEAD)) into $TMP" >&2
 go build -o "$TMP/floodgate" ./cmd/floodgate
 
 taskset -c "$BROKER_CORE" nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$TMP/js" >"$OUT/nats.log" 2>&1 &
-PIDS+=($!)
+NATS_PID=$!
+PIDS+=($NATS_PID)
+
+# cpu_s PID: the process's user+system CPU seconds so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break; sleep 0.1; done
 nats-server --version >&2
 
@@ -79,9 +83,12 @@ run_target() { # target run
 	PIDS+=("$bpid")
 	wait_http http://127.0.0.1:8091/readyz
 	echo "== history $target run $run" >&2
+	local nats0
+	nats0=$(cpu_s "$NATS_PID")
 	taskset -c "$LOAD_CORE" "$TMP/floodgate" load --url ws://127.0.0.1:8090/ws --nats-url "nats://127.0.0.1:$NATS_PORT" \
 		--metrics-url http://127.0.0.1:8091/metrics --source-addrs "$addrs" --json "$OUT/$target-$run.json" "$@" \
 		>"$OUT/$target-$run.txt" 2>"$OUT/$target-$run.progress" || true
+	echo "nats-server CPU      $(awk -v a="$nats0" -v b="$(cpu_s "$NATS_PID")" 'BEGIN { printf "%.2f", b - a }') s during the run" >>"$OUT/$target-$run.txt"
 	cat "$OUT/$target-$run.txt"
 	curl -fsS http://127.0.0.1:8091/metrics | grep -E '^floodgate_history_(replays_total|replays_from_memory_total|replayed_messages_total)' >>"$OUT/$target-$run.txt" || true
 	kill "$bpid" 2>/dev/null || true
@@ -105,18 +112,20 @@ for t in targets:
     for f in sorted(glob.glob(os.path.join(out, f"{t}-*.json")), key=lambda p: int(p.rsplit("-", 1)[1][:-5])):
         r = json.load(open(f))
         name = "history " + os.path.basename(f)[:-5]
+        nats = [l.split()[2] for l in open(f[:-5] + ".txt") if l.startswith("nats-server CPU")]
+        nats = f", nats-server CPU {nats[0]} s" if nats else ""
         if r.get("resume"):
             x = r["resume"]
             print(f"{name:16} resumed {x['resumed']} (recovered {x['recovered']}, retries {x['retries']}), replayed {x['replayed']}, "
                   f"gaps {x['gaps']}, duplicates {x['duplicates']}, lost {x['lost']}, live p50 {x['live_p50_ms']:.0f} ms, "
-                  f"p99 {x['live_p99_ms']:.0f} ms, last {x['last_live_s']:.3f} s, broker CPU {x['storm_cpu_s']:.2f} s")
+                  f"p99 {x['live_p99_ms']:.0f} ms, last {x['last_live_s']:.3f} s, broker CPU {x['storm_cpu_s']:.2f} s{nats}")
         elif r.get("hot"):
             h = r["hot"]
             s = h["snapshot_after_ack"]
             print(f"{name:16} join {h['join_s']:.3f} s ({h['joined_ok']} ok), snapshots {h['snapshots']}: after the ack "
-                  f"p50 {s['p50_ms']:.3f} ms, p99 {s['p99_ms']:.3f} ms, max {s['max_ms']:.3f} ms, broker CPU {h['storm_cpu_s']:.2f} s")
+                  f"p50 {s['p50_ms']:.3f} ms, p99 {s['p99_ms']:.3f} ms, max {s['max_ms']:.3f} ms, broker CPU {h['storm_cpu_s']:.2f} s{nats}")
         else:
             print(f"{name:16} delivered {r['delivered']} ({r['delivered_per_s']:.0f}/s), loss {r['loss_pct']:.3f} %, "
                   f"p50 {r['latency_p50_ms']:.1f} ms, p99 {r['latency_p99_ms']:.1f} ms, max {r['latency_max_ms']:.1f} ms, "
-                  f"CPU {r['broker_cpu_s_per_million']:.2f} s/M")
+                  f"CPU {r['broker_cpu_s_per_million']:.2f} s/M{nats}")
 PY
