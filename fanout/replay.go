@@ -62,6 +62,9 @@ func (h *History) replay(ctx context.Context, ch *channel, since uint64, info Jo
 lookup:
 	for {
 		frames, hit, lost, wait, reads := ch.tailLookup(h, since, info.Seq, time.Now().UnixNano())
+		if hit && !h.withinBounds(frames) {
+			hit, lost = false, true
+		}
 		switch {
 		case hit:
 			if err := admit(len(frames)); err != nil {
@@ -128,6 +131,19 @@ lookup:
 	h.m.replayed.Add(float64(len(res.Frames)))
 	h.m.replaySeconds.Observe(time.Since(start).Seconds())
 	return res, nil
+}
+
+// withinBounds reports whether frames fit one replay (max_replay_msgs and
+// max_replay_bytes, counted on the frames: a little over the payloads).
+func (h *History) withinBounds(frames []*Frame) bool {
+	if len(frames) > h.opts.Config.MaxReplayMsgs {
+		return false
+	}
+	n := 0
+	for _, f := range frames {
+		n += f.Len()
+	}
+	return n <= h.opts.Config.MaxReplayBytes
 }
 
 // tailLookup looks for the frames after since (up to at least upTo) in
