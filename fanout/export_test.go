@@ -45,3 +45,6 @@ func (h *History) FromMemory() int {
 	_ = h.m.fromMemory.Write(&m)
 	return int(m.GetCounter().GetValue())
 }
+
+// RecentTails is the number of channels keeping recent frames.
+func (h *History) RecentTails() int { return int(h.tails.Load()) }

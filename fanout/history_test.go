@@ -582,3 +582,23 @@ func TestHistoryStreamDeletedIsMadeAgain(t *testing.T) {
 		t.Fatalf("first frame of the new stream: %s", s.last())
 	}
 }
+
+// TestHistoryRecentTailsAreBounded: at most 256 channels of a node keep
+// recent frames; replays on more channels read the stream without one.
+func TestHistoryRecentTailsAreBounded(t *testing.T) {
+	e := newHistEnv(t, fanout.HistoryConfig{}, fanout.HistoryOptions{})
+	ok := func(int) error { return nil }
+	for i := 0; i < 260; i++ {
+		sub, info := e.join("trades", fmt.Sprintf("md.trades.S%d", i), &sink{}, false)
+		if res, err := e.hub.Replay(context.Background(), sub, 0, info, ok); err != nil || !res.Recovered {
+			t.Fatalf("channel %d: %+v %v", i, res, err)
+		}
+	}
+	if n := e.hist.RecentTails(); n != 256 {
+		t.Fatalf("%d channels with recent frames", n)
+	}
+	e.hub.Close()
+	if n := e.hist.RecentTails(); n != 0 {
+		t.Fatalf("%d channels with recent frames after the hub closed", n)
+	}
+}

@@ -482,6 +482,9 @@ func (h *Hub) Close() {
 		sh.mu.Unlock()
 		for _, ch := range chans {
 			ch.dropNATS()
+			ch.mu.Lock()
+			ch.dropTailLocked()
+			ch.mu.Unlock()
 		}
 	}
 	close(h.stop)

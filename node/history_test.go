@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"floodgate/fanout"
 	"floodgate/limiter"
 	"floodgate/node"
 	"floodgate/node/nodetest"
@@ -489,5 +490,29 @@ func TestHistoryParamErrors(t *testing.T) {
 	}
 	if ack := o.subscribe(`{"source":"trades","symbol":"BTC"}`); ack.Seq != nil || ack.Epoch != 0 {
 		t.Fatalf("history off ack %s", ack.raw)
+	}
+}
+
+// TestHistoryOnWithoutJetStreamIsNotReady: --history on against a NATS
+// server without JetStream: the node starts, is not ready with reason
+// history, and serves live frames without seq; a resume goes live with
+// recovered:false.
+func TestHistoryOnWithoutJetStreamIsNotReady(t *testing.T) {
+	ns, err := fanout.StartEmbedded(fanout.EmbeddedOptions{Listen: "127.0.0.1:0"}) // no JetStream
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	n := newCluster(t).node(nodeOpts{history: node.HistoryOn, natsURL: ns.ClientURL()})
+	if code, body := readyz(t, n); code != 503 || !strings.Contains(body, `"history"`) {
+		t.Fatalf("readyz %d %s", code, body)
+	}
+	c := n.dial(nil)
+	if ack := c.subscribe(`{"source":"trades","symbol":"BTC","since":5}`); ack.Seq != nil || ack.Recovered == nil || *ack.Recovered {
+		t.Fatalf("ack %s", ack.raw)
+	}
+	publisher(t, ns.ClientURL())("md.trades.BTC", 1)
+	if f := c.frame(); f.Seq != nil || f.n(t) != 1 {
+		t.Fatalf("frame %s", f.raw)
 	}
 }
