@@ -36,8 +36,10 @@
 // allocs, pooled parser valid until the frame is handled), Budget.Charge (the interface's own cost; 0 allocs for the
 // default), and for ping a pooled reply frame (0 allocs in steady state).
 // Subscribe allocates the subject string and the subscription entry once.
-// Per market frame and subscriber: Deliver appends the frame to the bounded
-// send queue under the session mutex and never blocks; it allocates nothing
+// Per market frame and subscriber: Deliver checks one atomic flag (set
+// only around a replay, when it takes the subscription's mutex to hold or
+// drop the frame), appends the frame to the bounded send queue under the
+// session mutex and never blocks; it allocates nothing
 // once the queue has grown (its capacity is dropped again when the session
 // goes idle). Waking an idle session starts its writer goroutine (a
 // pre-bound method value: no heap allocation; the runtime reuses goroutine
