@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"context"
 	"testing"
 
 	"floodgate/broker"
@@ -80,10 +81,14 @@ func newHotServer(tb testing.TB) *broker.Server {
 type nopHub struct{}
 
 func (nopHub) Subscribe(_ fanout.Subscriber, j fanout.Join) (*fanout.Subscription, error) {
-	j.Joined()
+	j.Joined(fanout.JoinInfo{})
 	return nil, nil
 }
-func (nopHub) Unsubscribe(*fanout.Subscription) {}
+func (nopHub) Unsubscribe(*fanout.Subscription)   {}
+func (nopHub) HasHistory(src *fanout.Source) bool { return false }
+func (nopHub) Replay(context.Context, *fanout.Subscription, uint64, fanout.JoinInfo, func(int) error) (fanout.ReplayResult, error) {
+	return fanout.ReplayResult{}, fanout.ErrNoHistory
+}
 
 // TestHandlePingAllocatesNothing covers the whole ping path: parse, charge,
 // build the pooled pong, queue it.

@@ -44,7 +44,13 @@ var (
 	errNotSub        = &frameError{proto.NotSubscribed, "not subscribed"}
 	errSubLimit      = &frameError{proto.SubscriptionLimit, "subscription limit reached"}
 	errConflate      = &frameError{proto.InvalidParams, "invalid param"}
-	errChannelLimit  = &frameError{proto.ChannelLimit, "node channel limit reached"}
+	// errNoHistory: since or snapshot on a channel without history.
+	errNoHistory = &frameError{proto.InvalidParams, "no history on this channel for param"}
+	// errSinceConflate: a replay cannot be conflated.
+	errSinceConflate = &frameError{proto.InvalidParams, "since cannot be combined with conflate_ms"}
+	// errReplayBusy: the node runs its maximum of replays (64).
+	errReplayBusy   = &frameError{proto.RateLimited, "replay limit of the node reached"}
+	errChannelLimit = &frameError{proto.ChannelLimit, "node channel limit reached"}
 	// errOwnerChannelLimit: one identity may open at most 10 % of the
 	// node's channels.
 	errOwnerChannelLimit = &frameError{proto.ChannelLimit, "channel limit of this identity reached"}
@@ -169,9 +175,23 @@ func appendTail(b []byte, id []byte, d *Decision) []byte {
 	return append(b, '}')
 }
 
+// ackFields are what a subscribe ack says beyond the channel: the
+// options echoed in data, and the history state as top-level fields.
+type ackFields struct {
+	conflateMs int64  // echoed when not 0
+	since      uint64 // echoed when hasSince
+	hasSince   bool
+	snapshot   bool // echoed when true
+	sequenced  bool // "seq" and "epoch" follow the data
+	seq        uint64
+	epoch      int64
+	recovered  int8 // 0: no "recovered"; 1 true; -1 false
+}
+
 // appendAck appends {"channel":"<method>","data":{"source":..,params..}...}
-// with "conflate_ms" in data when conflateMs is not 0.
-func appendAck(b []byte, method string, ch *fanout.Channel, conflateMs int64, id []byte, d *Decision) []byte {
+// with the options of x (nil: none) echoed in data and its history state
+// ("seq", "epoch", "recovered") after it.
+func appendAck(b []byte, method string, ch *fanout.Channel, x *ackFields, id []byte, d *Decision) []byte {
 	b = append(b, `{"channel":"`...)
 	b = append(b, method...)
 	b = append(b, `","data":{"source":"`...)
@@ -190,11 +210,34 @@ func appendAck(b []byte, method string, ch *fanout.Channel, conflateMs int64, id
 			b = append(b, '"')
 		}
 	}
-	if conflateMs != 0 {
+	if x == nil {
+		b = append(b, '}')
+		return appendTail(b, id, d)
+	}
+	if x.conflateMs != 0 {
 		b = append(b, `,"conflate_ms":`...)
-		b = strconv.AppendInt(b, conflateMs, 10)
+		b = strconv.AppendInt(b, x.conflateMs, 10)
+	}
+	if x.hasSince {
+		b = append(b, `,"since":`...)
+		b = strconv.AppendUint(b, x.since, 10)
+	}
+	if x.snapshot {
+		b = append(b, `,"snapshot":true`...)
 	}
 	b = append(b, '}')
+	if x.sequenced {
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, x.seq, 10)
+		b = append(b, `,"epoch":`...)
+		b = strconv.AppendInt(b, x.epoch, 10)
+	}
+	switch x.recovered {
+	case 1:
+		b = append(b, `,"recovered":true`...)
+	case -1:
+		b = append(b, `,"recovered":false`...)
+	}
 	return appendTail(b, id, d)
 }
 

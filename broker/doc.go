@@ -36,8 +36,10 @@
 // allocs, pooled parser valid until the frame is handled), Budget.Charge (the interface's own cost; 0 allocs for the
 // default), and for ping a pooled reply frame (0 allocs in steady state).
 // Subscribe allocates the subject string and the subscription entry once.
-// Per market frame and subscriber: Deliver appends the frame to the bounded
-// send queue under the session mutex and never blocks; it allocates nothing
+// Per market frame and subscriber: Deliver checks one atomic flag (set
+// only around a replay, when it takes the subscription's mutex to hold or
+// drop the frame), appends the frame to the bounded send queue under the
+// session mutex and never blocks; it allocates nothing
 // once the queue has grown (its capacity is dropped again when the session
 // goes idle). Waking an idle session starts its writer goroutine (a
 // pre-bound method value: no heap allocation; the runtime reuses goroutine
@@ -59,6 +61,19 @@
 // Unsubscribing a channel the connection has not joined (or naming no
 // channel) is charged as [OpUnsubscribeNotJoined], refusable like any
 // frame; only a real unsubscribe ([OpUnsubscribe]) is never refused.
+//
+// History (docs/protocol.md): the subscribe ack carries the JoinInfo the
+// hub hands to Join.Joined (seq, epoch), queued with the snapshot frame,
+// if asked, under the channel lock, so both precede every live frame. A
+// subscribe with since joins the channel with its subscription holding
+// live frames (bounded like the send queue: overflowing closes 1013), asks
+// the hub to replay (charging [Budget.ChargeReplay] once the number of
+// messages is known, before any is read), then splices on the read loop:
+// the ack with "recovered", the replayed frames (outside the queue's
+// bounds, which a replay's own bounds replace), the held frames past the
+// replay's last seq, then live, frames at or below it dropped as
+// duplicates. The read loop waits for the replay, so a connection runs one
+// at a time.
 //
 // Memory per idle connection: the coder/websocket Conn, a 1 KiB read
 // buffer, a 256-byte control-frame buffer, the read goroutine's stack and

@@ -56,7 +56,7 @@ func (t *TestSession) Drain(dst []byte) []byte {
 	q := s.queue
 	s.queue = s.spare
 	s.spare = q[:0]
-	s.queuedBytes = 0
+	s.queuedBytes, s.extraFrames, s.extraBytes = 0, 0, 0
 	s.queueGen++
 	s.mu.Unlock()
 	for i, it := range q {
@@ -75,6 +75,7 @@ func (t *TestSession) DrainTexts() []string {
 	s.mu.Lock()
 	q := s.queue
 	s.queue = nil
+	s.queuedBytes, s.extraFrames, s.extraBytes = 0, 0, 0
 	s.queueGen++
 	s.mu.Unlock()
 	var out []string

@@ -50,6 +50,13 @@ func newEnvHub(t *testing.T, hubOpts fanout.Options, opts broker.Options) *env {
 // integration tests).
 func newEnvOn(t *testing.T, natsURL string, hubOpts fanout.Options, opts broker.Options) *env {
 	t.Helper()
+	return newEnvWrapped(t, natsURL, hubOpts, opts, nil)
+}
+
+// newEnvWrapped is newEnvOn with the broker's hub wrapped by wrap (nil:
+// the hub itself), to change what some of its methods answer.
+func newEnvWrapped(t *testing.T, natsURL string, hubOpts fanout.Options, opts broker.Options, wrap func(*fanout.Hub) broker.Hub) *env {
+	t.Helper()
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +81,9 @@ func newEnvOn(t *testing.T, natsURL string, hubOpts fanout.Options, opts broker.
 		}
 	}
 	opts.Hub = hub
+	if wrap != nil {
+		opts.Hub = wrap(hub)
+	}
 	opts.Registerer = reg
 	srv, err := broker.New(opts)
 	if err != nil {

@@ -115,6 +115,10 @@ type Budget interface {
 	// block or do I/O; OpUnsubscribe (a real unsubscribe) must never be
 	// refused, OpUnsubscribeNotJoined is charged like any frame.
 	Charge(op Op, now time.Time) Decision
+	// ChargeReplay accounts for a replay of msgs messages (a subscribe
+	// with "since"), charged before the replay starts; like Charge it must
+	// not block or do I/O. A refusal is sent as the subscribe's error.
+	ChargeReplay(msgs int, now time.Time) Decision
 	// MaxSubscriptions is the subscription cap of the connection; 0 means
 	// no cap.
 	MaxSubscriptions() int
@@ -124,10 +128,15 @@ type Budget interface {
 
 // Hub is the fan-out side a session subscribes through; *fanout.Hub
 // implements it (see fanout.Hub.Subscribe for the ordering guarantees of
-// Join.Joined and Unsubscribe).
+// Join.Joined and Unsubscribe, fanout.Hub.Replay for replays).
 type Hub interface {
 	Subscribe(s fanout.Subscriber, j fanout.Join) (*fanout.Subscription, error)
 	Unsubscribe(sub *fanout.Subscription)
+	// HasHistory reports whether the channels of src have history (since
+	// and snapshot are accepted).
+	HasHistory(src *fanout.Source) bool
+	// Replay reads the retained messages of sub's channel after since.
+	Replay(ctx context.Context, sub *fanout.Subscription, since uint64, info fanout.JoinInfo, admit func(n int) error) (fanout.ReplayResult, error)
 }
 
 // Options configures a Server. Zero values mean the documented defaults.

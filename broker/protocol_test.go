@@ -162,6 +162,9 @@ type cappedBudget struct{ n int }
 func (b cappedBudget) Charge(broker.Op, time.Time) broker.Decision {
 	return broker.Decision{Allowed: true}
 }
+func (b cappedBudget) ChargeReplay(int, time.Time) broker.Decision {
+	return broker.Decision{Allowed: true}
+}
 func (b cappedBudget) MaxSubscriptions() int { return b.n }
 func (b cappedBudget) Release(time.Time)     {}
 

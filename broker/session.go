@@ -49,11 +49,15 @@ type session struct {
 	queue       []item
 	spare       []item
 	queuedBytes int
-	queueGen    uint32 // bumped whenever the queue is taken or dropped
-	writing     bool   // a writer goroutine is running
-	pingDue     bool
-	closing     CloseReason // first reason wins; reasonNone while open
-	wg          sync.WaitGroup
+	// extraFrames and extraBytes are the replayed and snapshot frames in
+	// the queue, which its bounds do not count (a replay is bounded on its
+	// own; see splice).
+	extraFrames, extraBytes int
+	queueGen                uint32 // bumped whenever the queue is taken or dropped
+	writing                 bool   // a writer goroutine is running
+	pingDue                 bool
+	closing                 CloseReason // first reason wins; reasonNone while open
+	wg                      sync.WaitGroup
 }
 
 // subscription is one channel of a session: the fanout.Subscriber the hub
@@ -70,6 +74,16 @@ type subscription struct {
 	// (valid while pendGen is the queue's generation).
 	pendGen uint32
 	pendIdx int
+
+	// special is set while live frames need more than a queue append: held
+	// during a replay, or checked against skip after it. Deliver reads it
+	// first; the rest is guarded by mu (lock order: mu, then sess.mu).
+	special   atomic.Bool
+	mu        sync.Mutex
+	holding   bool            // a replay runs: live frames wait in held
+	held      []*fanout.Frame // live frames that arrived during the replay
+	heldBytes int
+	skip      uint64 // live frames with a seq at or below it are duplicates of the replay
 }
 
 // item is one queued outbound frame: a shared market frame or a pooled
@@ -86,7 +100,42 @@ type item struct {
 // reports whether the frame was accepted (false: dropped, and counted in
 // floodgate_frames_dropped_total).
 func (c *subscription) Deliver(f *fanout.Frame) bool {
+	if c.special.Load() {
+		return c.deliverSpecial(f)
+	}
 	s := c.sess
+	return s.enqueue(item{wire: f.WireFor(s.compressed), recv: f.Received(), sub: c})
+}
+
+// deliverSpecial holds f while a replay runs, drops it when the replay
+// already sent it, and otherwise queues it (then the subscription is back
+// on the plain path: frames of a channel come in seq order, so every later
+// one is past skip too). The hub calls Deliver of one channel from one
+// goroutine at a time.
+func (c *subscription) deliverSpecial(f *fanout.Frame) bool {
+	s := c.sess
+	c.mu.Lock()
+	if c.holding {
+		o := &s.srv.opts
+		if len(c.held) >= o.QueueFrames || c.heldBytes+f.Len() > o.QueueBytes {
+			// The channel outran the replay by a whole send queue: the
+			// same rule as a queue overflow.
+			c.held, c.heldBytes = nil, 0
+			c.mu.Unlock()
+			s.slowConsumer()
+			return false
+		}
+		c.held = append(c.held, f)
+		c.heldBytes += f.Len()
+		c.mu.Unlock()
+		return true
+	}
+	if seq := f.Seq(); seq != 0 && seq <= c.skip {
+		c.mu.Unlock()
+		return false
+	}
+	c.special.Store(false)
+	c.mu.Unlock()
 	return s.enqueue(item{wire: f.WireFor(s.compressed), recv: f.Received(), sub: c})
 }
 
@@ -106,8 +155,9 @@ func (s *session) enqueue(it item) bool {
 		s.srv.m.drop(DropClosing, 1)
 		return false
 	}
+	frames, bytes := len(s.queue)-s.extraFrames, s.queuedBytes-s.extraBytes
 	if c := it.sub; c != nil && c.conflatable {
-		if len(s.queue) >= o.QueueFrames/2 || s.queuedBytes+len(it.wire) > o.QueueBytes/2 {
+		if frames >= o.QueueFrames/2 || bytes+len(it.wire) > o.QueueBytes/2 {
 			if c.pendGen == s.queueGen && c.pendIdx < len(s.queue) && s.queue[c.pendIdx].sub == c {
 				old := &s.queue[c.pendIdx]
 				s.queuedBytes += len(it.wire) - len(old.wire)
@@ -118,30 +168,47 @@ func (s *session) enqueue(it item) bool {
 			}
 		}
 		c.pendGen, c.pendIdx = s.queueGen, len(s.queue)
-	} else if len(s.queue) >= o.QueueFrames || (s.queuedBytes+len(it.wire) > o.QueueBytes && len(s.queue) > 0) {
-		s.closing = ReasonSlowConsumer
-		dropped := s.queue
-		s.queue = nil
-		s.queueGen++
-		s.queuedBytes = 0
-		start := s.startWriterLocked()
-		s.mu.Unlock()
+	} else if frames >= o.QueueFrames || (bytes+len(it.wire) > o.QueueBytes && frames > 0) {
 		s.srv.recycle(it)
-		for _, d := range dropped {
-			s.srv.recycle(d)
-		}
-		s.srv.m.drop(DropQueueFull, 1)
-		s.srv.m.drop(DropSlowConsumerClose, len(dropped))
-		s.srv.m.slowConsumers.Inc()
-		if start {
-			go s.writeFn()
-		}
+		s.slowConsumerLocked()
 		return false
 	}
 	s.queue = append(s.queue, it)
 	s.queuedBytes += len(it.wire)
 	s.wakeUnlock()
 	return true
+}
+
+// slowConsumer closes the session 1013 "slow consumer", its backlog
+// dropped: a frame that must not be lost found no room.
+func (s *session) slowConsumer() {
+	s.mu.Lock()
+	if s.closing != reasonNone {
+		s.mu.Unlock()
+		s.srv.m.drop(DropClosing, 1)
+		return
+	}
+	s.slowConsumerLocked()
+}
+
+// slowConsumerLocked is slowConsumer with mu held; it releases mu.
+func (s *session) slowConsumerLocked() {
+	s.closing = ReasonSlowConsumer
+	dropped := s.queue
+	s.queue = nil
+	s.queueGen++
+	s.queuedBytes, s.extraFrames, s.extraBytes = 0, 0, 0
+	start := s.startWriterLocked()
+	s.mu.Unlock()
+	for _, d := range dropped {
+		s.srv.recycle(d)
+	}
+	s.srv.m.drop(DropQueueFull, 1)
+	s.srv.m.drop(DropSlowConsumerClose, len(dropped))
+	s.srv.m.slowConsumers.Inc()
+	if start {
+		go s.writeFn()
+	}
 }
 
 // wakeUnlock starts the writer unless one runs, and releases mu.
@@ -356,6 +423,22 @@ func (s *session) subscribe(req *request, d *Decision) {
 		s.replyError(*errConflate, `conflate_ms`, 0, req.id, d)
 		return
 	}
+	hp, bad := historyParams(req.params)
+	switch {
+	case bad != "":
+		s.replyError(*errConflate, bad, 0, req.id, d)
+		return
+	case (hp.hasSince || hp.snapshot) && !srv.opts.Hub.HasHistory(ref.Source):
+		name := "snapshot"
+		if hp.hasSince {
+			name = "since"
+		}
+		s.replyError(*errNoHistory, name, 0, req.id, d)
+		return
+	case hp.hasSince && iv != fanout.Live:
+		s.replyError(*errSinceConflate, "", 0, req.id, d)
+		return
+	}
 	if srv.opts.Sources.Authorize(&ref, s.id.Account) != nil {
 		s.replyError(*errForbidden, "", 0, req.id, d)
 		return
@@ -368,20 +451,39 @@ func (s *session) subscribe(req *request, d *Decision) {
 		s.replyError(*errSubLimit, "", 0, req.id, d)
 		return
 	}
-	r := srv.replies.get()
-	r.b = appendAck(r.b, "subscribe", &ref, iv.Millis(), req.id, d)
-	r.finish()
+	x := ackFields{conflateMs: iv.Millis(), since: hp.since, hasSince: hp.hasSince, snapshot: hp.snapshot}
+	// Copies for the closures below, so that the caller's request and
+	// decision (the read loop's, per frame) stay on its stack.
+	id, dd := req.id, *d
 	subject := string(ref.Subject)
 	c := &subscription{sess: s, conflatable: ref.Source.Conflatable}
-	// The hub queues the ack once NATS has the interest and just before
-	// this session can receive the channel's frames: the client sees the
-	// ack first, and anything published after the ack reaches it.
+	var info fanout.JoinInfo
+	joined := func(ji fanout.JoinInfo) { info = ji }
+	if hp.hasSince {
+		// Live frames wait in c.held until the replay is queued.
+		c.holding = true
+		c.special.Store(true)
+	} else {
+		// The hub calls this once NATS has the interest and just before
+		// this session can receive the channel's frames: the client sees
+		// the ack (and the snapshot) first, and anything published after
+		// the ack reaches it.
+		joined = func(ji fanout.JoinInfo) {
+			x.sequenced, x.seq, x.epoch = ji.Sequenced, ji.Seq, ji.Epoch
+			r := srv.replies.get()
+			r.b = appendAck(r.b, "subscribe", &ref, &x, id, &dd)
+			r.finish()
+			s.enqueue(item{wire: r.wire(), reply: r})
+			if ji.Snapshot != nil {
+				s.enqueueExtra(ji.Snapshot)
+			}
+		}
+	}
 	hs, err := srv.opts.Hub.Subscribe(c, fanout.Join{
 		Source: ref.Source, Subject: subject, Owner: s.id.ID, Interval: iv, Compressed: s.compressed,
-		Joined: func() { s.enqueue(item{wire: r.wire(), reply: r}) },
+		Snapshot: hp.snapshot, Joined: joined,
 	})
 	if err != nil {
-		srv.replies.put(r)
 		switch {
 		case errors.Is(err, fanout.ErrChannelLimit):
 			s.replyError(*errChannelLimit, "", 0, req.id, d)
@@ -394,8 +496,146 @@ func (s *session) subscribe(req *request, d *Decision) {
 		return
 	}
 	c.hs = hs
+	if hp.hasSince && !s.resume(c, &ref, id, hp, &x, info, dd) {
+		srv.opts.Hub.Unsubscribe(hs)
+		return
+	}
 	s.subs[subject] = c
 	srv.m.subscriptions.Inc()
+}
+
+// resume replays what the client missed after hp.since and splices it in
+// front of the live frames held since the join: ack, replayed frames (or,
+// when the history no longer holds everything, the snapshot if asked),
+// then the held frames the replay did not cover, then live. It runs on
+// the read loop, so a connection has one replay at a time; the replay's
+// calls are bounded by the history's deadlines. It returns false, having
+// sent the error, when the replay was refused.
+func (s *session) resume(c *subscription, ref *fanout.Channel, id []byte, hp histParams, x *ackFields, info fanout.JoinInfo, d Decision) bool {
+	srv := s.srv
+	var refusal *Decision
+	res, err := srv.opts.Hub.Replay(context.Background(), c.hs, hp.since, info, func(n int) error {
+		if n == 0 {
+			return nil
+		}
+		rd := s.budget.ChargeReplay(n, time.Now())
+		if !rd.Allowed {
+			refusal = &rd
+			return errReplayRefused
+		}
+		if rd.HasRL {
+			d = rd // the ack reports the budget after the replay's charge
+		}
+		return nil
+	})
+	if err != nil {
+		switch {
+		case refusal != nil:
+			code, msg := refusal.Code, refusal.Message
+			if code == "" {
+				code = proto.RateLimited
+			}
+			if msg == "" {
+				msg = "rate limit exceeded"
+			}
+			retry := int64((refusal.RetryAfter + time.Millisecond - 1) / time.Millisecond)
+			s.replyError(frameError{code, msg}, "", retry, id, refusal)
+			if refusal.Close {
+				s.requestClose(closeReasonFor(code))
+			}
+		case errors.Is(err, fanout.ErrReplayBusy):
+			s.replyError(*errReplayBusy, "", replayBusyRetryMs, id, &d)
+		default:
+			srv.opts.Logger.Error().Err(err).Str("subject", string(ref.Subject)).Msg("replay failed")
+			s.replyError(*errInternal, "", 0, id, &d)
+		}
+		return false
+	}
+	x.sequenced, x.seq, x.epoch = info.Sequenced, info.Seq, info.Epoch
+	x.recovered = -1
+	if res.Recovered {
+		x.recovered = 1
+	}
+	r := srv.replies.get()
+	r.b = appendAck(r.b, "subscribe", ref, x, id, &d)
+	r.finish()
+	var snap *fanout.Frame
+	if !res.Recovered && hp.snapshot {
+		snap = info.Snapshot
+	}
+	s.splice(c, r, res.Frames, snap, res.Last)
+	return true
+}
+
+// replayBusyRetryMs is the retry_after_ms of a replay refused because the
+// node runs its maximum of replays: they take milliseconds.
+const replayBusyRetryMs = 100
+
+var errReplayRefused = errors.New("broker: replay refused by the budget")
+
+// splice queues the ack, the replayed frames (or a snapshot), and the live
+// frames held since the join that come after last, and puts c back on live
+// delivery: later live frames at or below last are dropped as duplicates.
+// Replayed frames are bounded by the history's replay limits and do not
+// count toward the send queue's bounds.
+func (s *session) splice(c *subscription, ack *replyBuf, frames []*fanout.Frame, snap *fanout.Frame, last uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	held := c.held
+	c.held, c.heldBytes, c.holding, c.skip = nil, 0, false, last
+	if last == 0 {
+		c.special.Store(false)
+	}
+	s.mu.Lock()
+	if s.closing != reasonNone {
+		s.mu.Unlock()
+		s.srv.recycle(item{reply: ack})
+		s.srv.m.drop(DropClosing, 1+len(frames)+len(held))
+		return
+	}
+	s.queue = append(s.queue, item{wire: ack.wire(), reply: ack})
+	s.queuedBytes += len(ack.wire())
+	if snap != nil {
+		frames = append(frames, snap)
+	}
+	for _, f := range frames {
+		// Built plain; no recv: they are not live deliveries, and the
+		// latency histogram (NATS receive to write) measures those.
+		w := f.Wire()
+		s.queue = append(s.queue, item{wire: w})
+		s.queuedBytes += len(w)
+		s.extraFrames++
+		s.extraBytes += len(w)
+	}
+	for _, f := range held {
+		if seq := f.Seq(); seq != 0 && seq <= last {
+			continue
+		}
+		if c.conflatable {
+			c.pendGen, c.pendIdx = s.queueGen, len(s.queue)
+		}
+		w := f.WireFor(s.compressed)
+		s.queue = append(s.queue, item{wire: w, recv: f.Received(), sub: c})
+		s.queuedBytes += len(w)
+	}
+	s.wakeUnlock()
+}
+
+// enqueueExtra queues a snapshot frame outside the queue's bounds (it is
+// one frame per subscribe, sent right after the ack).
+func (s *session) enqueueExtra(f *fanout.Frame) {
+	w := f.Wire()
+	s.mu.Lock()
+	if s.closing != reasonNone {
+		s.mu.Unlock()
+		s.srv.m.drop(DropClosing, 1)
+		return
+	}
+	s.queue = append(s.queue, item{wire: w}) // no recv: not a live delivery (see splice)
+	s.queuedBytes += len(w)
+	s.extraFrames++
+	s.extraBytes += len(w)
+	s.wakeUnlock()
 }
 
 func (s *session) unsubscribe(req *request, ch *fanout.Channel, c *subscription, d *Decision) {
@@ -405,7 +645,7 @@ func (s *session) unsubscribe(req *request, ch *fanout.Channel, c *subscription,
 	delete(s.subs, string(ch.Subject))
 	srv.m.subscriptions.Dec()
 	r := srv.replies.get()
-	r.b = appendAck(r.b, "unsubscribe", ch, 0, req.id, d)
+	r.b = appendAck(r.b, "unsubscribe", ch, nil, req.id, d)
 	s.reply(r)
 }
 
@@ -420,7 +660,44 @@ func (s *session) channelOf(req *request) (fanout.Channel, *fanout.ParamError, s
 
 // isOption reports whether a params key is a subscription option rather
 // than a param of the source.
-func isOption(key []byte) bool { return string(key) == "conflate_ms" }
+func isOption(key []byte) bool {
+	switch string(key) {
+	case "conflate_ms", "since", "snapshot":
+		return true
+	}
+	return false
+}
+
+// histParams are the history options of a subscribe.
+type histParams struct {
+	since    uint64
+	hasSince bool
+	snapshot bool
+}
+
+// historyParams reads params.since (a JSON integer from 0 to 2^64-1) and
+// params.snapshot (true or false); it returns the name of the option that
+// is malformed, if one is.
+func historyParams(params *fastjson.Object) (histParams, string) {
+	var hp histParams
+	if v := params.Get("since"); v != nil {
+		n, err := v.Uint64()
+		if err != nil || v.Type() != fastjson.TypeNumber {
+			return hp, "since"
+		}
+		hp.since, hp.hasSince = n, true
+	}
+	if v := params.Get("snapshot"); v != nil {
+		switch v.Type() {
+		case fastjson.TypeTrue:
+			hp.snapshot = true
+		case fastjson.TypeFalse:
+		default:
+			return hp, "snapshot"
+		}
+	}
+	return hp, ""
+}
 
 // conflateParam reads params.conflate_ms: Live when absent, false when it
 // is not one of 100, 250, 500, 1000 or the source is not conflatable.

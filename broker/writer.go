@@ -34,7 +34,7 @@ func (s *session) writeLoop() {
 		s.mu.Lock()
 		batch, s.queue = s.queue, s.spare
 		s.spare = nil
-		s.queuedBytes = 0
+		s.queuedBytes, s.extraFrames, s.extraBytes = 0, 0, 0
 		s.queueGen++
 		ping := s.pingDue
 		s.pingDue = false
@@ -159,6 +159,7 @@ func (s *session) fail(reason CloseReason) {
 	dropped := s.queue
 	s.queue = nil
 	s.queueGen++
+	s.queuedBytes, s.extraFrames, s.extraBytes = 0, 0, 0
 	s.mu.Unlock()
 	for _, it := range dropped {
 		s.srv.recycle(it)

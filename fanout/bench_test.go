@@ -56,13 +56,19 @@ func BenchmarkDeliver_Subscribers(b *testing.B) {
 	hub, _, srcs := newHub(b, fanout.Options{})
 	src := srcs.Lookup([]byte("trades"))
 	for _, n := range []int{1, 10, 1000} {
-		deliver := fanout.DelivererForTest(hub, src, subscribers(n), false)
-		b.Run(fmt.Sprintf("%d", n), func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				deliver(benchPayload)
+		for _, hist := range []bool{false, true} {
+			maker := fanout.DelivererForTest
+			if hist {
+				maker = fanout.SequencedDelivererForTest
 			}
-		})
+			deliver := maker(hub, src, subscribers(n), false)
+			b.Run(fmt.Sprintf("%d/history=%v", n, hist), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					deliver(benchPayload)
+				}
+			})
+		}
 	}
 }
 
@@ -93,14 +99,20 @@ func TestDeliverAllocsDoNotGrowWithSubscribers(t *testing.T) {
 	src := srcs.Lookup([]byte("book"))
 	for _, payload := range [][]byte{[]byte(`{"p":"1"}`), bookPayload()} {
 		for _, compressed := range []bool{false, true} {
-			allocs := func(n int) float64 {
-				deliver := fanout.DelivererForTest(hub, src, subscribers(n), compressed)
-				deliver(payload) // the compressor's writer is made once
-				return testing.AllocsPerRun(200, func() { deliver(payload) })
-			}
-			one, thousand := allocs(1), allocs(1000)
-			if one != thousand || one > 2 {
-				t.Fatalf("%d-byte payload, compressed %v: allocs per message %v with 1 subscriber, %v with 1000", len(payload), compressed, one, thousand)
+			// Live-only and with history (seq/prev in the frame): the same
+			// two allocations per message.
+			for _, maker := range []func(*fanout.Hub, *fanout.Source, []fanout.Subscriber, bool) func([]byte){
+				fanout.DelivererForTest, fanout.SequencedDelivererForTest,
+			} {
+				allocs := func(n int) float64 {
+					deliver := maker(hub, src, subscribers(n), compressed)
+					deliver(payload) // the compressor's writer is made once
+					return testing.AllocsPerRun(200, func() { deliver(payload) })
+				}
+				one, thousand := allocs(1), allocs(1000)
+				if one != thousand || one > 2 {
+					t.Fatalf("%d-byte payload, compressed %v: allocs per message %v with 1 subscriber, %v with 1000", len(payload), compressed, one, thousand)
+				}
 			}
 		}
 	}

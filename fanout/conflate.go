@@ -65,10 +65,14 @@ type group struct {
 	dirty   bool    // pending holds a message
 	queued  bool    // on the conflator's due list
 	gone    bool    // the last member left; the group is dropped
-
-	// Owned by the conflator: the seq of the last frame sent, the "prev"
-	// of the next one (issue 14: prev is what this group's members got).
+	// lastSeq is the seq of the last sequenced frame sent, the "prev" of
+	// the next one (what this group's members got) and a joining member's
+	// ack seq; sent is that last message, a joining member's snapshot.
+	// Written by the conflator only.
 	lastSeq uint64
+	sent    message
+	sentGen uint64
+	snap    snapCache
 }
 
 // offerLocked keeps m as the group's latest and puts the group on its
@@ -94,18 +98,23 @@ func (g *group) flush(comp *compressor) {
 	m := g.pending
 	g.pending, g.dirty = message{}, false
 	compressed := g.set.compressed > 0
+	lastSeq := g.lastSeq
 	ch.mu.Unlock()
 
-	if m.seq != 0 && g.lastSeq != 0 {
-		m.prev = g.lastSeq
+	if m.seq != 0 && lastSeq != 0 {
+		m.prev = lastSeq
 	}
 	f := buildFrame(ch.envelope, &m, comp, compressed)
 	met := ch.hub.m
 	met.countFrame(f)
+	ch.mu.Lock()
+	// A member joining before this walk acked lastSeq and gets this frame,
+	// whose prev is lastSeq; one joining after acks m.seq.
 	if m.seq != 0 {
 		g.lastSeq = m.seq
 	}
-	ch.mu.Lock()
+	g.sent = m
+	g.sentGen++
 	accepted := 0
 	if !g.gone {
 		accepted = g.set.walk(f)

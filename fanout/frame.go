@@ -9,7 +9,7 @@ import (
 
 // Frame is one outbound market message, encoded once per node as a complete
 // websocket text frame: header, then {"channel":"<source>","data":<payload>}
-// (and ,"seq":n,"prev":m for sequenced sources). When the channel has
+// (and ,"seq":n,"prev":m when the channel's route is sequenced: history). When the channel has
 // subscribers that negotiated permessage-deflate and the text is at least
 // MinCompressSize bytes, the frame also carries the same message
 // compressed once (RSV1 set), for all of them. A Frame is immutable after it
@@ -19,6 +19,7 @@ type Frame struct {
 	deflated []byte // nil when not compressed
 	recv     int64  // unix ns when the node received the message
 	seq      uint64 // history sequence; 0 when the source has none
+	prev     uint64 // the previous seq of the channel (0 for snapshots)
 }
 
 // Wire returns the frame's bytes exactly as they go on the socket to a
@@ -52,15 +53,28 @@ func (f *Frame) Len() int { return len(f.wire) }
 
 // message is one NATS message of a channel as the frame builder needs it.
 type message struct {
-	payload []byte
-	recv    int64
-	seq     uint64 // 0: not sequenced
-	prev    uint64
+	payload  []byte
+	recv     int64
+	seq      uint64 // 0: not sequenced
+	prev     uint64
+	snapshot bool // a snapshot frame: "seq" (when sequenced) and "snapshot":true, no "prev"
 }
 
-// seqTailLen is the length of `,"seq":<seq>,"prev":<prev>`.
-func seqTailLen(seq, prev uint64) int {
-	return len(`,"seq":,"prev":`) + digits(seq) + digits(prev)
+// tailLen is the length of the fields buildFrame appends after the data:
+// `,"seq":<seq>,"prev":<prev>`, `,"seq":<seq>,"snapshot":true` or
+// `,"snapshot":true`.
+func tailLen(m *message) int {
+	n := 0
+	if m.seq != 0 {
+		n += len(`,"seq":`) + digits(m.seq)
+		if !m.snapshot {
+			n += len(`,"prev":`) + digits(m.prev)
+		}
+	}
+	if m.snapshot {
+		n += len(`,"snapshot":true`)
+	}
+	return n
 }
 
 func digits(u uint64) int {
@@ -76,12 +90,10 @@ func digits(u uint64) int {
 // `{"channel":"<source>","data":`; compressed asks for the deflated form
 // too (made only when the text is at least comp's minimum). One allocation
 // for the bytes of both forms plus the struct; comp is the calling
-// goroutine's compressor (nil: never compress).
+// goroutine's compressor (nil: never compress). Live, conflated, replayed
+// and snapshot frames are all built here.
 func buildFrame(prefix string, m *message, comp *compressor, compressed bool) *Frame {
-	n := len(prefix) + len(m.payload) + 1
-	if m.seq != 0 {
-		n += seqTailLen(m.seq, m.prev)
-	}
+	n := len(prefix) + len(m.payload) + 1 + tailLen(m)
 	size := wsframe.HeaderLen(n) + n
 	compress := compressed && comp != nil && n >= comp.min
 	if compress {
@@ -95,11 +107,19 @@ func buildFrame(prefix string, m *message, comp *compressor, compressed bool) *F
 	if m.seq != 0 {
 		b = append(b, `,"seq":`...)
 		b = strconv.AppendUint(b, m.seq, 10)
-		b = append(b, `,"prev":`...)
-		b = strconv.AppendUint(b, m.prev, 10)
+		if !m.snapshot {
+			b = append(b, `,"prev":`...)
+			b = strconv.AppendUint(b, m.prev, 10)
+		}
+	}
+	if m.snapshot {
+		b = append(b, `,"snapshot":true`...)
 	}
 	b = append(b, '}')
 	f := &Frame{wire: b[:len(b):len(b)], recv: m.recv, seq: m.seq}
+	if !m.snapshot {
+		f.prev = m.prev
+	}
 	if compress {
 		f.deflated = comp.frame(b[len(b):], b[start:])
 	}

@@ -1,6 +1,7 @@
 package fanout
 
 import (
+	"context"
 	"errors"
 	"hash/maphash"
 	"sync"
@@ -65,8 +66,13 @@ type Options struct {
 	// bytes and more.
 	Compression CompressionOptions
 	// Router says which NATS subject feeds a channel (see Route). Defaults
-	// to the channel's own subject, unsequenced.
+	// to the channel's own subject, unsequenced; with History, the
+	// history's router.
 	Router Router
+	// History, when set, gives the channels of sources with history their
+	// sequence numbers, snapshots and replays (JetStream; see History).
+	// Defaults to none: every channel is live-only.
+	History *History
 	// Registerer receives the hub's metrics. Defaults to none.
 	Registerer prometheus.Registerer
 }
@@ -81,11 +87,11 @@ type Route struct {
 	Sequenced bool
 }
 
-// Router maps a channel's subject to its Route.
-type Router func(subject string) Route
+// Router maps a channel (its source and subject) to its Route.
+type Router func(src *Source, subject string) Route
 
 // RawRoute is the default Router: the channel's own subject, no sequence.
-func RawRoute(subject string) Route { return Route{Subject: subject} }
+func RawRoute(_ *Source, subject string) Route { return Route{Subject: subject} }
 
 // Hub is the channel registry of one node. Create it with NewHub; the zero
 // value is not usable.
@@ -153,6 +159,9 @@ func NewHub(opts Options) (*Hub, error) {
 	if opts.MaxChannelsPerOwner <= 0 {
 		opts.MaxChannelsPerOwner = max(opts.MaxChannels/10, 1)
 	}
+	if opts.History != nil {
+		opts.Router = opts.History.route
+	}
 	if opts.Router == nil {
 		opts.Router = RawRoute
 	}
@@ -176,6 +185,9 @@ func NewHub(opts Options) (*Hub, error) {
 		h.wg.Add(1)
 		go c.run()
 	}
+	if opts.History != nil {
+		opts.History.attach(h)
+	}
 	return h, nil
 }
 
@@ -197,11 +209,33 @@ type Join struct {
 	// it is offered frames with Frame.Deflated set when they are large
 	// enough.
 	Compressed bool
-	// Joined, when non-nil, is called under the channel's lock just before
-	// the subscriber joins, so it precedes every frame the subscriber is
-	// offered (a session queues its subscribe ack there). It must be quick
+	// Snapshot asks for the channel's latest message as a snapshot frame
+	// in JoinInfo (for a conflated subscriber: its group's latest frame).
+	Snapshot bool
+	// Joined, when non-nil, is called under the channel's lock as the
+	// subscriber joins, before any frame is offered to it (a session
+	// queues its subscribe ack, and the snapshot, there). It must be quick
 	// and must not call the hub.
-	Joined func()
+	Joined func(JoinInfo)
+}
+
+// JoinInfo is the channel's state at the moment a subscriber joined.
+type JoinInfo struct {
+	// Sequenced is true when the channel's frames carry "seq" and "prev"
+	// (its source has history and the history is available).
+	Sequenced bool
+	// Seq is the seq of the channel's latest message at the join (0 when
+	// none, or not Sequenced): the "prev" of the first live frame the
+	// subscriber gets unless it missed one. For a conflated subscriber it
+	// is the seq of its group's latest frame.
+	Seq uint64
+	// Epoch identifies the history stream the seq values belong to (its
+	// creation time in unix microseconds); 0 when not Sequenced.
+	Epoch int64
+	// Snapshot is the snapshot frame of Join.Snapshot: the latest message
+	// marked "snapshot":true (with "seq" when Sequenced); nil when the
+	// channel has no message yet or it was not asked for.
+	Snapshot *Frame
 }
 
 // Subscription is one subscriber on one channel, the handle Unsubscribe
@@ -246,7 +280,7 @@ func (h *Hub) Subscribe(s Subscriber, j Join) (*Subscription, error) {
 			sh.mu.Unlock()
 			return nil, err
 		}
-		ch = &channel{hub: h, shard: sh, subject: j.Subject, envelope: j.Source.envelope, owner: j.Owner,
+		ch = &channel{hub: h, shard: sh, subject: j.Subject, src: j.Source, envelope: j.Source.envelope, owner: j.Owner,
 			disp: h.disp[(hv>>32)%uint64(len(h.disp))]}
 		sh.channels[j.Subject] = ch
 	}
@@ -259,12 +293,33 @@ func (h *Hub) Subscribe(s Subscriber, j Join) (*Subscription, error) {
 	}
 	sub := &Subscription{ch: ch, s: s, iv: j.Interval, compressed: j.Compressed}
 	ch.mu.Lock()
-	if j.Joined != nil {
-		j.Joined()
-	}
+	// Nothing is offered to sub before the lock is released, so Joined
+	// still precedes every frame.
 	ch.addLocked(sub)
+	if j.Joined != nil {
+		j.Joined(ch.joinInfoLocked(sub, j.Snapshot))
+	}
 	ch.mu.Unlock()
 	return sub, nil
+}
+
+// HasHistory reports whether channels of src have history on this hub:
+// the hub runs a History and the source keeps its messages there. It says
+// nothing of the history's current availability (JoinInfo.Sequenced).
+func (h *Hub) HasHistory(src *Source) bool { return h.opts.History != nil && src.History }
+
+// Replay reads the retained messages of sub's channel after since, for a
+// subscriber that joined with info (see History for the bounds, the
+// deadlines and the node-wide limit). admit is called with the number of
+// messages before any is read; an error from it aborts the replay and is
+// returned as is. A channel whose history is unavailable gets an
+// unrecovered result and no error.
+func (h *Hub) Replay(ctx context.Context, sub *Subscription, since uint64, info JoinInfo, admit func(n int) error) (ReplayResult, error) {
+	ch := sub.ch
+	if !h.HasHistory(ch.src) {
+		return ReplayResult{}, ErrNoHistory
+	}
+	return h.opts.History.replay(ctx, ch, since, info, admit)
 }
 
 // Unsubscribe removes the subscription from its channel; once it returns,
@@ -331,6 +386,39 @@ func (h *Hub) AsyncError(err error) {
 // sequenced client sees it as a prev that does not match).
 func (h *Hub) Reroute(r Router) error {
 	h.router.Store(&r)
+	var first error
+	for _, ch := range h.channels() {
+		if err := ch.reroute(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// forgetHistory clears every channel's latest message and recent frames
+// and has it looked up again at the next join: the history's stream was
+// made again (its seq values restarted).
+func (h *Hub) forgetHistory() {
+	for _, ch := range h.channels() {
+		ch.mu.Lock()
+		ch.last = message{}
+		ch.lastGen++
+		ch.dropTailLocked()
+		for _, g := range ch.groups {
+			if g != nil {
+				g.lastSeq, g.sent = 0, message{}
+				g.sentGen++
+			}
+		}
+		ch.mu.Unlock()
+		ch.natsMu.Lock()
+		ch.seeded = false
+		ch.natsMu.Unlock()
+	}
+}
+
+// channels returns the open channels.
+func (h *Hub) channels() []*channel {
 	var chans []*channel
 	for i := range h.shard {
 		sh := &h.shard[i]
@@ -340,13 +428,7 @@ func (h *Hub) Reroute(r Router) error {
 		}
 		sh.mu.Unlock()
 	}
-	var first error
-	for _, ch := range chans {
-		if err := ch.reroute(); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	return chans
 }
 
 // Stats is a point-in-time view of the hub.
@@ -400,6 +482,9 @@ func (h *Hub) Close() {
 		sh.mu.Unlock()
 		for _, ch := range chans {
 			ch.dropNATS()
+			ch.mu.Lock()
+			ch.dropTailLocked()
+			ch.mu.Unlock()
 		}
 	}
 	close(h.stop)

@@ -110,7 +110,7 @@ func TestHubOneNATSSubscriptionPerChannel(t *testing.T) {
 	joined := 0
 	var subs []*fanout.Subscription
 	for _, s := range []*sink{a, b} {
-		sub, err := hub.Subscribe(s, fanout.Join{Source: trades, Subject: "md.trades.BTC", Joined: func() { joined++ }})
+		sub, err := hub.Subscribe(s, fanout.Join{Source: trades, Subject: "md.trades.BTC", Joined: func(fanout.JoinInfo) { joined++ }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -311,7 +311,7 @@ type orderSink struct {
 	bad atomicBool
 }
 
-func (o *orderSink) joined() { o.ack = true }
+func (o *orderSink) joined(fanout.JoinInfo) { o.ack = true }
 func (o *orderSink) Deliver(*fanout.Frame) bool {
 	if !o.ack {
 		o.bad.Store(true)
@@ -466,7 +466,7 @@ func TestRerouteKeepsSubscribersAndSequences(t *testing.T) {
 	hub, pub, srcs := newHub(t, fanout.Options{})
 	s := &sink{}
 	join(t, hub, srcs, "trades", "md.trades.BTC", s)
-	hist := func(subject string) fanout.Route {
+	hist := func(_ *fanout.Source, subject string) fanout.Route {
 		return fanout.Route{Subject: "floodgate.hist." + subject, Sequenced: true}
 	}
 	if err := hub.Reroute(hist); err != nil {

@@ -19,6 +19,7 @@ type channel struct {
 	shard    *shard
 	disp     *dispatcher
 	subject  string
+	src      *Source
 	envelope string
 	owner    string // charged for opening the channel
 
@@ -34,6 +35,13 @@ type channel struct {
 	live    memberSet
 	groups  [numIntervals]*group // conflated subscribers by interval; nil when none
 	members int
+	// The channel's latest message (payload nil: none yet), what a join's
+	// ack seq and snapshot are made of; lastGen counts messages, the key
+	// of the cached snapshot frame.
+	last    message
+	lastGen uint64
+	snap    snapCache
+	tail    *recent // recent frames for replays; nil unless replays used it lately (recent.go)
 
 	// cur is the NATS subscription the channel delivers from (the others
 	// are being dropped by a reroute). Written under natsMu.
@@ -44,7 +52,30 @@ type channel struct {
 	natsSub   *nats.Subscription
 	route     Route
 	dead      bool
+	seeded    bool        // last was looked up in the history since the route became sequenced
+	seedRetry time.Time   // a failed lookup is retried after this
 	sequenced atomic.Bool // the current route carries seq/prev headers
+}
+
+// snapCache is a snapshot frame built once for a message generation and
+// shared by every subscriber that asks for it until the next message.
+type snapCache struct {
+	f       *Frame
+	gen     uint64
+	withSeq bool
+}
+
+// get returns the snapshot frame of m (generation gen), building it when
+// the cache holds another one.
+func (c *snapCache) get(envelope string, m *message, gen uint64, withSeq bool) *Frame {
+	if c.f == nil || c.gen != gen || c.withSeq != withSeq {
+		sm := message{payload: m.payload, recv: m.recv, snapshot: true}
+		if withSeq {
+			sm.seq = m.seq
+		}
+		c.f, c.gen, c.withSeq = buildFrame(envelope, &sm, nil, false), gen, withSeq
+	}
+	return c.f
 }
 
 // memberSet is an index-based set of subscriptions: the walk reads subs (a
@@ -107,10 +138,31 @@ func (ch *channel) addLocked(sub *Subscription) {
 	}
 	g := ch.groups[sub.iv]
 	if g == nil {
-		g = &group{ch: ch, iv: sub.iv}
+		// A new group starts from the channel's latest message: its
+		// first frame's prev is the ack's seq, its snapshot the latest.
+		g = &group{ch: ch, iv: sub.iv, lastSeq: ch.last.seq, sent: ch.last, sentGen: 1}
 		ch.groups[sub.iv] = g
 	}
 	g.set.add(sub)
+}
+
+// joinInfoLocked is the channel's state for sub, which just joined; mu is
+// held.
+func (ch *channel) joinInfoLocked(sub *Subscription, snapshot bool) JoinInfo {
+	info := JoinInfo{Sequenced: ch.sequenced.Load()}
+	m, gen, cache, seq := &ch.last, ch.lastGen, &ch.snap, ch.last.seq
+	if sub.iv != Live {
+		g := ch.groups[sub.iv]
+		m, gen, cache, seq = &g.sent, g.sentGen, &g.snap, g.lastSeq
+	}
+	if info.Sequenced {
+		info.Seq = seq
+		info.Epoch = ch.hub.opts.History.Epoch()
+	}
+	if snapshot && m.payload != nil {
+		info.Snapshot = cache.get(ch.envelope, m, gen, info.Sequenced)
+	}
+	return info
 }
 
 // removeLocked removes sub; mu is held.
@@ -143,6 +195,17 @@ func (ch *channel) release() {
 	if last {
 		ch.hub.unreserve(ch.owner)
 		ch.dropNATS()
+		ch.mu.Lock()
+		ch.dropTailLocked()
+		ch.mu.Unlock()
+	}
+}
+
+// dropTailLocked drops the channel's recent tail, if any; mu is held.
+func (ch *channel) dropTailLocked() {
+	if ch.tail != nil {
+		ch.tail = nil
+		ch.hub.opts.History.tails.Add(-1)
 	}
 }
 
@@ -155,10 +218,11 @@ func (ch *channel) ensureNATS() error {
 		return ErrClosed // the hub closed while this subscribe ran
 	}
 	if ch.natsSub != nil {
+		ch.seedLocked()
 		return nil
 	}
 	h := ch.hub
-	route := (*h.router.Load())(ch.subject)
+	route := (*h.router.Load())(ch.src, ch.subject)
 	sub, err := ch.disp.subscribe(route.Subject, ch)
 	if err != nil {
 		return fmt.Errorf("fanout: subscribe %s: %w", route.Subject, err)
@@ -173,7 +237,40 @@ func (ch *channel) ensureNATS() error {
 		// reconnect; otherwise the interest may be missing.
 		return fmt.Errorf("fanout: flush subscribe %s: %w", route.Subject, err)
 	}
+	ch.seedLocked()
 	return nil
+}
+
+// seedLocked looks the channel's latest message up in the history once
+// its route is sequenced, so that the first subscribers of a channel get
+// its seq and snapshot before any message arrived live. natsMu is held: a
+// join waits for it (bounded by the history's call timeout). A failed
+// lookup leaves the channel as it is (ack seq 0, no snapshot until the
+// next message) and is retried by a join a second later.
+func (ch *channel) seedLocked() {
+	hist := ch.hub.opts.History
+	if hist == nil || !ch.route.Sequenced || ch.seeded {
+		return
+	}
+	now := time.Now()
+	if now.Before(ch.seedRetry) {
+		return
+	}
+	m, ok, err := hist.last(ch.subject)
+	if err != nil {
+		ch.seedRetry = now.Add(time.Second)
+		return
+	}
+	ch.seeded = true
+	if !ok {
+		return
+	}
+	ch.mu.Lock()
+	if m.seq > ch.last.seq { // a live message may have overtaken the lookup
+		ch.last = m
+		ch.lastGen++
+	}
+	ch.mu.Unlock()
 }
 
 // reroute moves the channel to the hub's current Router's route.
@@ -181,7 +278,7 @@ func (ch *channel) reroute() error {
 	ch.natsMu.Lock()
 	defer ch.natsMu.Unlock()
 	h := ch.hub
-	route := (*h.router.Load())(ch.subject)
+	route := (*h.router.Load())(ch.src, ch.subject)
 	if ch.dead || ch.natsSub == nil || route == ch.route {
 		return nil
 	}
@@ -195,6 +292,7 @@ func (ch *channel) reroute() error {
 	}
 	old := ch.natsSub
 	ch.natsSub, ch.route = sub, route
+	ch.seeded = false // looked up again by the next join
 	ch.sequenced.Store(route.Sequenced)
 	ch.cur.Store(sub)
 	ch.disp.unsubscribe(old)
@@ -267,8 +365,27 @@ func (ch *channel) deliver(m *message, comp *compressor) {
 	}
 	accepted := 0
 	ch.mu.Lock()
+	if f == nil && len(ch.live.subs) > 0 {
+		// A live member joined while this message was on its way: its ack
+		// named the previous seq, so it must get this one (plain bytes).
+		ch.mu.Unlock()
+		f = buildFrame(ch.envelope, m, comp, false)
+		met.countFrame(f)
+		ch.mu.Lock()
+	}
 	if f != nil {
 		accepted = ch.live.walk(f)
+	}
+	// The latest message moves with the walk: a join sees either the
+	// state before this message (and gets it) or after (and does not).
+	ch.last = *m
+	ch.lastGen++
+	if t := ch.tail; t != nil && f != nil && f.seq != 0 {
+		if m.recv-t.used > int64(recentTTL) && t.fetching == nil {
+			ch.dropTailLocked()
+		} else {
+			t.extend(f)
+		}
 	}
 	for iv := Live + 1; iv < numIntervals; iv++ {
 		if g := ch.groups[iv]; g != nil {

@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 )
 
@@ -40,6 +41,11 @@ type SourceSpec struct {
 	// channel is replaced instead of queued. Defaults to true for prices,
 	// bbo, book, candle and mark_price_candle, false for any other name.
 	Conflate *bool `yaml:"conflate,omitempty"`
+	// History keeps the source's messages in the JetStream history stream
+	// (sequence numbers, snapshots, resume; docs/protocol.md). Defaults to
+	// true, except for account sources (private data stays off disk unless
+	// the table opts in).
+	History *bool `yaml:"history,omitempty"`
 }
 
 // conflatableByDefault reports whether a source's Conflate defaults to
@@ -108,6 +114,10 @@ type Source struct {
 	// Conflatable is true when only the latest value of the source's
 	// channels matters (SourceSpec.Conflate).
 	Conflatable bool
+	// History is true when the source's messages are kept in the history
+	// stream (SourceSpec.History); whether the node runs history at all is
+	// the Hub's (HasHistory).
+	History bool
 
 	prefix   string // subject prefix + "." + name
 	envelope string // {"channel":"<name>","data":
@@ -197,8 +207,8 @@ func NewSources(cfg SourcesConfig) (*Sources, error) {
 		}
 		for j, ps := range spec.Params {
 			pf := fmt.Sprintf("%s.params[%d]", field, j)
-			if !ValidValue([]byte(ps.Name)) || ps.Name == "source" {
-				return nil, fmt.Errorf("fanout: %s.name %q: must match [A-Za-z0-9_-]{1,64} and not be \"source\"", pf, ps.Name)
+			if !ValidValue([]byte(ps.Name)) || IsReservedParam(ps.Name) {
+				return nil, fmt.Errorf("fanout: %s.name %q: must match [A-Za-z0-9_-]{1,64} and not be one of source, conflate_ms, since, snapshot", pf, ps.Name)
 			}
 			if src.ParamIndex([]byte(ps.Name)) >= 0 {
 				return nil, fmt.Errorf("fanout: %s.name %q: duplicate param", pf, ps.Name)
@@ -228,12 +238,16 @@ func NewSources(cfg SourcesConfig) (*Sources, error) {
 		if spec.Conflate != nil {
 			src.Conflatable = *spec.Conflate
 		}
+		src.History = spec.Account == ""
 		if spec.Account != "" {
 			src.AccountParam = src.ParamIndex([]byte(spec.Account))
 			if src.AccountParam < 0 {
 				return nil, fmt.Errorf("fanout: %s.account %q: not one of the source's params", field, spec.Account)
 			}
 			src.Private = !cfg.PublicAccountStreams
+		}
+		if spec.History != nil {
+			src.History = *spec.History
 		}
 		t.byName[src.Name] = src
 	}
@@ -245,6 +259,36 @@ func kindName(k ParamKind) string {
 		return "int"
 	}
 	return "string"
+}
+
+// IsReservedParam reports whether name is a key of subscribe params that
+// no source may use as a param name: "source" and the subscription
+// options (conflate_ms, since, snapshot).
+func IsReservedParam(name string) bool {
+	switch name {
+	case "source", "conflate_ms", "since", "snapshot":
+		return true
+	}
+	return false
+}
+
+// HistorySubjects returns the subjects the history stream captures: one
+// per source with history, <prefix>.<name> for a source without params,
+// <prefix>.<name>.> otherwise. Sorted by source name.
+func (t *Sources) HistorySubjects() []string {
+	var out []string
+	for _, src := range t.byName {
+		if !src.History {
+			continue
+		}
+		if len(src.Params) == 0 {
+			out = append(out, src.prefix)
+		} else {
+			out = append(out, src.prefix+".>")
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Lookup returns the source named name, or nil. It does not allocate.

@@ -89,6 +89,10 @@ type Costs struct {
 	Subscribe   int64 `yaml:"subscribe"`   // 1
 	Unsubscribe int64 `yaml:"unsubscribe"` // 1, counted but never refused
 	Ping        int64 `yaml:"ping"`        // 1
+	// Replay is charged per 100 messages (rounded up) of a replay (a
+	// subscribe with "since"), on top of the subscribe, before the replay
+	// starts. 1.
+	Replay int64 `yaml:"replay"`
 }
 
 // Violations is the repeated-refusal policy: more than MaxRefusals refusals
@@ -129,7 +133,7 @@ func DefaultConfig() Config {
 				MaxSubscriptions: 500,
 			},
 		},
-		Costs: Costs{Subscribe: 1, Unsubscribe: 1, Ping: 1},
+		Costs: Costs{Subscribe: 1, Unsubscribe: 1, Ping: 1, Replay: 1},
 		Violations: Violations{
 			MaxRefusals: 10, Window: 10 * time.Second,
 			Cooldowns:   []time.Duration{30 * time.Second, 2 * time.Minute, 10 * time.Minute},
@@ -184,7 +188,7 @@ func (c *Config) Validate() error {
 	for _, f := range []struct {
 		name string
 		v    int64
-	}{{"costs.subscribe", c.Costs.Subscribe}, {"costs.unsubscribe", c.Costs.Unsubscribe}, {"costs.ping", c.Costs.Ping}} {
+	}{{"costs.subscribe", c.Costs.Subscribe}, {"costs.unsubscribe", c.Costs.Unsubscribe}, {"costs.ping", c.Costs.Ping}, {"costs.replay", c.Costs.Replay}} {
 		if f.v < 0 || f.v > maxCredits {
 			bad(f.name, f.v, "must be >= 0")
 		}

@@ -25,7 +25,7 @@ func TestDefaultConfig_MatchesLimitsMD(t *testing.T) {
 		k.MaxConnections != 100 || k.Connects != 300 || k.ConnectWindow != 5*time.Minute || k.MaxSubscriptions != 500 {
 		t.Fatalf("key %+v", k)
 	}
-	if c.Costs != (limiter.Costs{Subscribe: 1, Unsubscribe: 1, Ping: 1}) {
+	if c.Costs != (limiter.Costs{Subscribe: 1, Unsubscribe: 1, Ping: 1, Replay: 1}) {
 		t.Fatalf("costs %+v", c.Costs)
 	}
 	v := c.Violations

@@ -42,6 +42,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.Scenario == ScenarioHot {
 		return runHot(ctx, cfg)
 	}
+	if cfg.Scenario == ScenarioResume {
+		return runResume(ctx, cfg)
+	}
 	nc, err := nats.Connect(cfg.NATSURL, nats.Name("floodgate-load"))
 	if err != nil {
 		return Report{}, fmt.Errorf("loadtest: nats: %w", err)

@@ -166,6 +166,7 @@ func TestReport_JSONFields(t *testing.T) {
 		Storm:    &loadtest.StormReport{},
 		Throttle: &loadtest.ThrottleReport{PerIdentity: []loadtest.IdentityReport{{}}},
 		Hot:      &loadtest.HotReport{},
+		Resume:   &loadtest.ResumeReport{},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -202,13 +203,20 @@ func TestReport_JSONFields(t *testing.T) {
 		"generator_cpu_s",
 		"hot", "hot.hot_received", "hot.join_failed", "hot.join_failures", "hot.join_s", "hot.joined_ok", "hot.joiners", "hot.joins_per_s",
 		"hot.leave_alloc_bytes", "hot.leave_cpu_s", "hot.leave_s", "hot.left_ok",
+		"hot.snapshot_after_ack", "hot.snapshot_after_ack.max_ms", "hot.snapshot_after_ack.p50_ms", "hot.snapshot_after_ack.p99_ms",
+		"hot.snapshot_after_ack.samples", "hot.snapshots",
 		"hot.steady_before", "hot.steady_before.max_ms", "hot.steady_before.p50_ms", "hot.steady_before.p99_ms", "hot.steady_before.samples",
 		"hot.steady_conns",
 		"hot.steady_during", "hot.steady_during.max_ms", "hot.steady_during.p50_ms", "hot.steady_during.p99_ms", "hot.steady_during.samples",
 		"hot.storm_alloc_bytes", "hot.storm_cpu_s",
 		"latency_max_ms", "latency_p50_ms", "latency_p90_ms",
 		"latency_p999_ms", "latency_p99_ms", "loss_pct", "out_of_order", "published",
-		"rate", "scenario", "size",
+		"rate",
+		"resume", "resume.away_s", "resume.conns", "resume.duplicates", "resume.failed", "resume.failures", "resume.gaps",
+		"resume.last_live_s", "resume.live_frames", "resume.live_p50_ms", "resume.live_p99_ms", "resume.lost", "resume.missed",
+		"resume.not_recovered", "resume.recovered", "resume.replayed", "resume.resumed", "resume.retries",
+		"resume.storm_alloc_bytes", "resume.storm_cpu_s",
+		"scenario", "size",
 		"storm", "storm.churn_attempts", "storm.churn_per_s", "storm.connect_failures",
 		"storm.connect_p50_ms", "storm.connect_p99_ms", "storm.connects_failed", "storm.connects_ok",
 		"storm.disconnects", "storm.hold_s", "storm.ramp", "storm.received", "storm.steady_conns",
@@ -232,7 +240,7 @@ func TestReport_JSONFields(t *testing.T) {
 	}
 	// Without the scenario objects, the top level is what it always was.
 	b, _ = json.Marshal(loadtest.Report{})
-	if strings.Contains(string(b), "storm") || strings.Contains(string(b), "throttle") || strings.Contains(string(b), `"hot"`) {
+	if strings.Contains(string(b), "storm") || strings.Contains(string(b), "throttle") || strings.Contains(string(b), `"hot"`) || strings.Contains(string(b), `"resume"`) {
 		t.Fatalf("empty report: %s", b)
 	}
 }

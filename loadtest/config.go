@@ -17,6 +17,7 @@ const (
 	ScenarioStorm     = "storm"     // connect/disconnect churn beside a steady population
 	ScenarioThrottle  = "throttle"  // identities pinging above their credit budget
 	ScenarioHot       = "hot"       // a join storm on one streaming channel beside a steady one
+	ScenarioResume    = "resume"    // everyone disconnects from a busy channel and resumes with since
 )
 
 // Protocols accepted by Config.Protocol.
@@ -113,6 +114,15 @@ type Config struct {
 	// Defaults to 1 s.
 	Hold time.Duration
 
+	// Away is how long the resume scenario's clients stay disconnected
+	// before they resume with since. (--away) Defaults to 2 s.
+	Away time.Duration
+
+	// Snapshot makes the hot scenario's joiners subscribe with
+	// "snapshot":true (a broker with history) and report the time from the
+	// ack to the snapshot frame. (--snapshot) Defaults to false.
+	Snapshot bool
+
 	// Identities is the number of throttle identities: identity k uses
 	// APIKeys[k], or, anonymous, the source address SourceAddrs[k] (an
 	// anonymous identity is its IP). (--identities) Defaults to
@@ -206,6 +216,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Scenario == ScenarioHot {
 		return c.hotDefaults()
+	}
+	if c.Scenario == ScenarioResume {
+		return c.resumeDefaults()
 	}
 	if c.Conns <= 0 {
 		c.Conns = 1000

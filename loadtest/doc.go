@@ -24,7 +24,15 @@
 // credit refusals, or from the replies' "rl" while the identity still
 // spends its burst; see identityStats.admittedRate). Identities are API
 // keys or, anonymous, source IPs: several anonymous identities need
-// several Config.SourceAddrs (127.0.0.x against a loopback broker).
+// several Config.SourceAddrs (127.0.0.x against a loopback broker). Hot
+// joins Config.Conns connections to one streaming channel at once beside a
+// steady channel ([HotReport]). Resume ([ResumeReport]) needs a broker
+// with history: Config.Conns connections read one channel, all disconnect
+// for Config.Away, then all come back at once with "since" (retrying a
+// RATE_LIMITED resubscribe after its retry_after_ms), and every frame's
+// seq and prev are checked against what the client had: gaps, duplicates
+// and lost messages (all must be 0), recovered acks, the time until the
+// last client is live and the broker's CPU for the storm.
 //
 // # Concurrency
 //

@@ -89,3 +89,6 @@ func InflaterForTest(text []byte) func() []byte {
 		return out
 	}
 }
+
+// SeqPrevOf exposes seqPrevOf.
+var SeqPrevOf = seqPrevOf

@@ -35,6 +35,10 @@ type HotReport struct {
 	LeaveCPUS       float64 `json:"leave_cpu_s"`
 	LeaveAllocBytes float64 `json:"leave_alloc_bytes"`
 	HotReceived     uint64  `json:"hot_received"` // market frames the joiners received
+	// With Config.Snapshot: joiners whose first frame after the ack was a
+	// snapshot, and the time from the ack to it.
+	Snapshots        int            `json:"snapshots"`
+	SnapshotAfterAck LatencySummary `json:"snapshot_after_ack"`
 	// Steady channel delivery latency of messages published before the
 	// storm (a Duration-long window after the warm-up) and during it.
 	SteadyBefore LatencySummary `json:"steady_before"`
@@ -100,6 +104,9 @@ type joiner struct {
 	c        *Conn
 	joined   atomic.Bool // its subscribe ack arrived
 	received atomic.Uint64
+	// Written by its reading goroutine, read after it ended.
+	ackAt    time.Time
+	snapshot time.Duration // ack to the snapshot frame; 0: none came first
 }
 
 // runHot runs the hot scenario.
@@ -274,10 +281,20 @@ func runHot(ctx context.Context, cfg Config) (Report, error) {
 	}
 	mu.Unlock()
 	readWG.Wait()
+	snaps := newLatencyShards(1)
+	var lat []int64
 	for _, j := range joiners {
 		if j != nil {
 			hot.HotReceived += j.received.Load()
+			if j.snapshot > 0 {
+				hot.Snapshots++
+				lat = append(lat, j.snapshot.Nanoseconds())
+			}
 		}
+	}
+	if len(lat) > 0 {
+		snaps.record(0, lat)
+		hot.SnapshotAfterAck = summarize(snaps)
 	}
 	return finish(nil)
 }
@@ -311,7 +328,11 @@ func (r *runner) join(ctx context.Context, id int, slot **joiner, joinWG, leaveW
 	mu.Lock()
 	*slot = j
 	mu.Unlock()
-	if err := c.WriteText(r.subscribes[0]); err != nil {
+	sub := r.subscribes[0]
+	if cfg.Snapshot {
+		sub = append(bytes.TrimSuffix(bytes.TrimSuffix(sub, []byte("}")), []byte("}")), `,"snapshot":true}}`...)
+	}
+	if err := c.WriteText(sub); err != nil {
 		_ = c.Close()
 		return fail("subscribe " + FailReason(err))
 	}
@@ -320,11 +341,14 @@ func (r *runner) join(ctx context.Context, id int, slot **joiner, joinWG, leaveW
 	handle := func(p []byte) {
 		switch classifyFor(cfg.Protocol, p) {
 		case kindMarket:
-			j.received.Add(1)
+			if j.received.Add(1) == 1 && cfg.Snapshot && bytes.HasSuffix(p, []byte(`"snapshot":true}`)) {
+				j.snapshot = max(time.Since(j.ackAt), time.Microsecond)
+			}
 		case kindPing:
 			_ = c.WriteText(pong)
 		case kindSubscribe:
 			if settled.CompareAndSwap(false, true) {
+				j.ackAt = time.Now()
 				_ = c.SetReadDeadline(time.Time{})
 				j.joined.Store(true)
 				mu.Lock()

@@ -55,6 +55,7 @@ type Report struct {
 
 	Storm    *StormReport    `json:"storm,omitempty"`    // the storm scenario's churn
 	Hot      *HotReport      `json:"hot,omitempty"`      // the hot scenario's join storm
+	Resume   *ResumeReport   `json:"resume,omitempty"`   // the resume scenario's reconnect storm
 	Throttle *ThrottleReport `json:"throttle,omitempty"` // the throttle scenario's identities
 }
 
@@ -148,6 +149,12 @@ func (rep Report) Gate(maxLossPct float64, maxP99 time.Duration) error {
 	if maxP99 >= 0 && rep.LatencyP99Ms > float64(maxP99)/float64(time.Millisecond) {
 		why = append(why, fmt.Sprintf("p99 %.2f ms > %v", rep.LatencyP99Ms, maxP99))
 	}
+	if r := rep.Resume; r != nil {
+		if r.Gaps > 0 || r.Duplicates > 0 || r.Lost > 0 || r.Failed > 0 || r.NotRecovered > 0 {
+			why = append(why, fmt.Sprintf("resume: %d gaps, %d duplicates, %d lost, %d failed, %d not recovered",
+				r.Gaps, r.Duplicates, r.Lost, r.Failed, r.NotRecovered))
+		}
+	}
 	if t := rep.Throttle; t != nil {
 		for _, id := range t.PerIdentity {
 			if !id.WithinTolerance {
@@ -169,6 +176,9 @@ func (rep Report) WriteTable(w io.Writer) error {
 	}
 	if rep.Hot != nil {
 		return rep.writeHotTable(w)
+	}
+	if rep.Resume != nil {
+		return rep.writeResumeTable(w)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, a...)...) }
@@ -243,9 +253,35 @@ func (rep Report) writeHotTable(w io.Writer) error {
 	row("broker during join", "CPU %.3f s, allocated %.1f MiB", h.StormCPUS, h.StormAllocBytes/(1<<20))
 	row("broker during leave", "CPU %.3f s, allocated %.1f MiB", h.LeaveCPUS, h.LeaveAllocBytes/(1<<20))
 	row("hot frames received", "%d", h.HotReceived)
+	if h.Snapshots > 0 {
+		row("snapshot after the ack", "%d joiners: p50 %.3f ms, p99 %.3f ms, max %.3f ms", h.Snapshots,
+			h.SnapshotAfterAck.P50Ms, h.SnapshotAfterAck.P99Ms, h.SnapshotAfterAck.MaxMs)
+	}
 	row("steady before storm", "p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d samples)", h.SteadyBefore.P50Ms, h.SteadyBefore.P99Ms, h.SteadyBefore.MaxMs, h.SteadyBefore.Samples)
 	row("steady during storm", "p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d samples)", h.SteadyDuring.P50Ms, h.SteadyDuring.P99Ms, h.SteadyDuring.MaxMs, h.SteadyDuring.Samples)
 	row("steady connections", "ok %d, failed %d%s; disconnects %d%s", rep.ConnectionsOK, rep.ConnectionsFailed, reasons(rep.ConnectFailures), sum(rep.Disconnects), reasons(rep.Disconnects))
+	row("generator CPU", "%.2f s over %.1f s", rep.GeneratorCPUS, rep.ElapsedS)
+	return tw.Flush()
+}
+
+// writeResumeTable writes the resume scenario's report.
+func (rep Report) writeResumeTable(w io.Writer) error {
+	r := rep.Resume
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, a...)...) }
+	row("scenario", "resume: %d conns on one channel at %g msgs/s, away %gs, then all back with since", r.Conns, rep.Rate, r.AwayS)
+	row("broker", "%s", rep.URL)
+	row("first subscribe", "ok %d, failed %d%s", rep.ConnectionsOK, rep.ConnectionsFailed, reasons(rep.ConnectFailures))
+	row("missed while away", "%d messages each", r.Missed)
+	row("resumed", "%d ok, %d failed%s; recovered %d, not recovered %d", r.Resumed, r.Failed, reasons(r.Failures), r.Recovered, r.NotRecovered)
+	row("frames after the resume", "%d replayed, %d live", r.Replayed, r.LiveFrames)
+	row("gaps, duplicates, lost", "%d, %d, %d", r.Gaps, r.Duplicates, r.Lost)
+	row("live after the storm's start", "p50 %.1f ms, p99 %.1f ms, last %.3f s", r.LiveP50Ms, r.LiveP99Ms, r.LastLiveS)
+	if r.StormCPUS > 0 {
+		row("broker during the storm", "CPU %.3f s, allocated %.1f MiB", r.StormCPUS, r.StormAllocBytes/(1<<20))
+	} else {
+		row("broker during the storm", "n/a (no --metrics-url)")
+	}
 	row("generator CPU", "%.2f s over %.1f s", rep.GeneratorCPUS, rep.ElapsedS)
 	return tw.Flush()
 }

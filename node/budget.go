@@ -38,6 +38,12 @@ func (b *budget) Charge(op broker.Op, now time.Time) broker.Decision {
 	default:
 		d = b.conn.Charge(costs.Ping, now)
 	}
+	return b.decision(d, now)
+}
+
+// decision is the broker's view of a limiter decision; a refusal is
+// counted for the console.
+func (b *budget) decision(d limiter.Decision, now time.Time) broker.Decision {
 	out := broker.Decision{
 		Allowed:    d.Allowed,
 		RetryAfter: d.RetryAfter,
@@ -52,6 +58,17 @@ func (b *budget) Charge(op broker.Op, now time.Time) broker.Decision {
 		}
 	}
 	return out
+}
+
+// ChargeReplay implements broker.Budget: limits.costs.replay credits per
+// 100 messages, rounded up, through the same connection (it counts as one
+// more message of the connection's rate). 0 allocations, no I/O.
+func (b *budget) ChargeReplay(msgs int, now time.Time) broker.Decision {
+	cost := int64((msgs+99)/100) * b.limiter.Costs().Replay
+	if cost <= 0 {
+		return broker.Decision{Allowed: true}
+	}
+	return b.decision(b.conn.Charge(cost, now), now)
 }
 
 // MaxSubscriptions implements broker.Budget.

@@ -42,6 +42,11 @@ type Config struct {
 	// EmbeddedNATSListen is where the embedded server listens for
 	// publishers. Defaults to "127.0.0.1:4223"; port 0 picks a free one.
 	EmbeddedNATSListen string
+	// History is HistoryAuto, HistoryOn or HistoryOff (serve --history):
+	// sequence numbers, snapshots and resume from a JetStream stream
+	// (history.go). Defaults to HistoryAuto: on with the embedded NATS
+	// server (JetStream in DataDir), off with NATSURL.
+	History string
 
 	// RedisURL is the Redis holding keys and cluster-wide budgets.
 	// Defaults to "": keys in bbolt under DataDir, budgets local.
@@ -112,10 +117,15 @@ type File struct {
 	Sources fanout.SourcesConfig `yaml:"sources"`
 	// Limits are the tiers, costs and throttling numbers.
 	Limits limiter.Config `yaml:"limits"`
+	// History is the JetStream stream of the history and the bounds of a
+	// replay (docs/configuration.md).
+	History fanout.HistoryConfig `yaml:"history"`
 }
 
 // DefaultFile is the configuration without a file.
-func DefaultFile() File { return File{Limits: limiter.DefaultConfig()} }
+func DefaultFile() File {
+	return File{Limits: limiter.DefaultConfig(), History: fanout.DefaultHistoryConfig()}
+}
 
 // LoadFile reads and validates the config file at path; "" yields
 // DefaultFile. Fields left out keep their defaults. Errors name the field
@@ -147,6 +157,9 @@ func ParseFile(data []byte) (File, error) {
 		return f, err
 	}
 	if err := f.Limits.Validate(); err != nil {
+		return f, err
+	}
+	if err := f.History.Validate(); err != nil {
 		return f, err
 	}
 	return f, nil
@@ -196,6 +209,9 @@ func Check(cfg Config) error {
 		return err
 	}
 	if err := cfg.File.Limits.Validate(); err != nil {
+		return err
+	}
+	if _, err := cfg.historyWanted(); err != nil {
 		return err
 	}
 	if _, err := tlsConfig(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {

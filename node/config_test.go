@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -17,6 +18,11 @@ func TestParseFileNamesTheField(t *testing.T) {
 		{"limits:\n  node:\n    max_channels: 0\n", "node.max_channels = 0"},
 		{"limitz: {}\n", "field limitz not found"},
 		{"limits:\n  tiers:\n    key:\n      credit: 5\n", "field credit not found"},
+		{"history:\n  max_age: 0s\n", "history.max_age = 0s"},
+		{"history:\n  stream: a.b\n", "history.stream = a.b"},
+		{"history:\n  max_replay_msgs: 0\n", "history.max_replay_msgs = 0"},
+		{"history:\n  replay_msgs: 5\n", "field replay_msgs not found"},
+		{"limits:\n  costs:\n    replay: -1\n", "costs.replay = -1"},
 	} {
 		if _, err := node.ParseFile([]byte(tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want an error naming %q", tc.yaml, err, tc.want)
@@ -35,6 +41,7 @@ func FuzzParseFile(f *testing.F) {
 	f.Add([]byte("sources:\n  prefix: pf\n  sources:\n    - name: trades\n      params:\n        - name: symbol\n          values: [BTC, ETH]\n"))
 	f.Add([]byte("limits:\n  tiers:\n    key:\n      credits: 600\n  costs:\n    ping: 2\n"))
 	f.Add([]byte("sources:\n  sources:\n    - name: book\n      params:\n        - {name: symbol}\n        - {name: agg_level, kind: int, values: [\"1\", \"10\"]}\n    - name: account_orders\n      params: [{name: account}]\n      account: account\n"))
+	f.Add([]byte("history:\n  stream: S\n  max_age: 1h\n  max_msgs_per_subject: 5\n  domain: hub\n"))
 	f.Add([]byte("{}"))
 	f.Add([]byte(""))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -47,6 +54,9 @@ func FuzzParseFile(f *testing.F) {
 		}
 		if err := file.Limits.Validate(); err != nil {
 			t.Fatalf("accepted limits do not validate: %v", err)
+		}
+		if err := file.History.Validate(); err != nil {
+			t.Fatalf("accepted history section does not validate: %v", err)
 		}
 		out, err := yaml.Marshal(file)
 		if err != nil {
@@ -61,4 +71,25 @@ func FuzzParseFile(f *testing.F) {
 			t.Fatalf("round trip changed the config:\n%s\n---\n%s", out, out2)
 		}
 	})
+}
+
+// TestHistorySectionDocumented: the history section of
+// docs/configuration.md is the defaults.
+func TestHistorySectionDocumented(t *testing.T) {
+	b, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, _ := strings.Cut(string(b), "\n## History\n")
+	_, block, _ := strings.Cut(sec, "```yaml\n")
+	block, _, _ = strings.Cut(block, "```")
+	f, err := node.ParseFile([]byte(block))
+	if err != nil {
+		t.Fatalf("documented section: %v\n%s", err, block)
+	}
+	want := fanout.DefaultHistoryConfig()
+	want.Stream = fanout.StreamName("md")
+	if f.History != want {
+		t.Fatalf("documented %+v, defaults %+v", f.History, want)
+	}
 }

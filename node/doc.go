@@ -12,7 +12,11 @@
 //     ?api_key= when allowed) and the client address (trusted proxies).
 //   - admit.go: the broker's Admitter: key verification, failed attempts
 //     toward the IP block, the limiter's admission.
-//   - budget.go: the per-frame budget of a connection (costs, usage).
+//   - budget.go: the per-frame budget of a connection (costs, usage), and
+//     the charge of a replay (limits.costs.replay per 100 messages).
+//   - history.go: --history auto|on|off, the history section, the
+//     JetStream store of the embedded server (DataDir/nats), starting the
+//     stream (a failure leaves the node live-only and not ready).
 //   - control.go: key control events (revoke, deactivate, expire, update)
 //     applied to live sessions, and the periodic recheck of live keys
 //     (every 5 s instead of 30 s while events may be missed).
@@ -43,7 +47,7 @@
 // context ends, then drains and releases everything. Every goroutine the
 // node starts (HTTP servers, limiter sync, usage flushes, event writer,
 // key recheck, dependency check, control event publisher, demo feed, NATS
-// subscriptions) is stopped before Run returns. Reload, the accessors and the HTTP handlers are safe for
+// subscriptions, the history's check) is stopped before Run returns. Reload, the accessors and the HTTP handlers are safe for
 // concurrent use.
 //
 // # Hot path

@@ -67,6 +67,13 @@ type nodeOpts struct {
 	// shared puts the node on the cluster's NATS and Redis (otherwise it
 	// has its own embedded NATS and bbolt store).
 	shared bool
+	// history is the node's --history; "" is off here (these tests check
+	// exact acks without seq), history_test.go turns it on.
+	history string
+	// edit, when set, changes the config file (history section...).
+	edit func(*node.File)
+	// natsURL puts the node on that NATS server instead of an embedded one.
+	natsURL string
 }
 
 func (c *cluster) node(o nodeOpts) *testNode {
@@ -75,9 +82,19 @@ func (c *cluster) node(o nodeOpts) *testNode {
 	if o.limits != nil {
 		file.Limits = *o.limits
 	}
-	cfg := node.Config{File: &file, TrustedProxies: o.trusted, Sessions: o.broker, AdminToken: adminToken, RecheckInterval: o.recheck}
+	if o.edit != nil {
+		o.edit(&file)
+	}
+	if o.history == "" {
+		o.history = node.HistoryOff
+	}
+	cfg := node.Config{File: &file, TrustedProxies: o.trusted, Sessions: o.broker, AdminToken: adminToken, RecheckInterval: o.recheck,
+		History: o.history}
 	if o.shared {
 		cfg = c.sharedDeps().Config(cfg)
+	}
+	if o.natsURL != "" {
+		cfg.NATSURL = o.natsURL
 	}
 	n := nodetest.Start(c.t, cfg)
 	return &testNode{t: c.t, n: n, srv: n.Broker(), reg: n.Registry(), wsURL: n.WSURL,

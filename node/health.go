@@ -168,6 +168,11 @@ func (n *Node) readiness() []NotReady {
 	if err := n.limiter.Health(); err != nil {
 		out = append(out, NotReady{ReasonLimiter, err.Error()})
 	}
+	if n.history != nil {
+		if err := n.history.Err(); err != nil {
+			out = append(out, NotReady{ReasonHistory, err.Error()})
+		}
+	}
 	return out
 }
 

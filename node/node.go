@@ -45,8 +45,9 @@ type Node struct {
 	control   *control
 	health    *health
 	notifier  *notifier
-	hub       *fanout.Hub    // nil in sidecar mode
-	broker    *broker.Server // nil in sidecar mode
+	hub       *fanout.Hub     // nil in sidecar mode
+	history   *fanout.History // nil without history (history.go)
+	broker    *broker.Server  // nil in sidecar mode
 	sidecar   *auth.Sidecar
 	sources   *fanout.Sources
 	wsSrv     *http.Server // nil in sidecar mode
@@ -73,6 +74,9 @@ func New(cfg Config) (_ *Node, err error) {
 	cfg.setDefaults()
 	sources, err := fanout.NewSources(cfg.File.Sources)
 	if err != nil {
+		return nil, err
+	}
+	if _, err := cfg.historyWanted(); err != nil {
 		return nil, err
 	}
 	tc, err := tlsConfig(cfg.TLSCertFile, cfg.TLSKeyFile)
@@ -153,7 +157,11 @@ func (n *Node) openNATS() (err error) {
 		if n.cfg.Sidecar {
 			return nil
 		}
-		n.embedded, err = fanout.StartEmbedded(fanout.EmbeddedOptions{Listen: n.cfg.EmbeddedNATSListen})
+		eo := fanout.EmbeddedOptions{Listen: n.cfg.EmbeddedNATSListen}
+		if on, _ := n.cfg.historyWanted(); on {
+			eo.StoreDir = n.cfg.embeddedStoreDir() // JetStream for the history
+		}
+		n.embedded, err = fanout.StartEmbedded(eo)
 		if err != nil {
 			return fmt.Errorf("embedded NATS on %s: %w", n.cfg.EmbeddedNATSListen, err)
 		}
@@ -181,11 +189,20 @@ func (n *Node) openNATS() (err error) {
 
 // buildBroker builds the hub and the broker behind the node's admitter.
 func (n *Node) buildBroker() (err error) {
-	n.hub, err = fanout.NewHub(fanout.Options{Conn: n.nc, Registerer: n.reg, MaxChannels: n.cfg.File.Limits.Node.MaxChannels})
+	if on, _ := n.cfg.historyWanted(); on {
+		if n.history, err = n.newHistory(); err != nil {
+			return err
+		}
+	}
+	n.hub, err = fanout.NewHub(fanout.Options{Conn: n.nc, Registerer: n.reg, MaxChannels: n.cfg.File.Limits.Node.MaxChannels,
+		History: n.history})
 	if err != nil {
 		return err
 	}
 	n.hubRef.Store(n.hub)
+	if n.history != nil {
+		n.startHistory()
+	}
 	bo := n.cfg.Sessions
 	bo.Hub = n.hub
 	bo.Sources = n.sources
@@ -263,6 +280,9 @@ func (n *Node) Run(ctx context.Context) error {
 	goBG(n.events.run)
 	goBG(n.notifier.run)
 	goBG(n.runView)
+	if n.history != nil {
+		goBG(n.history.Run)
+	}
 	if n.broker != nil {
 		goBG(func(ctx context.Context) { n.control.recheck(ctx, n.cfg.RecheckInterval, n.health.eventsMissed) })
 	}

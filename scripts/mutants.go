@@ -61,8 +61,8 @@ var mutants = []mutant{
 	{
 		name: "delivery-walk-outside-channel-lock",
 		file: "fanout/live.go",
-		from: "\taccepted := 0\n\tch.mu.Lock()\n\tif f != nil {\n\t\taccepted = ch.live.walk(f)\n\t}\n",
-		to:   "\taccepted := 0\n\tif f != nil {\n\t\taccepted = ch.live.walk(f)\n\t}\n\tch.mu.Lock()\n",
+		from: "\tif f != nil {\n\t\taccepted = ch.live.walk(f)\n\t}\n",
+		to:   "\tch.mu.Unlock()\n\tif f != nil {\n\t\taccepted = ch.live.walk(f)\n\t}\n\tch.mu.Lock()\n",
 		pkg:  "./fanout", test: "TestNoFrameAfterUnsubscribeReturns",
 	},
 	{
@@ -103,7 +103,7 @@ var mutants = []mutant{
 	{
 		name: "slow-consumer-never-closed",
 		file: "broker/session.go",
-		from: "} else if len(s.queue) >= o.QueueFrames || (s.queuedBytes+len(it.wire) > o.QueueBytes && len(s.queue) > 0) {",
+		from: "} else if frames >= o.QueueFrames || (bytes+len(it.wire) > o.QueueBytes && frames > 0) {",
 		to:   "} else if false {",
 		pkg:  "./broker", test: "TestSlowConsumerClosed1013WhileHealthyClientGetsEverything",
 	},

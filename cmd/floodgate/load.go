@@ -56,7 +56,11 @@ channels), hot (--conns connections join one channel streaming --rate/2
 msgs/s as fast as they can, hold it --hold, then leave, while
 --steady-conns connections on a second channel measure delivery latency
 before and during the storm; reports join and leave time, broker CPU and
-allocations), storm (--ramp connections per second opened, subscribed, held for
+allocations), resume (--conns connections read one channel at --rate
+msgs/s, all disconnect for --away, then all reconnect at once with "since";
+reports recovered, gaps, duplicates and lost messages, the time until the
+last one is live and the broker CPU of the storm; needs history on the
+broker), storm (--ramp connections per second opened, subscribed, held for
 --hold and closed, while the rest of --conns keep receiving; the loss and
 latency rows are the steady population's), throttle (--identities identities
 ping above their credit budget; reports admitted vs configured rate per
@@ -80,7 +84,7 @@ exceeded, or (throttle) an identity outside --tolerance.`,
 	}
 	fs := cmd.Flags()
 	c := &f.cfg
-	fs.StringVar(&c.Scenario, "scenario", "broadcast", "broadcast (all clients on few channels), fanout (many channels), storm (connect/disconnect churn), throttle (identities above their budget) or hot (a join storm on one streaming channel)")
+	fs.StringVar(&c.Scenario, "scenario", "broadcast", "broadcast (all clients on few channels), fanout (many channels), storm (connect/disconnect churn), throttle (identities above their budget) hot (a join storm on one streaming channel) or resume (everyone reconnects with since)")
 	fs.StringVar(&c.Protocol, "protocol", "floodgate", "client protocol: floodgate, or centrifugo (Centrifugo's JSON protocol against a Centrifugo server in NATS raw mode)")
 	fs.IntVar(&c.SteadyConns, "steady-conns", 100, "hot: connections on the steady channel whose latency is measured before and during the join storm")
 	fs.Float64Var(&c.DeflateShare, "deflate-share", 0, "share of connections (0 to 1) that offer permessage-deflate")
@@ -96,6 +100,8 @@ exceeded, or (throttle) an identity outside --tolerance.`,
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured publishing time")
 	fs.DurationVar(&c.Warmup, "warmup", 2*time.Second, "publishing time before the measurement")
 	fs.Float64Var(&c.Ramp, "ramp", 0, "new connections per second while connecting (0: as fast as possible); storm: the churn (0: 100/s)")
+	fs.BoolVar(&c.Snapshot, "snapshot", false, "hot: joiners subscribe with \"snapshot\":true (needs history on the broker); reports the time from the ack to the snapshot")
+	fs.DurationVar(&c.Away, "away", 2*time.Second, "resume: how long the connections stay disconnected before they resume with since")
 	fs.DurationVar(&c.Hold, "hold", time.Second, "storm: how long a churned connection stays subscribed before it closes")
 	fs.IntVar(&c.Identities, "identities", 0, "throttle: identities (0: one per API key, else one per --source-addrs, else 1)")
 	fs.Float64Var(&c.SendRate, "send-rate", 0, "throttle: pings per second per connection at most (0: 1.5 x the connection's share of the configured rate)")

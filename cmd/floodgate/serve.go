@@ -38,6 +38,7 @@ type nodeFlags struct {
 	clusterNodes          int
 	tlsCert, tlsKey       string
 	compression           bool
+	history               string
 }
 
 // addCommonFlags adds the flags serve and sidecar share.
@@ -95,6 +96,7 @@ win over the environment.`,
 	fs.IntVar(&f.clusterNodes, "cluster-nodes", 1, "expected number of nodes sharing --redis-url: if Redis is lost, each node enforces 1/N of every budget, and leases are sized for N nodes")
 	fs.StringSliceVar(&f.trustedProxies, "trusted-proxies", nil, "CIDRs of proxies whose X-Forwarded-For is trusted")
 	fs.BoolVar(&f.allowQueryKey, "allow-query-key", false, "accept the API key as ?api_key= (query strings end up in proxy logs)")
+	fs.StringVar(&f.history, "history", node.HistoryAuto, "sequence numbers, snapshots and resume from a JetStream stream: auto (on with the embedded NATS, off with --nats-url), on, off")
 	fs.BoolVar(&f.compression, "compression", true, "offer permessage-deflate (without context takeover; each market frame of 256 bytes or more compressed once per node)")
 	fs.BoolVar(&f.demoFeed, "demo-feed", false, "publish a synthetic market (prices, trades, bbo, book, candles for BTC, ETH, SOL)")
 	fs.StringSliceVar(&f.allowedOrigins, "allowed-origins", nil, "host patterns of browser origins allowed to connect cross-origin")
@@ -162,7 +164,8 @@ func (f *nodeFlags) toConfig(sidecar bool) (node.Config, zerolog.Logger, error) 
 		RedisURL: f.redisURL, RedisMode: f.redisMode, RedisNamespace: f.redisNamespace, DataDir: f.dataDir, ClusterNodes: f.clusterNodes,
 		AdminToken: f.adminToken, NodeID: f.nodeID, TrustedProxies: trusted, AllowedOrigins: f.allowedOrigins,
 		AllowQueryKey: f.allowQueryKey, DemoFeed: f.demoFeed, ShutdownGrace: f.shutdownGrace, DisableCompression: !f.compression,
-		File: &file, Logger: &log,
+		History: f.history,
+		File:    &file, Logger: &log,
 	}
 	if f.shutdownGrace == 0 {
 		cfg.ShutdownGrace = -1 // --shutdown-grace 0: no grace

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -133,7 +134,10 @@ func TestServeEndToEndAndGracefulDrain(t *testing.T) {
 	if err := c.Write(ctx, websocket.MessageText, []byte(`{"method":"subscribe","params":{"source":"trades","symbol":"BTC"}}`)); err != nil {
 		t.Fatal(err)
 	}
-	if _, b, err := c.Read(ctx); err != nil || string(b) != `{"channel":"subscribe","data":{"source":"trades","symbol":"BTC"},"rl":{"r":124,"q":125,"t":1}}` {
+	// History is on by default with the embedded NATS: the ack names the
+	// channel's latest seq (none yet) and the stream's epoch.
+	ackRE := regexp.MustCompile(`^\{"channel":"subscribe","data":\{"source":"trades","symbol":"BTC"\},"seq":0,"epoch":\d+,"rl":\{"r":124,"q":125,"t":1\}\}$`)
+	if _, b, err := c.Read(ctx); err != nil || !ackRE.Match(b) {
 		t.Fatalf("ack %s %v", b, err)
 	}
 	// An external publisher on the embedded NATS server.
@@ -145,7 +149,7 @@ func TestServeEndToEndAndGracefulDrain(t *testing.T) {
 	if err := nc.Publish("md.trades.BTC", []byte(`[{"p":"1"}]`)); err != nil {
 		t.Fatal(err)
 	}
-	if _, b, err := c.Read(ctx); err != nil || string(b) != `{"channel":"trades","data":[{"p":"1"}]}` {
+	if _, b, err := c.Read(ctx); err != nil || string(b) != `{"channel":"trades","data":[{"p":"1"}],"seq":1,"prev":0}` {
 		t.Fatalf("trade %s %v", b, err)
 	}
 	_, body := get(t, p.apiURL+"/metrics")
@@ -226,6 +230,17 @@ func TestCheckConfig(t *testing.T) {
 	out, err := exec.Command(binary, "serve", "--check-config", "--config", bad).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "tiers.key.credits = -5") {
 		t.Fatalf("bad config: %v %s", err, out)
+	}
+	// The history: the flag's values, and the section checked when it is on.
+	if out, err := exec.Command(binary, "serve", "--check-config", "--history", "sometimes").CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), `--history "sometimes": want auto, on or off`) {
+		t.Fatalf("bad --history: %v %s", err, out)
+	}
+	hist := filepath.Join(dir, "hist.yaml")
+	os.WriteFile(hist, []byte("history:\n  max_age: 0s\n"), 0o600)
+	if out, err := exec.Command(binary, "serve", "--check-config", "--config", hist).CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), "history.max_age = 0s") {
+		t.Fatalf("bad history section: %v %s", err, out)
 	}
 }
 

@@ -9,7 +9,12 @@ package nodetest
 
 import (
 	"context"
+	"errors"
+	"net"
+	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +22,7 @@ import (
 	"floodgate/node"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // Node is a running node and its addresses.
@@ -29,8 +35,9 @@ type Node struct {
 
 // Start builds and runs a node from cfg with test defaults for what cfg
 // leaves empty: listeners and the embedded NATS on free loopback ports,
-// DataDir in t.TempDir(), NodeID t.Name(), no shutdown grace. The node
-// stops (and Run's error is checked) in t.Cleanup.
+// DataDir in t.TempDir() (the bbolt store and, with the history, the
+// embedded JetStream), NodeID t.Name(), no shutdown grace. The node stops
+// (and Run's error is checked) in t.Cleanup.
 func Start(t testing.TB, cfg node.Config) *Node {
 	t.Helper()
 	if cfg.Listen == "" {
@@ -42,7 +49,7 @@ func Start(t testing.TB, cfg node.Config) *Node {
 	if cfg.EmbeddedNATSListen == "" {
 		cfg.EmbeddedNATSListen = "127.0.0.1:0"
 	}
-	if cfg.DataDir == "" && cfg.RedisURL == "" {
+	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
 	}
 	if cfg.NodeID == "" {
@@ -84,11 +91,12 @@ type Shared struct {
 	Redis    *miniredis.Miniredis
 }
 
-// NewShared starts an embedded NATS server and a miniredis for nodes to
+// NewShared starts an embedded NATS server (with JetStream, for nodes
+// that run the history: Config.History on) and a miniredis for nodes to
 // share; both stop in t.Cleanup.
 func NewShared(t testing.TB) *Shared {
 	t.Helper()
-	ns, err := fanout.StartEmbedded(fanout.EmbeddedOptions{Listen: "127.0.0.1:0"})
+	ns, err := fanout.StartEmbedded(fanout.EmbeddedOptions{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,4 +109,93 @@ func NewShared(t testing.TB) *Shared {
 func (s *Shared) Config(cfg node.Config) node.Config {
 	cfg.NATSURL, cfg.RedisURL = s.NATSURL, s.RedisURL
 	return cfg
+}
+
+// JetStreamLeaf is a NATS server with JetStream in domain "hub" and a leaf
+// node server without JetStream connected to it. Nodes and publishers use
+// the leaf (URL); a node reaches JetStream through the leaf connection
+// (history.domain: hub). StopHub is a JetStream outage that leaves the
+// leaf's core NATS up, as a JetStream cluster that lost its quorum looks
+// to a node; StartHub ends it (same store, same stream).
+type JetStreamLeaf struct {
+	// URL is the leaf server's client URL.
+	URL string
+
+	t       testing.TB
+	hubOpts *server.Options
+	leaf    *server.Server
+
+	// Guarded by mu: the running hub (nil while stopped).
+	mu  sync.Mutex
+	hub *server.Server
+}
+
+// NewJetStreamLeaf starts the hub and the leaf and waits until the leaf
+// is connected; both stop in t.Cleanup.
+func NewJetStreamLeaf(t testing.TB) *JetStreamLeaf {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	j := &JetStreamLeaf{t: t, hubOpts: &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+		JetStream: true, JetStreamDomain: "hub", StoreDir: t.TempDir(),
+		LeafNode: server.LeafNodeOpts{Host: "127.0.0.1", Port: port}}}
+	if err := j.StartHub(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(j.StopHub)
+	u, _ := url.Parse("nats-leaf://127.0.0.1:" + strconv.Itoa(port))
+	leaf, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+		LeafNode: server.LeafNodeOpts{ReconnectInterval: 50 * time.Millisecond, Remotes: []*server.RemoteLeafOpts{{URLs: []*url.URL{u}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go leaf.Start()
+	if !leaf.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nodetest: leaf NATS server not ready")
+	}
+	t.Cleanup(func() { leaf.Shutdown(); leaf.WaitForShutdown() })
+	j.leaf, j.URL = leaf, leaf.ClientURL()
+	deadline := time.Now().Add(5 * time.Second)
+	for leaf.NumLeafNodes() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("nodetest: the leaf did not connect to the hub")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return j
+}
+
+// StartHub starts the JetStream hub (again) on its leaf port and store.
+func (j *JetStreamLeaf) StartHub() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.hub != nil {
+		return nil
+	}
+	s, err := server.NewServer(j.hubOpts)
+	if err != nil {
+		return err
+	}
+	go s.Start()
+	if !s.ReadyForConnections(5 * time.Second) {
+		s.Shutdown()
+		return errors.New("nodetest: JetStream hub not ready")
+	}
+	j.hub = s
+	return nil
+}
+
+// StopHub shuts the JetStream hub down and waits for it.
+func (j *JetStreamLeaf) StopHub() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.hub != nil {
+		j.hub.Shutdown()
+		j.hub.WaitForShutdown()
+		j.hub = nil
+	}
 }
