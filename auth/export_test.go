@@ -1,5 +1,7 @@
 package auth
 
+import bolt "go.etcd.io/bbolt"
+
 // Routes lists the method and pattern of every handler route.
 func (s *Sidecar) Routes() [][2]string {
 	out := make([][2]string, len(s.routes))
@@ -25,4 +27,15 @@ func (k *Keyring) NegativeLen() int {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	return len(k.negative)
+}
+
+// SignatureCount is the number of remembered signatures (both buckets
+// agree: signatures and their expiry index).
+func (s *BoltStore) SignatureCount() (sigs, index int) {
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		sigs = tx.Bucket(bucketSigs).Stats().KeyN
+		index = tx.Bucket(bucketSigExp).Stats().KeyN
+		return nil
+	})
+	return sigs, index
 }
