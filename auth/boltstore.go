@@ -554,7 +554,7 @@ func pruneSignatures(tx *bolt.Tx, nowMS int64) error {
 	sigs, exp := tx.Bucket(bucketSigs), tx.Bucket(bucketSigExp)
 	var stale [][]byte
 	c := exp.Cursor()
-	for k, _ := c.First(); k != nil && len(k) >= 8 && int64(binary.BigEndian.Uint64(k)) <= nowMS; k, _ = c.Next() {
+	for k, _ := c.First(); len(k) >= 8 && int64(binary.BigEndian.Uint64(k)) <= nowMS; k, _ = c.Next() {
 		stale = append(stale, bytes.Clone(k)) // deleting under a moving cursor can skip keys
 	}
 	for _, k := range stale {
@@ -615,7 +615,7 @@ func (s *BoltStore) Purge(ctx context.Context, revokedBefore, now time.Time, max
 		}
 		var due [][]byte
 		c := tx.Bucket(bucketRevoked).Cursor()
-		for k, _ := c.First(); k != nil && len(k) > 8 && bytes.Compare(k[:8], cutoff) < 0 && len(due) < max; k, _ = c.Next() {
+		for k, _ := c.First(); len(k) > 8 && bytes.Compare(k[:8], cutoff) < 0 && len(due) < max; k, _ = c.Next() {
 			due = append(due, bytes.Clone(k))
 		}
 		for _, k := range due {
