@@ -25,7 +25,7 @@ import (
 
 // startNode runs a node with cfg changed by mod (test defaults for the
 // rest, admin token set).
-func startNode(t *testing.T, mod func(*node.Config)) *nodetest.Node {
+func startNode(t testing.TB, mod func(*node.Config)) *nodetest.Node {
 	t.Helper()
 	f := node.DefaultFile()
 	cfg := node.Config{File: &f, AdminToken: adminToken}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -105,7 +106,10 @@ func New(cfg Config) (_ *Node, err error) {
 		Namespace: "floodgate", Name: "keys_purged_total",
 		Help: "Revoked keys deleted (with their events) after the retention period.",
 	})
-	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), n.purged)
+	n.reg.MustRegister(collectors.NewGoCollector(
+		// go_gc_heap_live_bytes: the heap marked live by the last GC.
+		collectors.WithGoCollectorRuntimeMetrics(collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)}),
+	), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), n.purged)
 	if err := n.openNATS(); err != nil {
 		return nil, err
 	}

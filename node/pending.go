@@ -25,8 +25,9 @@ import (
 // node's own bounded work, and the socket no longer counts.
 
 // Lingering of refused sockets: the refusal is written and the write side
-// shut (FIN), and the socket is closed a little later, so the client
-// reads the 429 before the close rather than a reset.
+// shut (FIN), and the socket is closed a little later by the listener's
+// reaper goroutine, so the client reads the 429 before the close rather
+// than a reset.
 const (
 	refuseLinger    = 250 * time.Millisecond
 	maxLingering    = 1024 // beyond this many, a refused socket is closed at once
@@ -61,17 +62,25 @@ type pendingListener struct {
 	conns  map[net.Conn]netip.Addr // pending sockets -> their IP key
 	counts map[netip.Addr]int
 
-	// Guarded by lmu
-	lmu       sync.Mutex
-	lingering map[net.Conn]*time.Timer
-	closed    bool
+	// The reaper: refused sockets wait in linger (in the order they were
+	// refused, so their deadlines are ordered) until reap closes them.
+	linger    chan lingering
+	stop      chan struct{}
+	reaped    chan struct{}
+	closeOnce sync.Once
+}
+
+// lingering is a refused socket and when to close it.
+type lingering struct {
+	c     net.Conn
+	until time.Time
 }
 
 func newPendingListener(ln net.Listener, max int, trusted []netip.Prefix, overTLS bool, reg prometheus.Registerer) *pendingListener {
 	l := &pendingListener{
 		Listener: ln, trusted: trusted, tls: overTLS,
 		conns: make(map[net.Conn]netip.Addr), counts: make(map[netip.Addr]int),
-		lingering: make(map[net.Conn]*time.Timer),
+		linger: make(chan lingering, maxLingering), stop: make(chan struct{}), reaped: make(chan struct{}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "floodgate", Name: "ws_pending_refused_total",
 			Help: "Sockets refused on the websocket listener because their IP had max_pending_per_ip sockets without a request yet.",
@@ -86,7 +95,38 @@ func newPendingListener(ln net.Listener, max int, trusted []netip.Prefix, overTL
 		defer l.mu.Unlock()
 		return float64(len(l.conns))
 	}))
+	go l.reap()
 	return l
+}
+
+// reap closes the lingering sockets when their time comes, until Close;
+// then it closes the rest at once.
+func (l *pendingListener) reap() {
+	defer close(l.reaped)
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			for {
+				select {
+				case e := <-l.linger:
+					_ = e.c.Close()
+				default:
+					return
+				}
+			}
+		case e := <-l.linger:
+			if d := time.Until(e.until); d > 0 {
+				t.Reset(d)
+				select {
+				case <-t.C:
+				case <-l.stop:
+				}
+			}
+			_ = e.c.Close()
+		}
+	}
 }
 
 // pendingKey is the IP a socket counts against: the peer, IPv6 by /64.
@@ -183,31 +223,22 @@ func (l *pendingListener) refuse(c net.Conn) {
 		return
 	}
 	_ = tc.CloseWrite()
-	l.lmu.Lock()
-	defer l.lmu.Unlock()
-	if l.closed || len(l.lingering) >= maxLingering {
+	select {
+	case l.linger <- lingering{c: c, until: time.Now().Add(refuseLinger)}:
+	default: // too many lingering already
 		_ = c.Close()
-		return
 	}
-	l.lingering[c] = time.AfterFunc(refuseLinger, func() {
-		l.lmu.Lock()
-		delete(l.lingering, c)
-		l.lmu.Unlock()
-		_ = c.Close()
-	})
 }
 
-// Close closes the listener and every lingering refused socket.
+// Close closes the listener, stops the reaper and closes every lingering
+// refused socket.
 func (l *pendingListener) Close() error {
-	l.lmu.Lock()
-	l.closed = true
-	for c, t := range l.lingering {
-		t.Stop()
-		_ = c.Close()
-	}
-	clear(l.lingering)
-	l.lmu.Unlock()
-	return l.Listener.Close()
+	err := l.Listener.Close()
+	l.closeOnce.Do(func() {
+		close(l.stop)
+		<-l.reaped
+	})
+	return err
 }
 
 // setMax changes the cap (config reload); sockets already accepted stay.
