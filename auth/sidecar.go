@@ -313,10 +313,12 @@ func writeRefusal(w http.ResponseWriter, ref *proto.Refusal) {
 }
 
 // unavailable reports whether err means the store could not be reached
-// (a network error or a timeout), as opposed to a bug.
+// (a network error, a timeout, a connection cut mid-reply), as opposed to
+// a bug.
 func unavailable(err error) bool {
 	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED)
+	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // readBody reads at most MaxBodyBytes.
