@@ -33,6 +33,7 @@ import (
 type testWallet struct {
 	priv    ed25519.PrivateKey
 	account string
+	lastTS  int64 // each request gets a later timestamp: a fresh signature
 }
 
 func newTestWallet(t testing.TB) *testWallet {
@@ -50,7 +51,8 @@ func (w *testWallet) signed(t testing.TB, typ string, payload map[string]any, wi
 	if payload == nil {
 		payload = map[string]any{}
 	}
-	ts := time.Now().UnixMilli()
+	ts := max(time.Now().UnixMilli(), w.lastTS+1)
+	w.lastTS = ts
 	msg, err := auth.SigningMessage(typ, payload, ts, window)
 	if err != nil {
 		t.Fatal(err)
