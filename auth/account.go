@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
+
+	"floodgate/limiter"
 )
 
 // Signed types of the account endpoints.
@@ -14,6 +15,8 @@ const (
 	TypeRevokeAPIKey = "revoke_api_key"
 	TypeListAPIKeys  = "list_api_keys"
 )
+
+var errAccountNotAllowed = &apiError{http.StatusForbidden, "ACCOUNT_NOT_ALLOWED", "Account not allowed to create API keys"}
 
 var errAgentWallet = &apiError{http.StatusBadRequest, "BAD_REQUEST", "Agent wallets are not supported: sign with the account key"}
 
@@ -30,6 +33,9 @@ func (s *Sidecar) verifySigned(w http.ResponseWriter, r *http.Request, typ strin
 	}
 	if req.AgentWallet != "" {
 		return nil, errAgentWallet
+	}
+	if req.ExpiryWindow > s.opts.MaxExpiryWindow.Milliseconds() {
+		return nil, ErrExpiryWindowTooLong
 	}
 	if err := req.Verify(); err != nil {
 		return nil, err
@@ -54,6 +60,15 @@ func (s *Sidecar) handleAccountCreate(w http.ResponseWriter, r *http.Request) {
 	req, err := s.verifySigned(w, r, TypeCreateAPIKey)
 	if err != nil {
 		s.fail(w, err)
+		return
+	}
+	allowed, err := s.opts.Verifier.Allowed(r.Context(), req.Account)
+	if err != nil {
+		s.fail(w, fmt.Errorf("%w: %w", ErrVerifierUnavailable, err))
+		return
+	}
+	if !allowed {
+		s.fail(w, errAccountNotAllowed)
 		return
 	}
 	key, _, err := s.newKey(r, Record{Account: req.Account, Status: StatusActive, CreatedAt: s.opts.Now().UTC()})
@@ -105,31 +120,66 @@ func prefixOf(s string) (string, bool) {
 	return p, ValidPrefix(p)
 }
 
-// POST /api/v1/account/api_keys
+// POST /api/v1/account/api_keys: every active key (masked) and one page
+// of all the account's keys. The page is chosen by "limit" and "cursor"
+// next to the signed fields (not part of the signed message: the
+// signature is single-use anyway, and a page is only ever the signer's).
 func (s *Sidecar) handleAccountList(w http.ResponseWriter, r *http.Request) {
 	req, err := s.verifySigned(w, r, TypeListAPIKeys)
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	recs, err := s.opts.Store.List(r.Context(), Filter{Account: req.Account})
+	page, err := bodyPage(req.Fields)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	active, _, err := s.opts.Store.List(r.Context(), Filter{Account: req.Account, Status: StatusActive}, Page{})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	recs, next, err := s.opts.Store.List(r.Context(), Filter{Account: req.Account}, page)
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
 	now := s.opts.Now()
-	out := AccountKeys{ActiveAPIKeys: []string{}, APIKeyLimit: s.opts.MaxActiveKeys, Keys: []AccountKey{}}
+	out := AccountKeys{ActiveAPIKeys: []string{}, APIKeyLimit: s.opts.MaxActiveKeys, Keys: []AccountKey{}, NextCursor: cursorPtr(next)}
+	for i := range active {
+		if active[i].EffectiveStatus(now) == string(StatusActive) {
+			out.ActiveAPIKeys = append(out.ActiveAPIKeys, active[i].Prefix+"_…")
+		}
+	}
 	for i := range recs {
 		rec := &recs[i]
-		st := rec.EffectiveStatus(now)
-		if st == string(StatusActive) {
-			out.ActiveAPIKeys = append(out.ActiveAPIKeys, rec.Prefix+"_…")
-		}
 		count, last := s.usage(rec)
-		out.Keys = append(out.Keys, AccountKey{Prefix: rec.Prefix, Alias: rec.Alias, Status: st,
+		out.Keys = append(out.Keys, AccountKey{Prefix: rec.Prefix, Alias: rec.Alias, Status: rec.EffectiveStatus(now),
 			CreatedAt: rec.CreatedAt.UTC(), LastUsedAt: timePtr(last), RequestCount: count})
 	}
 	writeData(w, http.StatusOK, out)
+}
+
+// bodyPage reads the optional "limit" (1..MaxPageLimit, default
+// DefaultPageLimit) and "cursor" of a list request body.
+func bodyPage(fields map[string]any) (Page, error) {
+	p := Page{Limit: DefaultPageLimit}
+	if v, ok := fields["limit"]; ok && v != nil {
+		n, err := intField(fields, "limit")
+		if err != nil || n < 1 || n > MaxPageLimit {
+			return p, &FieldError{Field: "limit", Problem: fmt.Sprintf("must be 1..%d", MaxPageLimit)}
+		}
+		p.Limit = int(n)
+	}
+	if v, ok := fields["cursor"]; ok && v != nil {
+		c, ok := v.(string)
+		if !ok {
+			return p, &FieldError{Field: "cursor", Problem: "must be a string"}
+		}
+		p.Cursor = c
+	}
+	return p, checkCursor(p.Cursor)
 }
 
 var (
@@ -137,8 +187,14 @@ var (
 	errInvalidKey  = &apiError{http.StatusUnauthorized, "INVALID_API_KEY", "Invalid API Key"}
 )
 
-// GET /api/v1/api_keys/status
+// GET /api/v1/api_keys/status: the IP block, then the per-IP budget
+// (limits.status_api), then the key; an unknown, malformed, wrong or
+// revoked key is a failed attempt of the IP, as at the upgrade.
 func (s *Sidecar) handleStatus(w http.ResponseWriter, r *http.Request) {
+	now := s.opts.Now()
+	if s.ipBlocked(w, r, now) || !s.allowAPI(w, r, limiter.APIStatus, now) {
+		return
+	}
 	key := r.Header.Get("PF-API-KEY")
 	if key == "" {
 		key = r.Header.Get("X-API-Key")
@@ -147,38 +203,27 @@ func (s *Sidecar) handleStatus(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, errNoKeyHeader)
 		return
 	}
-	now := s.opts.Now()
 	prefix, err := ParseKey(key)
 	if err != nil {
-		s.fail(w, errInvalidKey)
+		s.failedKey(w, r, now)
 		return
 	}
 	if s.opts.Keyring != nil {
 		// Turns away unknown and wrong keys from the cache.
 		if _, err := s.opts.Keyring.Verify(key, now); errors.Is(err, ErrInvalidKey) {
-			s.fail(w, errInvalidKey)
+			s.failedKey(w, r, now)
 			return
 		}
 	}
 	rec, err := s.opts.Store.Get(r.Context(), prefix)
 	if errors.Is(err, ErrNotFound) || (err == nil && (!rec.Hash.Equal(Hash(key)) || rec.Status == StatusRevoked)) {
-		s.fail(w, errInvalidKey)
+		s.failedKey(w, r, now)
 		return
 	}
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	ok, remaining, retry := s.allowStatus(prefix, now)
-	w.Header().Set("RateLimit-Policy", fmt.Sprintf(`"status";q=%d;w=60`, s.opts.StatusPerMinute))
-	if !ok {
-		secs := int((retry + time.Second - 1) / time.Second)
-		w.Header().Set("RateLimit", fmt.Sprintf(`"status";r=0;t=%d`, secs))
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		writeError(w, http.StatusTooManyRequests, "RATE_LIMITED", "Rate limit exceeded")
-		return
-	}
-	w.Header().Set("RateLimit", fmt.Sprintf(`"status";r=%d;t=0`, remaining))
 	count, last := s.usage(&rec)
 	st := KeyStatus{
 		Status: rec.EffectiveStatus(now), WalletAddress: rec.Account, CreatedAt: rec.CreatedAt.UTC(),

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"crypto/ed25519"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -64,8 +65,11 @@ func (s *Sidecar) createAndAnswer(w http.ResponseWriter, r *http.Request, rec Re
 	return true
 }
 
-// GET /admin/v1/keys?account=&category=&status=&q= (q: a case-insensitive
-// substring of the account, alias, prefix or category)
+// GET /admin/v1/keys?account=&category=&status=&q=&limit=&cursor=: one
+// page (q: a case-insensitive substring of the account, alias, prefix or
+// category). "expired", "active" (which excludes expired keys) and q are
+// applied after the page is read, so such a page may be shorter than
+// limit: follow next_cursor.
 func (s *Sidecar) handleAdminList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := Filter{Account: q.Get("account"), Category: q.Get("category")}
@@ -79,13 +83,22 @@ func (s *Sidecar) handleAdminList(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Status = Status(status)
 	}
-	recs, err := s.opts.Store.List(r.Context(), f)
+	page := Page{Limit: DefaultPageLimit, Cursor: q.Get("cursor")}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > MaxPageLimit {
+			s.fail(w, &FieldError{Field: "limit", Problem: fmt.Sprintf("must be 1..%d", MaxPageLimit)})
+			return
+		}
+		page.Limit = n
+	}
+	recs, next, err := s.opts.Store.List(r.Context(), f, page)
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
 	now := s.opts.Now()
-	out := KeyList{Keys: []KeyView{}}
+	out := KeyList{Keys: []KeyView{}, NextCursor: cursorPtr(next)}
 	for i := range recs {
 		v := s.view(&recs[i], now)
 		if status != "" && v.Status != status {

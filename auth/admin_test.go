@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -377,5 +378,42 @@ func TestStoreOutageIs503(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	if rec.Code != 503 || rec.Header().Get("Retry-After") != "1" || !strings.Contains(rec.Body.String(), `"code":"UNAVAILABLE"`) {
 		t.Fatalf("%d %v %s", rec.Code, rec.Header(), rec.Body.String())
+	}
+}
+
+// TestStoreCutMidReplyIs503: a Redis that accepts the connection and
+// drops it before answering (a server killed mid-request) is an outage
+// too: 503, not 500.
+func TestStoreCutMidReplyIs503(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 64)
+			_, _ = c.Read(buf) // the command arrives, no reply comes
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	rdb := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), DialerRetries: 1, MaxRetries: -1, Protocol: 2})
+	t.Cleanup(func() { rdb.Close() })
+	h, err := auth.NewSidecar(auth.Options{Store: auth.NewRedisStore(rdb, auth.RedisOptions{}), AdminToken: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("POST", "/admin/v1/keys", strings.NewReader(`{"account":"`+newWallet(1).account+`"}`))
+	req.Header.Set("Authorization", "Bearer tok")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 503 || !strings.Contains(rec.Body.String(), `"code":"UNAVAILABLE"`) {
+		t.Fatalf("%d %s", rec.Code, rec.Body.String())
 	}
 }

@@ -99,22 +99,50 @@ func (c *AdminClient) CreateKey(ctx context.Context, req CreateKeyRequest) (Crea
 	return out, err
 }
 
-// ListKeys lists keys; empty arguments match everything. status is
-// active, inactive, revoked or expired.
+// ListKeys lists keys, following the pages to the end; empty arguments
+// match everything. status is active, inactive, revoked or expired.
 func (c *AdminClient) ListKeys(ctx context.Context, account, category, status string) ([]KeyView, error) {
+	var all []KeyView
+	cursor := ""
+	for {
+		page, next, err := c.ListPage(ctx, account, category, status, MaxPageLimit, cursor)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		if next == "" {
+			return all, nil
+		}
+		cursor = next
+	}
+}
+
+// ListPage lists one page of up to limit keys (the server default when
+// limit <= 0) from cursor ("" for the first page), and returns the cursor
+// of the next page ("" after the last).
+func (c *AdminClient) ListPage(ctx context.Context, account, category, status string, limit int, cursor string) ([]KeyView, string, error) {
 	q := url.Values{}
-	for k, v := range map[string]string{"account": account, "category": category, "status": status} {
+	for k, v := range map[string]string{"account": account, "category": category, "status": status, "cursor": cursor} {
 		if v != "" {
 			q.Set(k, v)
 		}
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
 	}
 	path := "/admin/v1/keys"
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
 	var out KeyList
-	err := c.do(ctx, http.MethodGet, path, nil, &out)
-	return out.Keys, err
+	if err := c.do(ctx, http.MethodGet, path, nil, &out); err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if out.NextCursor != nil {
+		next = *out.NextCursor
+	}
+	return out.Keys, next, nil
 }
 
 // GetKey returns one key with its live use.

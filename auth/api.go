@@ -26,6 +26,7 @@ type KeyView struct {
 	CreatedAt    time.Time  `json:"created_at"`
 	ExpiresAt    *time.Time `json:"expires_at"`
 	LastUsedAt   *time.Time `json:"last_used_at"`
+	RevokedAt    *time.Time `json:"revoked_at,omitempty"` // revoked keys are purged a retention period after it
 	RequestCount int64      `json:"request_count"`
 	Limits       Limits     `json:"limits"`
 	Quotas       Quotas     `json:"quotas"`
@@ -191,16 +192,28 @@ type AccountKey struct {
 	RequestCount int64      `json:"request_count"`
 }
 
-// AccountKeys is the data of POST /api/v1/account/api_keys.
+// AccountKeys is the data of POST /api/v1/account/api_keys. Keys is one
+// page (oldest first); ActiveAPIKeys always lists every active key.
 type AccountKeys struct {
 	ActiveAPIKeys []string     `json:"active_api_keys"` // masked: "AbCdEfGh_…"
 	APIKeyLimit   int          `json:"api_key_limit"`
 	Keys          []AccountKey `json:"keys"`
+	// NextCursor is the cursor of the next page; null after the last.
+	NextCursor *string `json:"next_cursor"`
 }
 
-// KeyList is the data of GET /admin/v1/keys.
+// KeyList is the data of GET /admin/v1/keys: one page, oldest first.
 type KeyList struct {
 	Keys []KeyView `json:"keys"`
+	// NextCursor is the cursor of the next page; null after the last.
+	NextCursor *string `json:"next_cursor"`
+}
+
+func cursorPtr(c string) *string {
+	if c == "" {
+		return nil
+	}
+	return &c
 }
 
 // KeyEvents is the data of GET /admin/v1/keys/{prefix}/events.

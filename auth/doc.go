@@ -20,31 +20,73 @@
 //   - Keyring (NewKeyring): Verify(key, now) for websocket upgrades.
 //   - Usage (NewUsage): per-key message counts, flushed in batches.
 //   - BoltStore (OpenBolt) and RedisStore (NewRedisStore): the Store.
+//   - OpenVerifier, FileVerifier, NATSVerifier (ParseAccountVerifier):
+//     who may create keys.
 //   - NATSNotifier and SubscribeEvents: control events on
 //     "floodgate.ctl.keys".
 //   - AdminClient: a client of the operator API (floodgate keys ...).
 //
+// # Indexes and retention
+//
+// Both stores keep, in the same transaction as the record, per-account
+// indexes: the active keys (counted against Options.MaxActiveKeys), the
+// aliases, and every key in creation order; plus every key in creation
+// order and the revoked keys by revocation time. Creating, activating or
+// renaming a key reads the first two only, so an account's revoked keys
+// cost nothing however many there are; List reads one page from an index
+// (Page: limit and an opaque cursor, the record's creation time and
+// prefix). Store.Purge deletes keys revoked before a cutoff with their
+// usage and events, through the revocation index (the node runs it every
+// minute with a 30-day retention).
+//
 // # Redis key layout
 //
-// Every key starts with RedisOptions.Namespace (default "floodgate:"):
+// Every key starts with RedisOptions.Namespace (default "floodgate:"; no
+// braces: ValidNamespace). Keys that must change together share a hash
+// tag, so each script and transaction touches one slot of a Redis
+// Cluster:
 //
-//	{ns}key:{prefix}     string  JSON Record without usage
-//	{ns}usage:{prefix}   hash    count (request_count), last (last use, unix ms)
-//	{ns}events:{prefix}  list    JSON Event, oldest first, trimmed to 1000
-//	{ns}acct:{account}   set     prefixes of the account's keys
-//	{ns}keys             set     every prefix
-//	{ns}sig:{signature}  string  "1", PX until the signed request expires
+//	{ns}p:{<prefix>}              string  the key's account (the prefix's pointer; SET NX)
+//	{ns}u:{<prefix>}              hash    count (request_count), last (last use, unix ms)
+//	{ns}e:{<prefix>}              list    JSON Event, oldest first, trimmed to 1000
+//	{ns}a:{<account>}:k:<prefix>  string  JSON Record without usage
+//	{ns}a:{<account>}:all         zset    every key of the account (members: sort key)
+//	{ns}a:{<account>}:active      zset    its active keys (members: sort key)
+//	{ns}a:{<account>}:alias       hash    alias -> prefix
+//	{ns}index                     zset    every key (members: sort key)
+//	{ns}revoked                   zset    revoked prefixes, score revoked_at (unix ms)
+//	{ns}sig:<signature>           string  "1", PX until the signed request expires
+//	{ns}schema                    string  layout version ("2"; Upgrade converts version 1)
 //
-// Create and Update run under WATCH on the record and the account's set
-// and records, then MULTI/EXEC (retried on conflict); usage and events are
-// Lua scripts; replay protection is SET NX PX, so a signature is accepted
-// once across the cluster. On Redis Cluster, use a namespace with a hash
-// tag ("{floodgate}:") so each transaction stays in one slot.
+// The sort key is the creation time (16 hex digits of unix µs) then ":"
+// and the prefix; index members all score 0 and are read with
+// ZRANGEBYLEX from a cursor. Create is SET NX of the pointer, then the
+// global entries, then one script in the account's slot (limit, alias,
+// record, account indexes); Update, Delete and Purge are WATCH/MULTI
+// transactions in the account's slot (retried on conflict), then single
+// commands on the prefix's slot and the global indexes. The global
+// entries are written before the record and removed after it, and every
+// reader checks them against the record, so a crash between steps leaves
+// at most a harmless leftover. Usage and events are scripts in the
+// prefix's slot (EXISTS of the pointer, then the write); replay
+// protection is SET NX PX, so a signature is accepted once across the
+// cluster and forgotten when its window ends.
+//
+// # Admission
+//
+// The account endpoints (create, revoke, list) and the status endpoint
+// take a per-IP budget of the limiter (Options.Limiter, with the node's
+// ClientIP) before reading the body; unknown, malformed and revoked keys
+// on the status endpoint are failed key attempts of the IP. An
+// AccountVerifier (open, an allow-list file, or a NATS request/reply
+// service) decides which wallets may create keys. The account endpoints
+// answer CORS preflights for Options.AllowedOrigins; expiry_window is
+// bounded by Options.MaxExpiryWindow (5 min).
 //
 // # Concurrency
 //
-// Sidecar, Keyring, Usage, both stores, NATSNotifier and AdminClient are
-// safe for concurrent use. Usage.Run is the only goroutine the package
+// Sidecar, Keyring, Usage, both stores, the verifiers, NATSNotifier and
+// AdminClient are safe for concurrent use. Usage.Run is the only goroutine the package
 // starts; it returns after a final flush when its context ends.
 // SubscribeEvents calls its function on the NATS subscription's goroutine.
 //

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"floodgate/limiter"
@@ -78,6 +79,7 @@ type Record struct {
 	CreatedAt    time.Time `json:"created_at"`
 	ExpiresAt    time.Time `json:"expires_at,omitzero"`   // zero: never
 	LastUsedAt   time.Time `json:"last_used_at,omitzero"` // zero: never used
+	RevokedAt    time.Time `json:"revoked_at,omitzero"`   // set when revoked; purged after the retention
 	RequestCount int64     `json:"request_count"`
 	Limits       Limits    `json:"limits,omitzero"`
 	Quotas       Quotas    `json:"quotas,omitzero"`
@@ -109,6 +111,10 @@ func (r *Record) validate() error {
 	}
 	if r.Account == "" {
 		return &FieldError{Field: "account", Problem: "missing"}
+	}
+	// The account is a Redis hash tag ({account}): no braces, bounded.
+	if len(r.Account) > MaxLabelLen || strings.ContainsAny(r.Account, "{}\x00") {
+		return &FieldError{Field: "account", Problem: "malformed"}
 	}
 	if len(r.Alias) > MaxLabelLen {
 		return &FieldError{Field: "alias", Problem: fmt.Sprintf("longer than %d bytes", MaxLabelLen)}

@@ -12,13 +12,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
+	"floodgate/internal/proto"
+	"floodgate/limiter"
+
 	"github.com/rs/zerolog"
-	"golang.org/x/time/rate"
 )
 
 // MaxBodyBytes bounds a REST request body.
@@ -51,9 +53,28 @@ type Options struct {
 	// DefaultCreditsPerMinute is the key tier's credit budget, reported by
 	// the status endpoint for keys without their own. Defaults to 300.
 	DefaultCreditsPerMinute int
-	// StatusPerMinute is the status endpoint's own limit per key.
-	// Defaults to 60 requests per minute.
-	StatusPerMinute int
+	// Limiter holds the per-IP budgets of the account endpoints
+	// (limiter.APIAccount) and of the status endpoint (limiter.APIStatus)
+	// and the failed-key IP block: unknown, malformed and revoked keys on
+	// the status endpoint are failed attempts of the IP. Optional: nil
+	// means no budgets and no block (tests, embedding); the node sets it.
+	Limiter *limiter.Limiter
+	// ClientIP is the client address of a request (the node's one rule,
+	// trusted proxies included). Required with Limiter.
+	ClientIP func(*http.Request) netip.Addr
+	// Verifier decides which accounts may create keys on the account
+	// endpoint (403 ACCOUNT_NOT_ALLOWED otherwise). Defaults to
+	// OpenVerifier: every account.
+	Verifier AccountVerifier
+	// AllowedOrigins are the browser origins (host patterns, as
+	// --allowed-origins) the account endpoints answer CORS preflights
+	// for; a request from another cross-origin page is refused with 403
+	// ORIGIN_NOT_ALLOWED. Nothing else is CORS-enabled. Defaults to none.
+	AllowedOrigins []string
+	// MaxExpiryWindow bounds the expiry_window of a signed request (400
+	// EXPIRY_WINDOW_TOO_LONG above it), and so how long its signature is
+	// remembered. Defaults to DefaultMaxExpiryWindow (5 minutes).
+	MaxExpiryWindow time.Duration
 	// Now is the clock. Defaults to time.Now.
 	Now func() time.Time
 	// Rand is the key randomness. Defaults to crypto/rand.Reader.
@@ -75,10 +96,6 @@ type Sidecar struct {
 	mux       *http.ServeMux
 	routes    []route
 	adminHash [32]byte
-
-	// Guarded by mu
-	mu         sync.Mutex
-	statusLims map[string]*rate.Limiter
 }
 
 type route struct {
@@ -98,8 +115,14 @@ func NewSidecar(opts Options) (*Sidecar, error) {
 	if opts.DefaultCreditsPerMinute <= 0 {
 		opts.DefaultCreditsPerMinute = 300
 	}
-	if opts.StatusPerMinute <= 0 {
-		opts.StatusPerMinute = 60
+	if opts.Limiter != nil && opts.ClientIP == nil {
+		return nil, errors.New("auth: sidecar: Options.ClientIP is required with Options.Limiter")
+	}
+	if opts.Verifier == nil {
+		opts.Verifier = OpenVerifier{}
+	}
+	if opts.MaxExpiryWindow <= 0 {
+		opts.MaxExpiryWindow = DefaultMaxExpiryWindow
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -107,15 +130,18 @@ func NewSidecar(opts Options) (*Sidecar, error) {
 	if opts.Rand == nil {
 		opts.Rand = rand.Reader
 	}
-	s := &Sidecar{opts: opts, log: zerolog.Nop(), statusLims: make(map[string]*rate.Limiter)}
+	s := &Sidecar{opts: opts, log: zerolog.Nop()}
 	if opts.Logger != nil {
 		s.log = *opts.Logger
 	}
 	s.adminHash = sha256.Sum256([]byte(opts.AdminToken))
 	s.routes = []route{
-		{"POST", "/api/v1/account/api_keys/create", false, s.handleAccountCreate},
-		{"POST", "/api/v1/account/api_keys/revoke", false, s.handleAccountRevoke},
-		{"POST", "/api/v1/account/api_keys", false, s.handleAccountList},
+		{"POST", "/api/v1/account/api_keys/create", false, s.account(s.handleAccountCreate)},
+		{"OPTIONS", "/api/v1/account/api_keys/create", false, s.handlePreflight},
+		{"POST", "/api/v1/account/api_keys/revoke", false, s.account(s.handleAccountRevoke)},
+		{"OPTIONS", "/api/v1/account/api_keys/revoke", false, s.handlePreflight},
+		{"POST", "/api/v1/account/api_keys", false, s.account(s.handleAccountList)},
+		{"OPTIONS", "/api/v1/account/api_keys", false, s.handlePreflight},
 		{"GET", "/api/v1/api_keys/status", false, s.handleStatus},
 		{"POST", "/admin/v1/keys", true, s.audited(s.handleAdminCreate)},
 		{"GET", "/admin/v1/keys", true, s.handleAdminList},
@@ -251,6 +277,13 @@ func (s *Sidecar) fail(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusBadRequest, "INVALID_MESSAGE", "Invalid message")
 	case errors.Is(err, ErrSignatureReplayed):
 		writeError(w, http.StatusBadRequest, "SIGNATURE_REPLAYED", "Signature replayed")
+	case errors.Is(err, ErrExpiryWindowTooLong):
+		writeError(w, http.StatusBadRequest, "EXPIRY_WINDOW_TOO_LONG",
+			fmt.Sprintf("expiry_window too long (max %d ms)", s.opts.MaxExpiryWindow.Milliseconds()))
+	case errors.Is(err, ErrVerifierUnavailable):
+		s.log.Warn().Err(err).Msg("auth: account verifier unavailable")
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "account verifier unavailable, retry")
 	case errors.Is(err, ErrTooManyKeys):
 		writeError(w, http.StatusConflict, "TOO_MANY_KEYS", fmt.Sprintf("Too many active API keys (limit %d)", s.opts.MaxActiveKeys))
 	case errors.Is(err, ErrAliasTaken):
@@ -271,11 +304,21 @@ func (s *Sidecar) fail(w http.ResponseWriter, err error) {
 	}
 }
 
+// writeRefusal answers a limiter refusal (429 RATE_LIMITED, 403
+// IP_BLOCKED) in the REST envelope, with its Retry-After and RateLimit
+// fields.
+func writeRefusal(w http.ResponseWriter, ref *proto.Refusal) {
+	ref.SetHeaders(w.Header())
+	writeError(w, ref.Status, ref.Code, ref.Message)
+}
+
 // unavailable reports whether err means the store could not be reached
-// (a network error or a timeout), as opposed to a bug.
+// (a network error, a timeout, a connection cut mid-reply), as opposed to
+// a bug.
 func unavailable(err error) bool {
 	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED)
+	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // readBody reads at most MaxBodyBytes.
@@ -333,30 +376,6 @@ func jsonTypeName(goType string) string {
 	return "an object"
 }
 
-// allowStatus takes one request from the status budget of prefix.
-func (s *Sidecar) allowStatus(prefix string, now time.Time) (ok bool, remaining int, retry time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	lim := s.statusLims[prefix]
-	if lim == nil {
-		if len(s.statusLims) >= 100000 {
-			for p, l := range s.statusLims {
-				if l.TokensAt(now) >= float64(l.Burst()) {
-					delete(s.statusLims, p)
-				}
-			}
-		}
-		per := rate.Every(time.Minute / time.Duration(s.opts.StatusPerMinute))
-		lim = rate.NewLimiter(per, s.opts.StatusPerMinute)
-		s.statusLims[strings.Clone(prefix)] = lim
-	}
-	if lim.AllowN(now, 1) {
-		return true, int(lim.TokensAt(now)), 0
-	}
-	need := 1 - lim.TokensAt(now)
-	return false, 0, time.Duration(need / float64(lim.Limit()) * float64(time.Second))
-}
-
 // notify publishes ev and invalidates the local cache; a publish failure
 // is logged (the change itself is stored).
 func (s *Sidecar) notify(r *http.Request, ev KeyEvent) {
@@ -389,7 +408,7 @@ func (s *Sidecar) view(rec *Record, now time.Time) KeyView {
 	return KeyView{
 		Prefix: rec.Prefix, Account: rec.Account, Alias: rec.Alias, Category: rec.Category,
 		Status: rec.EffectiveStatus(now), CreatedAt: rec.CreatedAt.UTC(),
-		ExpiresAt: timePtr(rec.ExpiresAt), LastUsedAt: timePtr(last), RequestCount: count,
+		ExpiresAt: timePtr(rec.ExpiresAt), LastUsedAt: timePtr(last), RevokedAt: timePtr(rec.RevokedAt), RequestCount: count,
 		Limits: rec.Limits, Quotas: rec.Quotas,
 	}
 }

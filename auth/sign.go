@@ -23,6 +23,9 @@ var (
 	ErrInvalidSignature  = errors.New("auth: invalid signature")                  // "Invalid signature"
 	ErrInvalidMessage    = errors.New("auth: message expired or from the future") // "Invalid message"
 	ErrSignatureReplayed = errors.New("auth: signature replayed")                 // "Signature replayed"
+	// ErrExpiryWindowTooLong: expiry_window above the sidecar's
+	// MaxExpiryWindow ("expiry_window too long (max N ms)").
+	ErrExpiryWindowTooLong = errors.New("auth: expiry_window too long")
 )
 
 // Defaults of the signed-request checks.
@@ -31,6 +34,11 @@ const (
 	DefaultExpiryWindow = 30 * time.Second
 	// MaxFutureSkew is how far in the future a timestamp may be.
 	MaxFutureSkew = 5 * time.Second
+	// DefaultMaxExpiryWindow is the longest expiry_window accepted unless
+	// Options.MaxExpiryWindow says otherwise. A signature is remembered
+	// (replay protection) until its window ends, so this also bounds the
+	// replay cache: at most the rate of signed requests times the window.
+	DefaultMaxExpiryWindow = 5 * time.Minute
 )
 
 // SignedRequest is a parsed wallet-signed request body (rest.md): the
@@ -43,6 +51,10 @@ type SignedRequest struct {
 	Timestamp    int64          // ms since the epoch
 	ExpiryWindow int64          // ms; DefaultExpiryWindow when absent
 	Payload      map[string]any // the type's payload fields, decoded with json.Number
+	// Fields is every top-level field of the body (decoded with
+	// json.Number), signed or not: the list endpoint reads its page
+	// (limit, cursor) here.
+	Fields map[string]any
 
 	// Decoded by ParseSignedRequest
 	PublicKey ed25519.PublicKey
@@ -64,7 +76,7 @@ func ParseSignedRequest(body []byte, typ string, payloadFields ...string) (*Sign
 	if _, err := dec.Token(); err == nil {
 		return nil, ErrBadJSON // trailing data
 	}
-	r := &SignedRequest{Type: typ, ExpiryWindow: DefaultExpiryWindow.Milliseconds()}
+	r := &SignedRequest{Type: typ, ExpiryWindow: DefaultExpiryWindow.Milliseconds(), Fields: m}
 	var err error
 	if r.Account, err = stringField(m, "account"); err != nil {
 		return nil, err

@@ -59,11 +59,11 @@ func (t *TimedStore) Get(ctx context.Context, prefix string) (rec Record, err er
 	return rec, err
 }
 
-func (t *TimedStore) List(ctx context.Context, f Filter) ([]Record, error) {
+func (t *TimedStore) List(ctx context.Context, f Filter, p Page) ([]Record, string, error) {
 	start := time.Now()
-	recs, err := t.Store.List(ctx, f)
+	recs, next, err := t.Store.List(ctx, f, p)
 	t.done("list", start, err)
-	return recs, err
+	return recs, next, err
 }
 
 func (t *TimedStore) Update(ctx context.Context, prefix string, maxActive int, fn func(*Record) error) (Record, error) {
@@ -92,6 +92,20 @@ func (t *TimedStore) AppendEvent(ctx context.Context, prefix string, ev Event) e
 	err := t.Store.AppendEvent(ctx, prefix, ev)
 	t.done("append_event", start, err)
 	return err
+}
+
+func (t *TimedStore) AppendEvents(ctx context.Context, batch []PrefixEvent) error {
+	start := time.Now()
+	err := t.Store.AppendEvents(ctx, batch)
+	t.done("append_events", start, err)
+	return err
+}
+
+func (t *TimedStore) Purge(ctx context.Context, revokedBefore, now time.Time, max int) (int, error) {
+	start := time.Now()
+	n, err := t.Store.Purge(ctx, revokedBefore, now, max)
+	t.done("purge", start, err)
+	return n, err
 }
 
 func (t *TimedStore) Events(ctx context.Context, prefix string, limit int) ([]Event, error) {

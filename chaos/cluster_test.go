@@ -118,10 +118,10 @@ func TestChaosRedisClusterBudgets(t *testing.T) {
 	rc := testdeps.StartRedisCluster(t, nil)
 	url := clusterURL(rc.Addrs())
 	prefix := "cc" + randomToken(4)
-	// The key store keeps an account's records in one slot by the
-	// namespace's hash tag; the limiter spreads its identities over the
-	// shards (it drops the namespace's braces and tags by identity).
-	ns := "{chaos" + randomToken(3) + "}:"
+	// The key store tags an account's keys by the account, the limiter an
+	// identity's by the identity: both spread over the shards. (A
+	// namespace may not contain braces.)
+	ns := "chaos" + randomToken(3) + ":"
 	var specs []nodeSpec
 	for i := range 3 {
 		specs = append(specs, nodeSpec{id: fmt.Sprintf("node%d", i+1), natsURL: nsrv.URL(), redisURL: url,

@@ -18,7 +18,7 @@ import (
 )
 
 // adminToken is the operator token of every node.
-const adminToken = "T"
+const adminToken = "cluster-admin-token-0123456789" // at least 16 characters
 
 // nodeCount is the size of every cluster.
 const nodeCount = 3

@@ -29,6 +29,10 @@
 //	u := l.Usage(ctx, req, now)
 //	err := l.Health()
 //
+//	// REST endpoints, before any work
+//	d := l.AllowAPI(limiter.APIAccount, ip, now) // or APIStatus
+//	if d.Refusal != nil { d.Refusal.Write(w) }   // 429 RATE_LIMITED
+//
 // ClientIP finds the client address (X-Forwarded-For only from trusted
 // proxies). Run(ctx) does the background work; Close stops it.
 //
@@ -59,6 +63,20 @@
 // Overrides (Limits, Quotas) ride on every Admit and can be changed with
 // SetOverrides; live connections see them on their next frame, the credits
 // already used are kept (converted to the new rate).
+//
+// # API budgets
+//
+// AllowAPI is a small keyed budget for the REST API: one GCRA cell per
+// endpoint group and client IP (IPv6 by /64), PerIPPerMinute requests per
+// minute with the same burst (limits.account_api: create, revoke and list
+// of the wallet-signed account endpoints share one budget, 30;
+// limits.status_api: the key status endpoint, 120). The cells live in the
+// identity table under "api:<group>:<ip identity>", are local to the node
+// (no Redis: a cluster of N nodes behind a balancer allows up to N times
+// the budget), take the numbers of the config in force, and are swept
+// once full. The caller finds the client IP (trusted proxies) and records
+// failed key attempts with FailedKey, so a status endpoint probed with
+// bad keys blocks the IP exactly as upgrades do.
 //
 // # Memory
 //

@@ -17,6 +17,8 @@ var (
 	ErrConnectRate        = errors.New("limiter: connect rate exceeded")
 	ErrTooManyConnections = errors.New("limiter: too many concurrent connections")
 	ErrQuotaExceeded      = errors.New("limiter: quota exceeded")
+	// ErrAPIRate is what the refusal of AllowAPI unwraps to.
+	ErrAPIRate = errors.New("limiter: API request rate exceeded")
 
 	// ErrInvalidConfig is wrapped by every error of Config.Validate.
 	ErrInvalidConfig = errors.New("limiter: invalid config")

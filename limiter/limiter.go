@@ -206,6 +206,9 @@ func (l *Limiter) Reload(cfg Config, now time.Time) error {
 	l.set.Store(l.newSettings(cfg))
 	ns := now.UnixNano()
 	l.tab.each(nil, func(id *identity) {
+		if id.api {
+			return // priced per call from the config
+		}
 		id.mu.Lock()
 		pol, local := l.policiesFor(id.pol.tier, id.pol.limits, id.pol.quotas)
 		id.setPolicyLocked(pol, local, ns)

@@ -10,10 +10,11 @@ import (
 // when Options.Registerer is nil, so counting never branches.
 type metrics struct {
 	// Immutable after newMetrics
-	frames    [numBudgets]prometheus.Counter // refused frames by Budget (index 0 unused)
-	admits    map[error]prometheus.Counter   // refused admissions by sentinel
-	ipBlocks  prometheus.Counter
-	clusterUp prometheus.Gauge
+	frames     [numBudgets]prometheus.Counter // refused frames by Budget (index 0 unused)
+	admits     map[error]prometheus.Counter   // refused admissions by sentinel
+	ipBlocks   prometheus.Counter
+	clusterUp  prometheus.Gauge
+	apiRefused [numAPIs]prometheus.Counter // refused REST requests by API group
 }
 
 // admitReasons maps each admission sentinel to its metric label.
@@ -47,7 +48,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Help: "1 while cluster budgets are in force, 0 while falling back to local shares.",
 	})
 	up.Set(1)
+	// floodgate_limiter_refused_api_requests_total counts REST requests refused by a per-IP API budget.
+	api := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "floodgate_limiter_refused_api_requests_total",
+		Help: "REST requests refused by a per-IP API budget, by group (account_api, status_api).",
+	}, []string{"api"})
 	m := &metrics{admits: make(map[error]prometheus.Counter), ipBlocks: blocks, clusterUp: up}
+	for a := APIAccount; a < numAPIs; a++ {
+		m.apiRefused[a] = api.WithLabelValues(a.String())
+	}
 	for b := BudgetConn; b < numBudgets; b++ {
 		m.frames[b] = frames.WithLabelValues(b.String())
 	}
@@ -55,7 +64,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.admits[err] = admits.WithLabelValues(label)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{frames, admits, blocks, up} {
+		for _, c := range []prometheus.Collector{frames, admits, blocks, up, api} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

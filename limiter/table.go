@@ -13,6 +13,7 @@ import (
 type identity struct {
 	// Immutable after creation
 	name string
+	api  bool // an API budget (AllowAPI): only tat is used
 
 	// Guarded by the shard lock (written), read atomically
 	pins atomic.Int32 // Admit in progress; blocks eviction

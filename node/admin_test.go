@@ -178,6 +178,18 @@ func TestTopKeysByTrafficAndRefusals(t *testing.T) {
 	if _, status, _ := n.tryDial(keyHeader(off.APIKey)); status != 401 {
 		t.Fatalf("inactive key: %d", status)
 	}
+	// The server counts a frame out after its socket write returns and adds
+	// a session after the 101 is written: the client can see both first.
+	waitUntil(t, func() bool {
+		out, sessions := int64(0), 0
+		for _, k := range n.srv.TopKeys(10) {
+			sessions += k.Connections
+			if k.Prefix == busy.Key.Prefix {
+				out = k.MsgsOut
+			}
+		}
+		return out == 5 && sessions == 2
+	})
 	now := time.Now()
 	n.n.SampleView(now)
 

@@ -7,8 +7,10 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
+	"floodgate/auth"
 	"floodgate/broker"
 	"floodgate/fanout"
 	"floodgate/limiter"
@@ -55,7 +57,13 @@ type Config struct {
 	// RedisSentinel (docs/configuration.md). Defaults to RedisSingle.
 	RedisMode string
 	// RedisNamespace prefixes every Redis key. Defaults to "floodgate:".
+	// No braces (auth.ValidNamespace): the stores and the limiter put their
+	// own Redis Cluster hash tags in every key.
 	RedisNamespace string
+	// RedisPassword, when set, replaces the password of RedisURL, so that
+	// it need not be on a command line (--redis-password-file,
+	// FLOODGATE_REDIS_PASSWORD). Defaults to the URL's.
+	RedisPassword string
 	// DataDir holds the bbolt key store when RedisURL is empty. Defaults
 	// to "./data".
 	DataDir string
@@ -64,8 +72,8 @@ type Config struct {
 	// to 1.
 	ClusterNodes int
 
-	// AdminToken enables the operator API (/admin/v1) and /debug/pprof.
-	// Defaults to "": both off (404).
+	// AdminToken enables the operator API (/admin/v1) and /debug/pprof;
+	// at least MinAdminTokenLen characters. Defaults to "": both off (404).
 	AdminToken string
 	// NodeID names the node in logs, events and cluster counts. Defaults
 	// to the host name.
@@ -78,6 +86,29 @@ type Config struct {
 	AllowedOrigins []string
 	// AllowQueryKey accepts the key as ?api_key=. Defaults to false.
 	AllowQueryKey bool
+
+	// IdleTimeout closes a keep-alive connection of the API listener idle
+	// this long. (The websocket listener answers one request per socket
+	// and closes it, unless it upgrades.) Defaults to 30s.
+	IdleTimeout time.Duration
+	// HeaderTimeout bounds reading a request's headers (and the TLS
+	// handshake) on both listeners; at most 10s. Defaults to 10s.
+	HeaderTimeout time.Duration
+
+	// AccountVerifier decides which wallets may create keys on the
+	// account endpoint: "open" (anyone), "file:PATH" (one address per
+	// line, re-read on Reload) or "nats:SUBJECT" (request/reply, 1 s).
+	// Defaults to "open".
+	AccountVerifier string
+	// MaxExpiryWindow is the longest expiry_window of a signed request.
+	// Defaults to 5 minutes.
+	MaxExpiryWindow time.Duration
+	// RevokedRetention is how long a revoked key (and its events) is kept
+	// before the purge deletes it. Defaults to 30 days.
+	RevokedRetention time.Duration
+	// PurgeInterval is how often the node purges revoked keys past the
+	// retention and expired replay signatures. Defaults to 1 minute.
+	PurgeInterval time.Duration
 	// DemoFeed publishes the synthetic market. Defaults to false.
 	DemoFeed bool
 	// DisableCompression turns permessage-deflate off (serve
@@ -199,12 +230,71 @@ func (c *Config) setDefaults() {
 		l := zerolog.Nop()
 		c.Logger = &l
 	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 30 * time.Second
+	}
+	if c.HeaderTimeout <= 0 {
+		c.HeaderTimeout = MaxHeaderTimeout
+	}
+	def(&c.AccountVerifier, "open")
+	if c.MaxExpiryWindow <= 0 {
+		c.MaxExpiryWindow = auth.DefaultMaxExpiryWindow
+	}
+	if c.RevokedRetention <= 0 {
+		c.RevokedRetention = 30 * 24 * time.Hour
+	}
+	if c.PurgeInterval <= 0 {
+		c.PurgeInterval = time.Minute
+	}
+}
+
+// Bounds of Config checked by Check and New.
+const (
+	// MinAdminTokenLen is the shortest admin token accepted.
+	MinAdminTokenLen = 16
+	// MaxHeaderTimeout is the longest HeaderTimeout.
+	MaxHeaderTimeout = 10 * time.Second
+	// MaxHeaderBytes bounds a request's headers on both listeners; net/http
+	// allows 4 KiB more, so 431 comes above about 20 KiB.
+	MaxHeaderBytes = 16 << 10
+)
+
+// validate checks the numbers and strings of a defaulted config.
+func (c *Config) validate() error {
+	if c.AdminToken != "" && len(c.AdminToken) < MinAdminTokenLen {
+		return fmt.Errorf("--admin-token: %d characters; at least %d (generate one with: openssl rand -hex 24)", len(c.AdminToken), MinAdminTokenLen)
+	}
+	if err := auth.ValidNamespace(c.RedisNamespace); err != nil {
+		return fmt.Errorf("--redis-namespace: %w", err)
+	}
+	if c.HeaderTimeout > MaxHeaderTimeout {
+		return fmt.Errorf("header timeout %v: at most %v", c.HeaderTimeout, MaxHeaderTimeout)
+	}
+	if c.MaxExpiryWindow < time.Second {
+		return fmt.Errorf("--max-expiry-window %v: at least 1s", c.MaxExpiryWindow)
+	}
+	kind, arg, _ := strings.Cut(c.AccountVerifier, ":")
+	if !(c.AccountVerifier == "open" || (kind == "file" || kind == "nats") && arg != "") {
+		return fmt.Errorf("--account-verifier %q: want open, file:PATH or nats:SUBJECT", c.AccountVerifier)
+	}
+	if kind == "nats" && c.Sidecar && c.NATSURL == "" {
+		return fmt.Errorf("--account-verifier %s: needs --nats-url", c.AccountVerifier)
+	}
+	return nil
 }
 
 // Check validates cfg as New would, without opening or starting anything:
 // the config file, the TLS files, the numbers. The error names the field.
 func Check(cfg Config) error {
 	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	if kind, path, _ := strings.Cut(cfg.AccountVerifier, ":"); kind == "file" {
+		if _, err := auth.NewFileVerifier(path); err != nil {
+			return err
+		}
+	}
 	if _, err := fanout.NewSources(cfg.File.Sources); err != nil {
 		return err
 	}

@@ -44,14 +44,17 @@ const (
 var errRedisURL = errors.New("--redis-url")
 
 // openStore opens the key store: Redis when redisURL is set (read as
-// redisMode says, see newRedisClient), else bbolt in dataDir. It returns
-// the Redis client too (nil for bbolt).
-func openStore(redisURL, redisMode, namespace, dataDir string) (auth.Store, redis.UniversalClient, error) {
+// redisMode says, see newRedisClient; a non-empty password replaces the
+// URL's), else bbolt in dataDir. It returns the Redis client too (nil for
+// bbolt).
+func openStore(redisURL, redisMode, namespace, dataDir, password string) (auth.Store, redis.UniversalClient, error) {
 	if redisURL != "" {
-		rdb, err := newRedisClient(redisURL, redisMode)
+		rc, err := parseRedis(redisURL, redisMode)
 		if err != nil {
 			return nil, nil, err
 		}
+		rc.setPassword(password)
+		rdb := rc.client()
 		return auth.NewRedisStore(rdb, auth.RedisOptions{Namespace: namespace}), rdb, nil
 	}
 	st, err := auth.OpenBolt(dataDir, auth.BoltOptions{})
@@ -77,6 +80,20 @@ type redisConfig struct {
 	single   *redis.Options
 	cluster  *redis.ClusterOptions
 	failover *redis.FailoverOptions
+}
+
+// setPassword replaces the URL's password with pw, when pw is set
+// (--redis-password-file, FLOODGATE_REDIS_PASSWORD).
+func (c redisConfig) setPassword(pw string) {
+	switch {
+	case pw == "":
+	case c.cluster != nil:
+		c.cluster.Password = pw
+	case c.failover != nil:
+		c.failover.Password = pw
+	default:
+		c.single.Password = pw
+	}
 }
 
 // client builds the go-redis client of c.

@@ -28,9 +28,14 @@
 //     find a hung server).
 //   - health.go: the background dependency check, /readyz's reasons, and
 //     the store guard that keeps a hung Redis off the upgrade path.
-//   - events.go: key connection events written to the store.
+//   - events.go: key connection events written to the store, in batches,
+//     refusals coalesced per key, code and second.
+//   - pending.go: the websocket listener's cap of sockets per IP that have
+//     not sent a whole request (limits.node.max_pending_per_ip).
+//   - purge.go: the job that deletes revoked keys past the retention.
 //   - usage.go: a key's live budget for the status endpoint and operators.
-//   - http.go: the two muxes, the /readyz handler, pprof.
+//   - http.go: the two muxes, the /readyz handler, pprof (its cmdline
+//     with secrets redacted).
 //   - admin.go, stats.go, topkeys.go, nodes.go: the operator console's
 //     endpoints (/admin/v1/stats, top-keys, nodes) and the page at /admin/:
 //     a 10-minute ring of 2 s samples of the node's own registry, the top
@@ -46,9 +51,10 @@
 // New and Run are called once, from one goroutine; Run blocks until its
 // context ends, then drains and releases everything. Every goroutine the
 // node starts (HTTP servers, limiter sync, usage flushes, event writer,
-// key recheck, dependency check, control event publisher, demo feed, NATS
-// subscriptions, the history's check) is stopped before Run returns. Reload, the accessors and the HTTP handlers are safe for
-// concurrent use.
+// key recheck, dependency check, control event publisher, purge, demo
+// feed, NATS subscriptions, the history's check) is stopped before Run
+// returns (the pending listener's reaper stops when its listener closes).
+// Reload, the accessors and the HTTP handlers are safe for concurrent use.
 //
 // # Hot path
 //

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
+	"os"
 	"strings"
 
 	"floodgate/internal/proto"
@@ -90,8 +92,64 @@ func (n *Node) mountPprof(mux *http.ServeMux) {
 		})
 	}
 	mux.Handle("GET /debug/pprof/", guard(pprof.Index))
-	mux.Handle("GET /debug/pprof/cmdline", guard(pprof.Cmdline))
+	mux.Handle("GET /debug/pprof/cmdline", guard(cmdline))
 	mux.Handle("GET /debug/pprof/profile", guard(pprof.Profile))
 	mux.Handle("GET /debug/pprof/symbol", guard(pprof.Symbol))
 	mux.Handle("GET /debug/pprof/trace", guard(pprof.Trace))
+}
+
+// cmdline is pprof's cmdline with the secrets redacted: the value of
+// --admin-token, and the password of every URL (--redis-url, --nats-url).
+func cmdline(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte(strings.Join(redactArgs(os.Args), "\x00")))
+}
+
+// secretFlags are the flags whose whole value is a secret.
+var secretFlags = map[string]bool{"admin-token": true, "redis-password": true}
+
+// redactArgs returns args with secret flag values replaced by
+// "[redacted]" and URL passwords by "xxxxx" (both --flag value and
+// --flag=value forms).
+func redactArgs(args []string) []string {
+	out := make([]string, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name, val, hasVal := strings.Cut(a, "=")
+		flag := strings.TrimLeft(name, "-")
+		switch {
+		case strings.HasPrefix(name, "-") && secretFlags[flag] && hasVal:
+			out[i] = name + "=[redacted]"
+		case strings.HasPrefix(a, "-") && secretFlags[flag] && i+1 < len(args):
+			out[i], out[i+1] = a, "[redacted]"
+			i++
+		case strings.HasPrefix(name, "-") && hasVal:
+			out[i] = name + "=" + redactURLs(val)
+		default:
+			out[i] = redactURLs(a)
+		}
+	}
+	return out
+}
+
+// redactURLs hides the password of every URL in a comma-separated list.
+func redactURLs(s string) string {
+	if !strings.Contains(s, "://") {
+		return s
+	}
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			if _, has := u.User.Password(); has {
+				parts[i] = u.Redacted()
+			} else {
+				u.User = url.User("xxxxx") // a token-only URL (nats://TOKEN@host)
+				parts[i] = u.String()
+			}
+		} else if err != nil {
+			parts[i] = "[redacted]"
+		}
+	}
+	return strings.Join(parts, ",")
 }

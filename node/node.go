@@ -6,8 +6,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
+	"net/netip"
+	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,11 +56,16 @@ type Node struct {
 	sources   *fanout.Sources
 	wsSrv     *http.Server // nil in sidecar mode
 	apiSrv    *http.Server
-	wsLn      net.Listener // nil in sidecar mode
+	wsLn      net.Listener     // nil in sidecar mode
+	pending   *pendingListener // the websocket listener's socket cap; nil in sidecar mode
 	apiLn     net.Listener
+	verifier  auth.AccountVerifier
+	purged    prometheus.Counter
 	natsURL   string // where publishers connect
 	hubRef    atomic.Pointer[fanout.Hub]
-	view      *opsView // the operator console's stats, top keys and heartbeats (admin.go)
+	view      *opsView    // the operator console's stats, top keys and heartbeats (admin.go)
+	rawStore  auth.Store  // the store under the metrics wrapper (its Upgrade)
+	upgraded  atomic.Bool // the store's layout is current (purge.go)
 
 	// Owned by Run and Close.
 	runMu     sync.Mutex
@@ -72,6 +81,9 @@ type Node struct {
 // serves until Run. On error everything opened is released.
 func New(cfg Config) (_ *Node, err error) {
 	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	sources, err := fanout.NewSources(cfg.File.Sources)
 	if err != nil {
 		return nil, err
@@ -90,12 +102,25 @@ func New(cfg Config) (_ *Node, err error) {
 			n.release()
 		}
 	}()
-	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.purged = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "floodgate", Name: "keys_purged_total",
+		Help: "Revoked keys deleted (with their events) after the retention period.",
+	})
+	n.reg.MustRegister(collectors.NewGoCollector(
+		// go_gc_heap_live_bytes: the heap marked live by the last GC.
+		collectors.WithGoCollectorRuntimeMetrics(collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)}),
+	), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), n.purged)
 	if err := n.openNATS(); err != nil {
 		return nil, err
 	}
-	if n.store, n.rdb, err = openStore(cfg.RedisURL, cfg.RedisMode, cfg.RedisNamespace, cfg.DataDir); err != nil {
+	if n.store, n.rdb, err = openStore(cfg.RedisURL, cfg.RedisMode, cfg.RedisNamespace, cfg.DataDir, cfg.RedisPassword); err != nil {
 		return nil, err
+	}
+	n.rawStore = n.store
+	if err := upgradeStore(n.store); err != nil {
+		n.log.Warn().Err(err).Msg("key store upgrade not done yet; retried every purge round")
+	} else {
+		n.upgraded.Store(true)
 	}
 	n.store = auth.NewTimedStore(n.store, n.reg)
 	// Every Redis call on the upgrade path (key lookup, admission) and each
@@ -119,7 +144,7 @@ func New(cfg Config) (_ *Node, err error) {
 	// store is known down they fail at once (cached keys stay admitted).
 	n.keyring = auth.NewKeyring(auth.KeyringOptions{Store: n.health.guard, LookupTimeout: lookupTimeout})
 	n.usage = auth.NewUsage(auth.UsageOptions{Store: n.store, Logger: &n.log})
-	n.events = newEventWriter(n.store, cfg.NodeID, cfg.EventQueue, n.log)
+	n.events = newEventWriter(n.store, cfg.NodeID, cfg.EventQueue, n.log, n.reg)
 	n.control = &control{store: n.health.guard, keyring: n.keyring, limiter: n.limiter, timeout: time.Second, log: n.log}
 	n.view = newOpsView(n, time.Now())
 	if !cfg.Sidecar {
@@ -136,9 +161,14 @@ func New(cfg Config) (_ *Node, err error) {
 			return nil, fmt.Errorf("subscribe %s: %w", auth.ControlSubject, err)
 		}
 	}
+	if n.verifier, err = auth.ParseAccountVerifier(cfg.AccountVerifier, n.nc); err != nil {
+		return nil, err
+	}
 	n.sidecar, err = auth.NewSidecar(auth.Options{
 		Store: n.store, Keyring: n.keyring, Usage: n.usage, Notifier: n.notifier,
 		LiveUsage: &liveUsage{store: n.store, limiter: n.limiter}, AdminToken: cfg.AdminToken, Logger: &n.log,
+		Limiter: n.limiter, ClientIP: n.clientIP, Verifier: n.verifier, AllowedOrigins: cfg.AllowedOrigins,
+		MaxExpiryWindow: cfg.MaxExpiryWindow,
 	})
 	if err != nil {
 		return nil, err
@@ -222,23 +252,80 @@ func (n *Node) buildBroker() (err error) {
 	return nil
 }
 
-// listen binds the listeners and builds the HTTP servers.
+// listen binds the listeners and builds the HTTP servers: headers read
+// within HeaderTimeout and at most MaxHeaderBytes (431 beyond), idle
+// keep-alive connections closed after IdleTimeout. The websocket listener
+// serves one request per socket (keep-alives off: every answer but a 101
+// carries Connection: close and the socket is closed), and caps per IP
+// the sockets that have not sent a whole request (pending.go).
 func (n *Node) listen(tc *tls.Config) (err error) {
 	if !n.cfg.Sidecar {
-		if n.wsLn, err = net.Listen("tcp", n.cfg.Listen); err != nil {
+		ln, err := net.Listen("tcp", n.cfg.Listen)
+		if err != nil {
 			return fmt.Errorf("--listen %s: %w", n.cfg.Listen, err)
 		}
-		n.wsSrv = &http.Server{Handler: n.wsMux(), ReadHeaderTimeout: 10 * time.Second}
+		n.pending = newPendingListener(ln, n.cfg.File.Limits.Node.MaxPendingPerIP, n.cfg.TrustedProxies, tc != nil, n.reg)
+		n.wsLn = n.pending
+		mux := n.wsMux()
+		n.wsSrv = n.httpServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n.pending.releaseRequest(r)
+			mux.ServeHTTP(w, r)
+		}), "websocket")
+		n.wsSrv.ConnState = n.pending.connState
+		n.wsSrv.ConnContext = n.pending.connContext
+		n.wsSrv.SetKeepAlivesEnabled(false)
 	}
 	if n.apiLn, err = net.Listen("tcp", n.cfg.APIListen); err != nil {
 		return fmt.Errorf("--api-listen %s: %w", n.cfg.APIListen, err)
 	}
-	n.apiSrv = &http.Server{Handler: n.apiMux(), ReadHeaderTimeout: 10 * time.Second}
+	n.apiSrv = n.httpServer(n.apiMux(), "api")
+	n.apiSrv.ReadTimeout = 30 * time.Second // the whole request, body included
 	if tc != nil {
 		n.apiLn = tls.NewListener(n.apiLn, tc.Clone())
 		if n.wsLn != nil {
 			n.wsLn = tls.NewListener(n.wsLn, tc)
 		}
+	}
+	return nil
+}
+
+// httpServer is a server with the node's limits on headers and idle
+// connections; its own errors (TLS handshakes, accept retries) go to the
+// node's log at debug level.
+func (n *Node) httpServer(h http.Handler, name string) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: n.cfg.HeaderTimeout,
+		IdleTimeout:       n.cfg.IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          log.New(debugWriter{n.log.With().Str("listener", name).Logger()}, "", 0),
+	}
+}
+
+// debugWriter turns net/http's log lines into debug log entries.
+type debugWriter struct{ log zerolog.Logger }
+
+func (d debugWriter) Write(p []byte) (int, error) {
+	d.log.Debug().Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// clientIP is the client address of a request on either listener (the
+// one rule of identity.go, with the trusted proxies).
+func (n *Node) clientIP(r *http.Request) netip.Addr { return clientIP(r, n.cfg.TrustedProxies) }
+
+// upgradeStore converts a store of an older layout (bbolt does it in
+// OpenBolt; Redis here, once per cluster). A store that cannot be reached
+// at start is upgraded by a later purge round.
+func upgradeStore(s auth.Store) error {
+	u, ok := s.(interface{ Upgrade(context.Context) error })
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := u.Upgrade(ctx); err != nil {
+		return fmt.Errorf("key store upgrade: %w", err)
 	}
 	return nil
 }
@@ -283,6 +370,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.history != nil {
 		goBG(n.history.Run)
 	}
+	goBG(n.purge)
 	if n.broker != nil {
 		goBG(func(ctx context.Context) { n.control.recheck(ctx, n.cfg.RecheckInterval, n.health.eventsMissed) })
 	}
@@ -384,18 +472,30 @@ func (n *Node) release() {
 }
 
 // Reload applies a new config file to the running node: tiers, costs and
-// every limit, on live connections, without dropping them. The sources
-// table is not reloaded (it needs a restart). An invalid file changes
-// nothing.
+// every limit, on live connections, without dropping them, and the
+// pending-socket cap; it also re-reads the account verifier's allow list
+// (file:PATH). The sources table is not reloaded (it needs a restart). An
+// invalid file or allow list changes nothing.
 func (n *Node) Reload(f File) error {
 	if _, err := fanout.NewSources(f.Sources); err != nil {
 		return err
+	}
+	if err := f.Limits.Validate(); err != nil {
+		return err
+	}
+	if fv, ok := n.verifier.(*auth.FileVerifier); ok {
+		if err := fv.Reload(); err != nil {
+			return err
+		}
 	}
 	if err := n.limiter.Reload(f.Limits, time.Now()); err != nil {
 		return err
 	}
 	if n.hub != nil {
 		n.hub.SetMaxChannels(f.Limits.Node.MaxChannels)
+	}
+	if n.pending != nil {
+		n.pending.setMax(f.Limits.Node.MaxPendingPerIP)
 	}
 	return nil
 }

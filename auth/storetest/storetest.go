@@ -57,7 +57,11 @@ func Run(t *testing.T, open Opener) {
 		{"Delete", testDelete},
 		{"AddUsage", testAddUsage},
 		{"Events", testEvents},
+		{"AppendEvents", testAppendEvents},
 		{"Signatures", testSignatures},
+		{"Pages", testPages},
+		{"RevokedDoNotCount", testRevokedDoNotCount},
+		{"Purge", testPurge},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -67,6 +71,19 @@ func Run(t *testing.T, open Opener) {
 }
 
 var ctx = context.Background()
+
+// list returns every record that matches f.
+func list(t *testing.T, s auth.Store, f auth.Filter) []auth.Record {
+	t.Helper()
+	recs, next, err := s.List(ctx, f, auth.Page{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next != "" {
+		t.Fatalf("List without limit gave a next cursor %q", next)
+	}
+	return recs
+}
 
 func mustCreate(t *testing.T, s auth.Store, r auth.Record, maxActive int) {
 	t.Helper()
@@ -78,10 +95,10 @@ func mustCreate(t *testing.T, s auth.Store, r auth.Record, maxActive int) {
 func equalRecord(t *testing.T, got, want auth.Record) {
 	t.Helper()
 	g, w := got, want
-	if !g.CreatedAt.Equal(w.CreatedAt) || !g.ExpiresAt.Equal(w.ExpiresAt) || !g.LastUsedAt.Equal(w.LastUsedAt) {
+	if !g.CreatedAt.Equal(w.CreatedAt) || !g.ExpiresAt.Equal(w.ExpiresAt) || !g.LastUsedAt.Equal(w.LastUsedAt) || !g.RevokedAt.Equal(w.RevokedAt) {
 		t.Fatalf("times differ:\n got %+v\nwant %+v", got, want)
 	}
-	g.CreatedAt, g.ExpiresAt, g.LastUsedAt = w.CreatedAt, w.ExpiresAt, w.LastUsedAt
+	g.CreatedAt, g.ExpiresAt, g.LastUsedAt, g.RevokedAt = w.CreatedAt, w.ExpiresAt, w.LastUsedAt, w.RevokedAt
 	if g != w {
 		t.Fatalf("record differs:\n got %+v\nwant %+v", got, want)
 	}
@@ -134,7 +151,7 @@ func testCreateInvalid(t *testing.T, s auth.Store) {
 			t.Errorf("%s: %v, want ErrInvalidField", name, err)
 		}
 	}
-	if recs, _ := s.List(ctx, auth.Filter{}); len(recs) != 0 {
+	if recs := list(t, s, auth.Filter{}); len(recs) != 0 {
 		t.Fatalf("invalid records stored: %v", recs)
 	}
 }
@@ -194,7 +211,7 @@ func testMaxActiveConcurrent(t *testing.T, s auth.Store) {
 			t.Fatalf("unexpected error: %v", err)
 		}
 	}
-	recs, _ := s.List(ctx, auth.Filter{Account: "acct1"})
+	recs := list(t, s, auth.Filter{Account: "acct1"})
 	if ok != 5 || len(recs) != 5 {
 		t.Fatalf("%d creates succeeded, %d stored; want 5 and 5", ok, len(recs))
 	}
@@ -237,10 +254,7 @@ func testList(t *testing.T, s auth.Store) {
 	r3 := mk("acct2", 2, "production", auth.StatusActive)
 	r4 := mk("acct2", 4, "production", auth.StatusRevoked)
 	prefixes := func(f auth.Filter) []string {
-		recs, err := s.List(ctx, f)
-		if err != nil {
-			t.Fatal(err)
-		}
+		recs := list(t, s, f)
 		out := []string{}
 		for _, r := range recs {
 			out = append(out, r.Prefix)
@@ -317,7 +331,16 @@ func testUpdate(t *testing.T, s auth.Store) {
 	}
 	want.Status = auth.StatusRevoked
 	stored, _ = s.Get(ctx, r.Prefix)
+	if stored.RevokedAt.IsZero() {
+		t.Fatal("revoked without RevokedAt")
+	}
+	want.RevokedAt = stored.RevokedAt
 	equalRecord(t, stored, want)
+	// Later changes keep RevokedAt.
+	again, err := s.Update(ctx, r.Prefix, 5, func(x *auth.Record) error { x.Category = "gone"; x.RevokedAt = T0; return nil })
+	if err != nil || !again.RevokedAt.Equal(want.RevokedAt) {
+		t.Fatalf("update of a revoked key: %v, RevokedAt %v, want %v", err, again.RevokedAt, want.RevokedAt)
+	}
 }
 
 func testUpdateLimits(t *testing.T, s auth.Store) {
@@ -388,7 +411,7 @@ func testDelete(t *testing.T, s auth.Store) {
 	if err := s.Delete(ctx, a.Prefix); !errors.Is(err, auth.ErrNotFound) {
 		t.Fatalf("delete twice: %v", err)
 	}
-	recs, _ := s.List(ctx, auth.Filter{Account: "acct1"})
+	recs := list(t, s, auth.Filter{Account: "acct1"})
 	if len(recs) != 1 || recs[0].Prefix != b.Prefix {
 		t.Fatalf("after delete: %v", recs)
 	}
@@ -421,7 +444,7 @@ func testAddUsage(t *testing.T, s auth.Store) {
 	if _, err := s.Get(ctx, "Gone1234"); !errors.Is(err, auth.ErrNotFound) {
 		t.Fatal("AddUsage created a record for an unknown prefix")
 	}
-	recs, _ := s.List(ctx, auth.Filter{Account: "acct1"})
+	recs := list(t, s, auth.Filter{Account: "acct1"})
 	if len(recs) != 2 || recs[0].RequestCount != 7 || recs[1].RequestCount != 1 {
 		t.Fatalf("List usage: %+v", recs)
 	}

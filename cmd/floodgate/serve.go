@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -26,6 +27,12 @@ type nodeFlags struct {
 	redisMode             string
 	redisNamespace        string
 	adminToken            string
+	adminTokenFile        string
+	redisPasswordFile     string
+	accountVerifier       string
+	idleTimeout           time.Duration
+	maxExpiryWindow       time.Duration
+	revokedRetention      time.Duration
 	config                string
 	demoFeed              bool
 	trustedProxies        []string
@@ -49,7 +56,14 @@ func (f *nodeFlags) addCommonFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.redisMode, "redis-mode", "single", "how --redis-url is read: single (one server), cluster (a Redis Cluster: redis://host1:port1?addr=host2:port2) or sentinel (redis://sentinel1:26379?addr=sentinel2:26379&master_name=NAME)")
 	fs.StringVar(&f.dataDir, "data-dir", "./data", "directory of the bbolt key store (when --redis-url is empty)")
 	fs.StringVar(&f.redisNamespace, "redis-namespace", "floodgate:", "prefix of every Redis key (keys and budgets), to keep clusters sharing one Redis apart")
-	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token of the operator API /admin/v1 and /debug/pprof; empty turns them off")
+	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token of the operator API /admin/v1 and /debug/pprof (at least 16 characters); empty turns them off. Prefer --admin-token-file or the environment: a command line is visible to every local user")
+	fs.StringVar(&f.adminTokenFile, "admin-token-file", "", "file holding the admin token (trailing newline ignored); instead of --admin-token")
+	fs.StringVar(&f.redisPasswordFile, "redis-password-file", "", "file holding the Redis password (trailing newline ignored); replaces the password of --redis-url. FLOODGATE_REDIS_PASSWORD does the same from the environment")
+	fs.StringVar(&f.accountVerifier, "account-verifier", "open", "who may create keys on the account endpoint: open (any wallet), file:PATH (one wallet address per line, re-read on SIGHUP) or nats:SUBJECT (request {\"account\":...}, reply {\"allowed\":bool}, 1 s timeout)")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", 30*time.Second, "close keep-alive HTTP connections idle this long (API listener; the websocket listener closes every socket after its one request unless it upgrades)")
+	fs.DurationVar(&f.maxExpiryWindow, "max-expiry-window", 5*time.Minute, "longest expiry_window of a wallet-signed request (400 EXPIRY_WINDOW_TOO_LONG above); signatures are remembered this long at most")
+	fs.DurationVar(&f.revokedRetention, "revoked-retention", 30*24*time.Hour, "how long revoked keys and their events are kept before they are deleted")
+	fs.StringSliceVar(&f.allowedOrigins, "allowed-origins", nil, "host patterns of browser origins allowed cross-origin: websocket upgrades, and CORS on the account endpoints")
 	fs.StringVar(&f.config, "config", "", "YAML config file (sources, limits)")
 	fs.StringVar(&f.nodeID, "node-id", host, "this node's name in logs and events")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -99,7 +113,6 @@ win over the environment.`,
 	fs.StringVar(&f.history, "history", node.HistoryAuto, "sequence numbers, snapshots and resume from a JetStream stream: auto (on with the embedded NATS, off with --nats-url), on, off")
 	fs.BoolVar(&f.compression, "compression", true, "offer permessage-deflate (without context takeover; each market frame of 256 bytes or more compressed once per node)")
 	fs.BoolVar(&f.demoFeed, "demo-feed", false, "publish a synthetic market (prices, trades, bbo, book, candles for BTC, ETH, SOL)")
-	fs.StringSliceVar(&f.allowedOrigins, "allowed-origins", nil, "host patterns of browser origins allowed to connect cross-origin")
 	fs.BoolVar(&f.checkConfig, "check-config", false, "validate the flags and --config file, print \"config ok\" and exit")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM, how long clients get after the RECONNECT notice before the close")
 	annotateEnv(fs)
@@ -157,20 +170,50 @@ func (f *nodeFlags) toConfig(sidecar bool) (node.Config, zerolog.Logger, error) 
 	if f.clusterNodes < 1 && !sidecar {
 		return node.Config{}, log, fmt.Errorf("--cluster-nodes %d: must be at least 1", f.clusterNodes)
 	}
+	adminToken, err := secretFrom("--admin-token", f.adminToken, "--admin-token-file", f.adminTokenFile)
+	if err != nil {
+		return node.Config{}, log, err
+	}
+	redisPassword, err := secretFrom("FLOODGATE_REDIS_PASSWORD", os.Getenv("FLOODGATE_REDIS_PASSWORD"), "--redis-password-file", f.redisPasswordFile)
+	if err != nil {
+		return node.Config{}, log, err
+	}
 	cfg := node.Config{
 		Sidecar: sidecar,
 		Listen:  f.listen, APIListen: f.apiListen, TLSCertFile: f.tlsCert, TLSKeyFile: f.tlsKey,
 		NATSURL: f.natsURL, EmbeddedNATSListen: f.embeddedNATS,
 		RedisURL: f.redisURL, RedisMode: f.redisMode, RedisNamespace: f.redisNamespace, DataDir: f.dataDir, ClusterNodes: f.clusterNodes,
-		AdminToken: f.adminToken, NodeID: f.nodeID, TrustedProxies: trusted, AllowedOrigins: f.allowedOrigins,
+		AdminToken: adminToken, RedisPassword: redisPassword, NodeID: f.nodeID, TrustedProxies: trusted, AllowedOrigins: f.allowedOrigins,
 		AllowQueryKey: f.allowQueryKey, DemoFeed: f.demoFeed, ShutdownGrace: f.shutdownGrace, DisableCompression: !f.compression,
-		History: f.history,
-		File:    &file, Logger: &log,
+		History:     f.history,
+		IdleTimeout: f.idleTimeout, AccountVerifier: f.accountVerifier, MaxExpiryWindow: f.maxExpiryWindow,
+		RevokedRetention: f.revokedRetention,
+		File:             &file, Logger: &log,
 	}
 	if f.shutdownGrace == 0 {
 		cfg.ShutdownGrace = -1 // --shutdown-grace 0: no grace
 	}
 	return cfg, log, nil
+}
+
+// secretFrom returns a secret given directly (flag or environment) or in
+// a file (its content without the trailing newline); both is an error.
+func secretFrom(name, value, fileFlag, path string) (string, error) {
+	if path == "" {
+		return value, nil
+	}
+	if value != "" {
+		return "", fmt.Errorf("%s and %s: give one", name, fileFlag)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", fileFlag, err)
+	}
+	s := strings.TrimRight(string(b), "\r\n")
+	if s == "" {
+		return "", fmt.Errorf("%s %s: empty", fileFlag, path)
+	}
+	return s, nil
 }
 
 // runNode runs a node until SIGTERM or SIGINT; SIGHUP reloads the config

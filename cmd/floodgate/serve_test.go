@@ -51,7 +51,7 @@ type proc struct {
 }
 
 // startServe runs floodgate serve on free ports and waits until it serves.
-func startServe(t *testing.T, args ...string) *proc {
+func startServe(t testing.TB, args ...string) *proc {
 	t.Helper()
 	all := append([]string{"serve", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
 		"--embedded-nats-listen", "127.0.0.1:0", "--log-format", "json", "--node-id", "test-node",

@@ -47,6 +47,7 @@ const (
 	ConnectRate        = "CONNECT_RATE"
 	OriginNotAllowed   = "ORIGIN_NOT_ALLOWED"
 	Draining           = "DRAINING"
+	TooManyPending     = "TOO_MANY_PENDING"
 )
 
 // Notice codes: {"channel":"notice","data":{"code":...}}.
@@ -60,7 +61,7 @@ var Codes = []string{
 	BadRequest, NotFound, UnknownSource, InvalidParams, AlreadySubscribed, NotSubscribed,
 	SubscriptionLimit, ChannelLimit, RateLimited, QuotaExceeded, Forbidden, Internal, Unavailable,
 	InvalidAPIKey, InactiveAPIKey, ExpiredAPIKey, IPBlocked, TooManyConnections,
-	ConnectRate, OriginNotAllowed, Draining,
+	ConnectRate, OriginNotAllowed, Draining, TooManyPending,
 	NoticeReconnect,
 }
 
