@@ -67,12 +67,12 @@ func (s *Sidecar) createAndAnswer(w http.ResponseWriter, r *http.Request, rec Re
 
 // GET /admin/v1/keys?account=&category=&status=&q=&limit=&cursor=: one
 // page (q: a case-insensitive substring of the account, alias, prefix or
-// category). "expired", "active" (which excludes expired keys) and q are
-// applied after the page is read, so such a page may be shorter than
-// limit: follow next_cursor.
+// category, matched by the store as it fills the page). "expired" and
+// "active" (which excludes expired keys) are applied after the page is
+// read, so such a page may be shorter than limit: follow next_cursor.
 func (s *Sidecar) handleAdminList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := Filter{Account: q.Get("account"), Category: q.Get("category")}
+	f := Filter{Account: q.Get("account"), Category: q.Get("category"), Query: q.Get("q")}
 	status := q.Get("status")
 	switch status {
 	case "", "expired":
@@ -103,9 +103,6 @@ func (s *Sidecar) handleAdminList(w http.ResponseWriter, r *http.Request) {
 		v := s.view(&recs[i], now)
 		if status != "" && v.Status != status {
 			continue // "active" excludes expired keys; "expired" is derived
-		}
-		if !matchQuery(&recs[i], q.Get("q")) { // audit.go
-			continue
 		}
 		out.Keys = append(out.Keys, v)
 	}

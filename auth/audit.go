@@ -12,7 +12,6 @@ import (
 	"reflect"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -196,7 +195,7 @@ func (s *Sidecar) audited(h http.HandlerFunc) http.HandlerFunc {
 		if rw.status < 200 || rw.status > 299 {
 			return
 		}
-		e := AuditEntry{Time: s.opts.Now().UTC(), TokenID: TokenID(s.opts.AdminToken), IP: requestIP(r)}
+		e := AuditEntry{Time: s.opts.Now().UTC(), TokenID: TokenID(s.opts.AdminToken), IP: s.requestIP(r)}
 		if !s.describe(r, rw.body.Bytes(), before, &e) {
 			return
 		}
@@ -380,8 +379,14 @@ func str(v any) string {
 	return s
 }
 
-// requestIP is the client address of the request's connection.
-func requestIP(r *http.Request) string {
+// requestIP is the client address of the request: the node's rule
+// (trusted proxies) when it gave one, else the connection's peer.
+func (s *Sidecar) requestIP(r *http.Request) string {
+	if s.opts.ClientIP != nil {
+		if a := s.opts.ClientIP(r); a.IsValid() {
+			return a.String()
+		}
+	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
@@ -409,19 +414,4 @@ func (c *captureWriter) Write(b []byte) (int, error) {
 		c.body.Write(b)
 	}
 	return c.ResponseWriter.Write(b)
-}
-
-// matchQuery reports whether a key matches the list endpoint's q: a
-// case-insensitive substring of its account, alias, prefix or category.
-func matchQuery(rec *Record, q string) bool {
-	if q == "" {
-		return true
-	}
-	q = strings.ToLower(q)
-	for _, f := range []string{rec.Account, rec.Alias, rec.Prefix, rec.Category} {
-		if strings.Contains(strings.ToLower(f), q) {
-			return true
-		}
-	}
-	return false
 }

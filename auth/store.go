@@ -87,13 +87,31 @@ type Filter struct {
 	Account  string
 	Category string
 	Status   Status
+	// Query, when set, keeps the records whose account, alias, prefix or
+	// category contains it, case-insensitively (the console's search).
+	Query string
 }
 
 // Match reports whether r passes the filter.
 func (f Filter) Match(r *Record) bool {
 	return (f.Account == "" || r.Account == f.Account) &&
 		(f.Category == "" || r.Category == f.Category) &&
-		(f.Status == "" || r.Status == f.Status)
+		(f.Status == "" || r.Status == f.Status) &&
+		matchQuery(r, f.Query)
+}
+
+// matchQuery reports whether q (empty: everything) is in the record's
+// account, alias, prefix or category, case-insensitively.
+func matchQuery(rec *Record, q string) bool {
+	if q == "" {
+		return true
+	}
+	for _, f := range []string{rec.Account, rec.Alias, rec.Prefix, rec.Category} {
+		if len(f) >= len(q) && strings.Contains(strings.ToLower(f), strings.ToLower(q)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Store keeps key records durably. Implementations are safe for concurrent

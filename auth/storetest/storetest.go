@@ -271,6 +271,10 @@ func testList(t *testing.T, s auth.Store) {
 		{auth.Filter{Status: auth.StatusActive}, []auth.Record{r3, r1}},
 		{auth.Filter{Account: "acct2", Status: auth.StatusRevoked}, []auth.Record{r4}},
 		{auth.Filter{Account: "acct3"}, nil},
+		{auth.Filter{Query: "STAG"}, []auth.Record{r2}},                     // category, any case
+		{auth.Filter{Query: "acct2"}, []auth.Record{r3, r4}},                // account
+		{auth.Filter{Query: strings.ToLower(r1.Prefix)}, []auth.Record{r1}}, // a prefix, any case
+		{auth.Filter{Query: "production", Status: auth.StatusActive}, []auth.Record{r3, r1}},
 	} {
 		want := []string{}
 		for _, r := range tc.want {
