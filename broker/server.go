@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/url"
-	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -104,7 +102,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, &refusalNotWS)
 		return
 	}
-	if !s.originAllowed(r) {
+	if !httpx.OriginAllowed(r, s.opts.AllowedOrigins) {
 		s.refuse(w, &refusalOrigin)
 		return
 	}
@@ -169,31 +167,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // isUpgrade reports whether r asks for a websocket upgrade.
 func isUpgrade(r *http.Request) bool {
 	return r.Method == http.MethodGet && httpx.HasToken(r.Header, "Connection", "upgrade") && httpx.HasToken(r.Header, "Upgrade", "websocket")
-}
-
-// originAllowed implements the cross-origin rule of protocol.md.
-func (s *Server) originAllowed(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	for _, p := range s.opts.AllowedOrigins {
-		target := u.Host
-		if strings.Contains(p, "://") {
-			target = u.Scheme + "://" + u.Host
-		}
-		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(target)); ok {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *Server) add(sess *session) bool {
