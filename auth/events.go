@@ -89,6 +89,20 @@ func (n *NATSNotifier) Notify(ctx context.Context, ev KeyEvent) error {
 	return nil
 }
 
+// DecodeKeyEvent decodes a control event; ok is false for anything but a
+// JSON object with a known type and a well-formed key prefix (such
+// messages are dropped).
+func DecodeKeyEvent(b []byte) (ev KeyEvent, ok bool) {
+	if json.Unmarshal(b, &ev) != nil || !ValidPrefix(ev.Prefix) {
+		return KeyEvent{}, false
+	}
+	switch ev.Type {
+	case EventRevoked, EventDeactivated, EventExpired, EventUpdated:
+		return ev, true
+	}
+	return KeyEvent{}, false
+}
+
 // SubscribeEvents calls fn for every control event received on nc, one at
 // a time on the subscription's goroutine; malformed messages are dropped.
 // stop unsubscribes and returns once fn is no longer running.
@@ -98,8 +112,8 @@ func SubscribeEvents(nc *nats.Conn, fn func(KeyEvent)) (stop func(), err error) 
 		stopped bool // guarded by mu
 	)
 	sub, err := nc.Subscribe(ControlSubject, func(m *nats.Msg) {
-		var ev KeyEvent
-		if json.Unmarshal(m.Data, &ev) != nil || ev.Prefix == "" {
+		ev, ok := DecodeKeyEvent(m.Data)
+		if !ok {
 			return
 		}
 		mu.Lock()

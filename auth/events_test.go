@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -86,10 +87,12 @@ func TestEvents_NATS(t *testing.T) {
 	case <-time.After(time.Second):
 		t.Fatal("B stopped receiving")
 	}
+	// B got it, so the server delivered it; A's handler, stopped, must not
+	// run: give a late delivery time to show up.
 	select {
 	case ev := <-got:
 		t.Fatalf("stopped subscriber got %+v", ev)
-	default:
+	case <-time.After(200 * time.Millisecond):
 	}
 }
 
@@ -126,4 +129,34 @@ func TestEvents_SidecarToKeyring(t *testing.T) {
 	if _, err := ringB.Verify(key, t0); err != auth.ErrInactiveKey {
 		t.Fatalf("node B after deactivate: %v", err)
 	}
+}
+
+// FuzzDecodeKeyEvent: an accepted control event has a known type and a
+// well-formed prefix, and encodes back to an event that decodes the same.
+func FuzzDecodeKeyEvent(f *testing.F) {
+	for _, s := range []string{`{"type":"revoked","prefix":"AbCdEfGh","reason":"api key revoked"}`, `{"type":"updated","prefix":"Zz9Yy8Xx"}`,
+		`{"type":"revoked"}`, `not json`, `{"type":"nuked","prefix":"AbCdEfGh"}`, `{"type":"expired","prefix":"AbCdEfG0"}`, `[]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ev, ok := auth.DecodeKeyEvent(b)
+		if !ok {
+			return
+		}
+		if !auth.ValidPrefix(ev.Prefix) {
+			t.Fatalf("accepted prefix %q", ev.Prefix)
+		}
+		switch ev.Type {
+		case auth.EventRevoked, auth.EventDeactivated, auth.EventExpired, auth.EventUpdated:
+		default:
+			t.Fatalf("accepted type %q", ev.Type)
+		}
+		out, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again, ok := auth.DecodeKeyEvent(out); !ok || again != ev {
+			t.Fatalf("round trip of %+v: %+v %v", ev, again, ok)
+		}
+	})
 }

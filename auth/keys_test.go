@@ -60,6 +60,9 @@ func TestParseKey(t *testing.T) {
 	if err != nil || p != "AbCdEfGh" {
 		t.Fatalf("%q %v", p, err)
 	}
+}
+
+func TestParseKeyAndHashAllocs(t *testing.T) {
 	key := "AbCdEfGh_2mT8xQ9wY3kP7vN5rL1cZ"
 	if n := testing.AllocsPerRun(100, func() { _, _ = auth.ParseKey(key) }); n != 0 {
 		t.Fatalf("ParseKey allocates %v", n)

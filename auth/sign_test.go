@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -256,13 +258,23 @@ func FuzzParseSignature(f *testing.F) {
 		f.Add(v.Signature)
 	}
 	f.Add("0OIl")
+	f.Add("1111111111111111111111111111111111111111111111111111111111111111")
+	// The oracle: a signature is exactly the base58 text of 64 bytes.
 	f.Fuzz(func(t *testing.T, s string) {
 		sig, err := auth.ParseSignature(s)
+		raw, derr := base58.Decode(s)
+		want := derr == nil && len(raw) == ed25519.SignatureSize
+		if (err == nil) != want {
+			t.Fatalf("ParseSignature(%q): err %v, want accepted %v", s, err, want)
+		}
 		if err != nil {
+			if !errors.Is(err, auth.ErrInvalidSignature) {
+				t.Fatalf("ParseSignature(%q): %v, want ErrInvalidSignature", s, err)
+			}
 			return
 		}
-		if len(sig) != ed25519.SignatureSize || base58.Encode(sig) == "" {
-			t.Fatalf("bad decode of %q", s)
+		if !bytes.Equal(sig, raw) {
+			t.Fatalf("ParseSignature(%q) decoded %x, want %x", s, sig, raw)
 		}
 	})
 }
@@ -270,12 +282,20 @@ func FuzzParseSignature(f *testing.F) {
 func FuzzParseKey(f *testing.F) {
 	f.Add("AbCdEfGh_2mT8xQ9wY3kP7vN5rL1cZ")
 	f.Add("short")
+	f.Add("AbCdEfGh_" + strings.Repeat("z", 22))
+	f.Add("AbCdEfGh_2mT8xQ9wY3kP7vN5rL1c0")
+	// The oracle: the key format's regular expression, independent of the
+	// parser (8 base58 characters, "_", 1..22 base58 characters).
+	format := regexp.MustCompile(`^[1-9A-HJ-NP-Za-km-z]{8}_[1-9A-HJ-NP-Za-km-z]{1,22}$`)
 	f.Fuzz(func(t *testing.T, s string) {
 		p, err := auth.ParseKey(s)
+		if (err == nil) != format.MatchString(s) {
+			t.Fatalf("ParseKey(%q): err %v, but the format says %v", s, err, format.MatchString(s))
+		}
 		if err != nil {
 			return
 		}
-		if len(p) != auth.PrefixLen || !auth.ValidPrefix(p) || s[:auth.PrefixLen] != p {
+		if p != s[:auth.PrefixLen] || !auth.ValidPrefix(p) {
 			t.Fatalf("ParseKey(%q) = %q", s, p)
 		}
 	})
