@@ -48,11 +48,18 @@ const (
 	OriginNotAllowed   = "ORIGIN_NOT_ALLOWED"
 	Draining           = "DRAINING"
 	TooManyPending     = "TOO_MANY_PENDING"
+	IPNotAllowed       = "IP_NOT_ALLOWED"
 )
 
 // Notice codes: {"channel":"notice","data":{"code":...}}.
 const (
 	NoticeReconnect = "RECONNECT"
+	// NoticeKeyExpiring: the connection's key expires within
+	// keys.expiry_notice ("expires_at", "in_ms").
+	NoticeKeyExpiring = "KEY_EXPIRING"
+	// NoticeSubscriptionEnded: the node ended one subscription
+	// ("source", "params", "reason": the code of why).
+	NoticeSubscriptionEnded = "SUBSCRIPTION_ENDED"
 )
 
 // Codes lists every code above, errors then notices, for the documentation
@@ -61,8 +68,8 @@ var Codes = []string{
 	BadRequest, NotFound, UnknownSource, InvalidParams, AlreadySubscribed, NotSubscribed,
 	SubscriptionLimit, ChannelLimit, RateLimited, QuotaExceeded, Forbidden, Internal, Unavailable,
 	InvalidAPIKey, InactiveAPIKey, ExpiredAPIKey, IPBlocked, TooManyConnections,
-	ConnectRate, OriginNotAllowed, Draining, TooManyPending,
-	NoticeReconnect,
+	ConnectRate, OriginNotAllowed, Draining, TooManyPending, IPNotAllowed,
+	NoticeReconnect, NoticeKeyExpiring, NoticeSubscriptionEnded,
 }
 
 // Refusal is an upgrade (or REST request) refused before anything else
