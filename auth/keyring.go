@@ -10,7 +10,7 @@ import (
 )
 
 // Verification errors of Keyring.Verify, mapped by the broker to the 401
-// refusals of protocol.md.
+// refusals of docs/protocol.md.
 var (
 	ErrInvalidKey  = errors.New("auth: invalid api key")  // unknown, malformed or revoked: "Invalid API Key"
 	ErrInactiveKey = errors.New("auth: inactive api key") // "Inactive API Key"

@@ -84,7 +84,7 @@ type Options struct {
 	Logger *zerolog.Logger
 }
 
-// Sidecar is the REST API of rest.md as an http.Handler: account
+// Sidecar is the REST API of docs/rest.md as an http.Handler: account
 // endpoints, key status, the operator API and /openapi.json. It does not
 // serve /healthz, /readyz or /metrics. Safe for concurrent use; each
 // request costs one or two store operations (a write is an fsync on

@@ -38,7 +38,7 @@ const (
 const connsPerSourceAddr = 20_000
 
 // Config describes one run. Field names follow the `floodgate load` flags of
-// loadtest.md; the zero value of each field means its default.
+// README.md "Load testing"; the zero value of each field means its default.
 type Config struct {
 	// Scenario is ScenarioBroadcast, ScenarioFanout, ScenarioStorm or
 	// ScenarioThrottle. Broadcast and fanout subscribe connection i to
