@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"floodgate/internal/testdeps"
+	"floodgate/internal/testdeps/procnode"
 )
 
 // The credit run of TestChaosRedisClusterBudgets is the cluster suite's
@@ -87,15 +88,11 @@ func pingLoop(c *websocket.Conn, first, stop time.Time, tl *tally) {
 }
 
 // dialKey opens a websocket with key on n; it is closed in t.Cleanup.
-func dialKey(t *testing.T, n *node, key string) *websocket.Conn {
+func dialKey(t *testing.T, n *procnode.Node, key string) *websocket.Conn {
 	t.Helper()
-	h := http.Header{}
-	h.Set("PF-API-KEY", key)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, _, err := websocket.Dial(ctx, n.wsURL, &websocket.DialOptions{HTTPHeader: h, HTTPClient: httpClient})
+	c, err := n.Dial(key)
 	if err != nil {
-		t.Fatalf("dial %s: %v", n.id, err)
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.CloseNow() })
 	return c
@@ -117,18 +114,18 @@ func TestChaosRedisClusterBudgets(t *testing.T) {
 	nsrv := testdeps.StartNATS(t, nil)
 	rc := testdeps.StartRedisCluster(t, nil)
 	url := clusterURL(rc.Addrs())
-	prefix := "cc" + randomToken(4)
+	prefix := "cc" + procnode.RandomToken(4)
 	// The key store tags an account's keys by the account, the limiter an
 	// identity's by the identity: both spread over the shards. (A
 	// namespace may not contain braces.)
-	ns := "chaos" + randomToken(3) + ":"
-	var specs []nodeSpec
+	ns := "chaos" + procnode.RandomToken(3) + ":"
+	var specs []procnode.Spec
 	for i := range 3 {
-		specs = append(specs, nodeSpec{id: fmt.Sprintf("node%d", i+1), natsURL: nsrv.URL(), redisURL: url,
-			redisMode: "cluster", namespace: ns, prefix: prefix, clusterNodes: 3})
+		specs = append(specs, procnode.Spec{ID: fmt.Sprintf("node%d", i+1), NATSURL: nsrv.URL(), RedisURL: url,
+			RedisMode: "cluster", Namespace: ns, Prefix: prefix, ClusterNodes: 3})
 	}
-	nodes := startNodes(t, specs...)
-	key := createKey(t, nodes[0], newAccount(), map[string]any{"credits_per_minute": creditsPerMinute})
+	nodes := suite.StartNodes(t, specs...)
+	key := nodes[0].CreateKey(t, procnode.NewAccount(), map[string]any{"credits_per_minute": creditsPerMinute})
 
 	perNode := [3]int{8, 5, 2}
 	t0 := time.Now()
@@ -182,18 +179,18 @@ func TestChaosRedisClusterBudgets(t *testing.T) {
 		t.Errorf("admitted %d, %.2f %% off the ideal %.1f (bound: 5 %%)", pongs, 100*dev, ideal)
 	}
 	for i, n := range nodes {
-		if v, ok := metric(n, "floodgate_limiter_cluster_up"); !ok || v != 1 {
-			t.Errorf("%s: floodgate_limiter_cluster_up = %v (%v), want 1", n.id, v, ok)
+		if v, ok := n.Metric("floodgate_limiter_cluster_up"); !ok || v != 1 {
+			t.Errorf("%s: floodgate_limiter_cluster_up = %v (%v), want 1", n.ID(), v, ok)
 		}
-		if strings.Contains(n.tail(400), "enforcing local budget shares") {
-			t.Errorf("%s fell back to local budgets during the run: a script or transaction crossed slots?", n.id)
+		if strings.Contains(n.Tail(400), "enforcing local budget shares") {
+			t.Errorf("%s fell back to local budgets during the run: a script or transaction crossed slots?", n.ID())
 		}
 		if admitted[i] == 0 {
-			t.Errorf("%s admitted nothing: the budget was not spread", n.id)
+			t.Errorf("%s admitted nothing: the budget was not spread", n.ID())
 		}
 	}
 	// The key's live usage (the peek script) reads across the cluster.
-	if status, env, err := call(nodes[2], "GET", "/admin/v1/keys/"+key.Key.Prefix, nil); err != nil || status != http.StatusOK {
+	if status, env, err := nodes[2].Admin("GET", "/admin/v1/keys/"+key.Key.Prefix, nil); err != nil || status != http.StatusOK {
 		t.Errorf("key view on node3: %d %+v %v", status, env, err)
 	}
 
@@ -224,9 +221,9 @@ func TestChaosRedisClusterBudgets(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = shard.Resume() })
-	toNotReady, ok := poll(pausedAt, 5*time.Second, func() bool {
-		r := ready(nodes[0])
-		return r.status == http.StatusServiceUnavailable && r.has("redis")
+	toNotReady, ok := procnode.Poll(pausedAt, 5*time.Second, func() bool {
+		r := nodes[0].Ready()
+		return r.Status == http.StatusServiceUnavailable && r.Has("redis")
 	})
 	if !ok || toNotReady > maxRedisNotReady {
 		t.Errorf("node1: /readyz 503 redis after %v with one shard stopped (reached %v), want <= %v", toNotReady, ok, maxRedisNotReady)
@@ -236,7 +233,7 @@ func TestChaosRedisClusterBudgets(t *testing.T) {
 		t.Fatal(err)
 	}
 	resumedAt := time.Now()
-	toReady, ok := poll(resumedAt, 10*time.Second, func() bool { return ready(nodes[0]).status == http.StatusOK })
+	toReady, ok := procnode.Poll(resumedAt, 10*time.Second, func() bool { return nodes[0].Ready().Status == http.StatusOK })
 	if !ok || toReady > maxRecover {
 		t.Errorf("node1: /readyz 200 after %v (reached %v), want <= %v", toReady, ok, maxRecover)
 	}
