@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"floodgate/internal/testdeps/procnode"
 )
 
 // The credit test spends one key's credits from connections on all three
@@ -133,7 +135,7 @@ func pingLoop(c *wsClient, first, stop time.Time, tally *connTally) {
 func TestClusterCreditsHoldAcrossNodes(t *testing.T) {
 	natsURL, redisURL := env(t)
 	c := startCluster(t, natsURL, redisURL)
-	key := createKey(t, c.nodes[0], newAccount(t), map[string]any{"credits_per_minute": creditsPerMinute})
+	key := c.nodes[0].CreateKey(t, procnode.NewAccount(), map[string]any{"credits_per_minute": creditsPerMinute})
 	creditConns := [nodeCount]int{8, 5, 2} // connections per node, uneven on purpose
 
 	// Dial round-robin over the nodes (first grant happens at the first
@@ -188,7 +190,7 @@ func TestClusterCreditsHoldAcrossNodes(t *testing.T) {
 	}
 	t.Logf("credits: C=%d/%v over T=%v: admitted %d (ideal C+C*T/W = %.1f, hard bound %.1f), deviation %+.2f %%; %d refusals, at most %d per connection in 10 s",
 		creditsPerMinute, creditWindow, T.Round(time.Millisecond), pongs, ideal, bound, 100*dev, refusals, worstConn)
-	if status, env, err := admin(c.nodes[2], "GET", "/admin/v1/keys/"+key.Key.Prefix, nil); err == nil && status == 200 {
+	if status, env, err := c.nodes[2].Admin("GET", "/admin/v1/keys/"+key.Key.Prefix, nil); err == nil && status == 200 {
 		var v struct {
 			RequestCount int64           `json:"request_count"`
 			Live         json.RawMessage `json:"live"`
