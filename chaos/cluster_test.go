@@ -4,16 +4,13 @@ package chaos_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/redis/go-redis/v9"
 
 	"floodgate/internal/testdeps"
@@ -21,82 +18,13 @@ import (
 )
 
 // The credit run of TestChaosRedisClusterBudgets is the cluster suite's
-// (cluster/credits_test.go has the math): C credits per minute for one
-// key, spent from 15 connections spread 8/5/2 over three nodes, each
-// pinging every fastGap while it gets pongs and every slowGap after a
-// RATE_LIMITED, for creditRun. The cluster admits C + C*T/W within 5 %.
+// (procnode.SpendCredits has the math): C credits per minute for one key,
+// spent from 15 connections spread 8/5/2 over three nodes for creditRun.
+// The cluster admits C + C*T/W within 5 %.
 const (
 	creditsPerMinute = 120
-	creditWindow     = time.Minute
 	creditRun        = 15 * time.Second
-	fastGap          = 200 * time.Millisecond
-	slowGap          = 2500 * time.Millisecond
 )
-
-// tally is what one pinging connection saw.
-type tally struct {
-	node     int
-	pongs    int
-	refusals int
-	lastSend time.Time
-	lastRecv time.Time
-	err      error
-}
-
-// pingLoop pings over c until stop, pacing as described above.
-func pingLoop(c *websocket.Conn, first, stop time.Time, tl *tally) {
-	next := first
-	for next.Before(stop) {
-		if wait := time.Until(next); wait > 0 {
-			time.Sleep(wait) // pacing, not waiting for an event
-		}
-		sent := time.Now()
-		if !sent.Before(stop) {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := c.Write(ctx, websocket.MessageText, []byte(`{"method":"ping"}`))
-		var b []byte
-		if err == nil {
-			_, b, err = c.Read(ctx)
-		}
-		cancel()
-		if err != nil {
-			tl.err = err
-			return
-		}
-		tl.lastSend, tl.lastRecv = sent, time.Now()
-		var f struct {
-			Channel string `json:"channel"`
-			Data    struct {
-				Code string `json:"code"`
-			} `json:"data"`
-		}
-		_ = json.Unmarshal(b, &f)
-		switch {
-		case f.Channel == "pong":
-			tl.pongs++
-			next = sent.Add(fastGap)
-		case f.Channel == "error" && f.Data.Code == "RATE_LIMITED":
-			tl.refusals++
-			next = sent.Add(slowGap)
-		default:
-			tl.err = fmt.Errorf("unexpected frame %s", b)
-			return
-		}
-	}
-}
-
-// dialKey opens a websocket with key on n; it is closed in t.Cleanup.
-func dialKey(t *testing.T, n *procnode.Node, key string) *websocket.Conn {
-	t.Helper()
-	c, err := n.Dial(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.CloseNow() })
-	return c
-}
 
 // clusterURL is the go-redis cluster URL of addrs.
 func clusterURL(addrs []string) string {
@@ -127,56 +55,14 @@ func TestChaosRedisClusterBudgets(t *testing.T) {
 	nodes := suite.StartNodes(t, specs...)
 	key := nodes[0].CreateKey(t, procnode.NewAccount(), map[string]any{"credits_per_minute": creditsPerMinute})
 
-	perNode := [3]int{8, 5, 2}
-	t0 := time.Now()
-	var conns []*websocket.Conn
-	var connNode []int
-	for round := 0; len(conns) < perNode[0]+perNode[1]+perNode[2]; round++ {
-		for i, n := range nodes {
-			if round < perNode[i] {
-				conns = append(conns, dialKey(t, n, key.APIKey))
-				connNode = append(connNode, i)
-			}
-		}
-	}
-	stop := t0.Add(creditRun)
-	tallies := make([]tally, len(conns))
-	var wg sync.WaitGroup
-	for i, c := range conns {
-		tallies[i].node = connNode[i]
-		first := time.Now().Add(time.Duration(i) * fastGap / time.Duration(len(conns)))
-		wg.Add(1)
-		go func() { defer wg.Done(); pingLoop(c, first, stop, &tallies[i]) }()
-	}
-	wg.Wait()
-	var pongs, refusals int
-	var lastSend, lastRecv time.Time
-	var admitted [3]int
-	for i := range tallies {
-		tl := &tallies[i]
-		if tl.err != nil {
-			t.Errorf("connection %d on node%d: %v", i, tl.node+1, tl.err)
-		}
-		pongs += tl.pongs
-		refusals += tl.refusals
-		admitted[tl.node] += tl.pongs
-		if tl.lastSend.After(lastSend) {
-			lastSend = tl.lastSend
-		}
-		if tl.lastRecv.After(lastRecv) {
-			lastRecv = tl.lastRecv
-		}
-	}
-	ideal := creditsPerMinute * (1 + lastSend.Sub(t0).Seconds()/creditWindow.Seconds())
-	bound := creditsPerMinute * (1 + lastRecv.Sub(t0).Seconds()/creditWindow.Seconds())
-	dev := (float64(pongs) - ideal) / ideal
+	r := procnode.SpendCredits(t, nodes, []int{8, 5, 2}, key.APIKey, creditsPerMinute, creditRun)
 	t.Logf("figure: redis cluster (3 shards, 3 nodes): admitted %d (per node %v), ideal %.1f, deviation %+.2f %%, %d RATE_LIMITED",
-		pongs, admitted, ideal, 100*dev, refusals)
-	if float64(pongs) > bound {
-		t.Errorf("admitted %d, more than one budget allows (%.1f)", pongs, bound)
+		r.Pongs, r.Admitted, r.Ideal, 100*r.Dev, r.Refusals)
+	if float64(r.Pongs) > r.Bound {
+		t.Errorf("admitted %d, more than one budget allows (%.1f)", r.Pongs, r.Bound)
 	}
-	if math.Abs(dev) > 0.05 {
-		t.Errorf("admitted %d, %.2f %% off the ideal %.1f (bound: 5 %%)", pongs, 100*dev, ideal)
+	if math.Abs(r.Dev) > 0.05 {
+		t.Errorf("admitted %d, %.2f %% off the ideal %.1f (bound: 5 %%)", r.Pongs, 100*r.Dev, r.Ideal)
 	}
 	for i, n := range nodes {
 		if v, ok := n.Metric("floodgate_limiter_cluster_up"); !ok || v != 1 {
@@ -185,7 +71,7 @@ func TestChaosRedisClusterBudgets(t *testing.T) {
 		if strings.Contains(n.Tail(400), "enforcing local budget shares") {
 			t.Errorf("%s fell back to local budgets during the run: a script or transaction crossed slots?", n.ID())
 		}
-		if admitted[i] == 0 {
+		if r.Admitted[i] == 0 {
 			t.Errorf("%s admitted nothing: the budget was not spread", n.ID())
 		}
 	}

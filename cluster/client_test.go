@@ -22,13 +22,6 @@ type frame struct {
 	Data    json.RawMessage `json:"data"`
 }
 
-// errorData is the data of an error frame.
-type errorData struct {
-	Code         string `json:"code"`
-	Message      string `json:"message"`
-	RetryAfterMs int64  `json:"retry_after_ms"`
-}
-
 // wsClient is a websocket client with one reader goroutine.
 type wsClient struct {
 	// Immutable after dial
