@@ -10,6 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"floodgate/auth"
 	"floodgate/internal/testdeps"
 	"floodgate/internal/testdeps/procnode"
 )
@@ -22,7 +23,7 @@ type natsCase struct {
 	nodes   []*procnode.Node
 	streams []*stream // every anonymous stream
 	keyed   []*stream // K's stream on node i
-	key     procnode.CreatedKey
+	key     auth.CreatedKey
 }
 
 func newNATSCase(t *testing.T) *natsCase {

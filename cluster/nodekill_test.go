@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"floodgate/auth"
 	"floodgate/internal/testdeps/procnode"
 )
 
@@ -20,7 +21,7 @@ func TestClusterSIGKILLLosesNoKeys(t *testing.T) {
 	c := startCluster(t, natsURL, redisURL)
 	account := procnode.NewAccount() // for the deactivated and revoked keys
 	type want struct {
-		key    procnode.CreatedKey
+		key    auth.CreatedKey
 		status string
 	}
 	var keys []want

@@ -10,57 +10,42 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-)
 
-// Envelope is the operator API's response envelope.
-type Envelope struct {
-	Success bool            `json:"success"`
-	Data    json.RawMessage `json:"data"`
-	Error   *string         `json:"error"`
-	Code    *string         `json:"code"`
-}
+	"floodgate/auth"
+)
 
 // Admin sends an HTTP request to n's operator API with the suite's admin
 // token (body, unless nil, as JSON) and decodes the envelope.
-func (n *Node) Admin(method, path string, body any) (int, Envelope, error) {
+func (n *Node) Admin(method, path string, body any) (int, auth.Envelope, error) {
 	var rd io.Reader = http.NoBody
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return 0, Envelope{}, err
+			return 0, auth.Envelope{}, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequest(method, n.apiURL+path, rd)
 	if err != nil {
-		return 0, Envelope{}, err
+		return 0, auth.Envelope{}, err
 	}
 	req.Header.Set("Authorization", "Bearer "+n.suite.opts.AdminToken)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := n.suite.http.Do(req)
 	if err != nil {
-		return 0, Envelope{}, err
+		return 0, auth.Envelope{}, err
 	}
 	defer resp.Body.Close()
-	var env Envelope
+	var env auth.Envelope
 	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
 		return resp.StatusCode, env, fmt.Errorf("%s %s: decode: %w", method, path, err)
 	}
 	return resp.StatusCode, env, nil
 }
 
-// CreatedKey is the data of POST /admin/v1/keys.
-type CreatedKey struct {
-	APIKey string `json:"api_key"`
-	Key    struct {
-		Prefix string `json:"prefix"`
-		Status string `json:"status"`
-	} `json:"key"`
-}
-
 // CreateKey creates a key for account through n (limits nil: the tier's)
 // and fails t when it cannot.
-func (n *Node) CreateKey(t *testing.T, account string, limits map[string]any) CreatedKey {
+func (n *Node) CreateKey(t *testing.T, account string, limits map[string]any) auth.CreatedKey {
 	t.Helper()
 	k, status, err := n.TryCreateKey(account, limits)
 	if err != nil {
@@ -70,21 +55,21 @@ func (n *Node) CreateKey(t *testing.T, account string, limits map[string]any) Cr
 }
 
 // TryCreateKey is CreateKey returning the HTTP status and the failure.
-func (n *Node) TryCreateKey(account string, limits map[string]any) (CreatedKey, int, error) {
+func (n *Node) TryCreateKey(account string, limits map[string]any) (auth.CreatedKey, int, error) {
 	body := map[string]any{"account": account}
 	if limits != nil {
 		body["limits"] = limits
 	}
 	status, env, err := n.Admin("POST", "/admin/v1/keys", body)
 	if err != nil {
-		return CreatedKey{}, status, err
+		return auth.CreatedKey{}, status, err
 	}
 	if status != http.StatusCreated && status != http.StatusOK {
-		return CreatedKey{}, status, fmt.Errorf("HTTP %d %s", status, env.Data)
+		return auth.CreatedKey{}, status, fmt.Errorf("HTTP %d %s", status, env.Data)
 	}
-	var k CreatedKey
+	var k auth.CreatedKey
 	if err := json.Unmarshal(env.Data, &k); err != nil || k.APIKey == "" || k.Key.Prefix == "" {
-		return CreatedKey{}, status, fmt.Errorf("data %s: %v", env.Data, err)
+		return auth.CreatedKey{}, status, fmt.Errorf("data %s: %v", env.Data, err)
 	}
 	return k, status, nil
 }

@@ -20,11 +20,15 @@
 // # Talking to a node
 //
 // Node.Admin calls the operator API with the suite's admin token and
-// decodes the response envelope; CreateKey and TryCreateKey make API keys;
+// decodes the response envelope (auth.Envelope); CreateKey and
+// TryCreateKey make API keys (auth.CreatedKey);
 // Ready and Metric read /readyz and /metrics. Node.Dial and Node.Upgrade
 // open websockets to /ws with an optional PF-API-KEY. Poll waits for a
 // condition at 20 ms intervals. NewAccount and RandomToken give the fresh
-// accounts and subject prefixes that keep runs apart.
+// accounts and subject prefixes that keep runs apart. SpendCredits spends
+// one key's credits from connections on several nodes at a set pace and
+// says how far the admitted pings are from one budget (the credit runs of
+// both suites).
 //
 // # Concurrency
 //
