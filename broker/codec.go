@@ -40,6 +40,8 @@ var (
 	errUnknownMethod = &frameError{proto.BadRequest, "unknown method"}
 	errNoParams      = &frameError{proto.BadRequest, "missing params"}
 	errForbidden     = &frameError{proto.Forbidden, "account streams need an API key of that account"}
+	errNoScopeMarket = &frameError{proto.Forbidden, `API key lacks scope "market"`}
+	errNoScopeAcct   = &frameError{proto.Forbidden, `API key lacks scope "account"`}
 	errAlready       = &frameError{proto.AlreadySubscribed, "already subscribed"}
 	errNotSub        = &frameError{proto.NotSubscribed, "not subscribed"}
 	errSubLimit      = &frameError{proto.SubscriptionLimit, "subscription limit reached"}

@@ -48,6 +48,10 @@ type Identity struct {
 	// closed with 1008 "api key expired" at that time (Server.SetKeyExpiry
 	// moves it on live sessions).
 	ExpiresAt time.Time
+	// Scopes are the stream kinds the key may subscribe to (zero: both;
+	// anonymous connections keep the zero value).
+	// Server.SetKeyScopes changes them on live sessions.
+	Scopes proto.Scopes
 }
 
 // Admitter decides who an upgrade request is and whether it may open one

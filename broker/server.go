@@ -119,6 +119,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !id.ExpiresAt.IsZero() {
 		sess.expires.Store(id.ExpiresAt.UnixNano())
 	}
+	sess.scopes.Store(uint32(id.Scopes))
 	sess.lastPing = now
 	hw := &hijackWriter{ResponseWriter: w, writeTimeout: s.opts.WriteTimeout}
 	// permessage-deflate without context takeover: every market frame is
@@ -286,6 +287,24 @@ func (s *Server) EndSubscriptions(prefix string, end func(ch *fanout.Channel) bo
 		if sess.id.KeyPrefix == prefix {
 			n += sess.endSubscriptions(end, reason)
 		}
+	}
+	return n
+}
+
+// SetKeyScopes changes the scopes of every live session of the key prefix
+// and ends, with SUBSCRIPTION_ENDED reason FORBIDDEN, each subscription
+// the new scopes do not allow. Sessions whose scopes do not change are
+// left alone. It returns how many subscriptions it ended.
+func (s *Server) SetKeyScopes(prefix string, sc proto.Scopes) int {
+	if prefix == "" {
+		return 0
+	}
+	n := 0
+	for _, sess := range s.snapshot(nil) {
+		if sess.id.KeyPrefix != prefix || sess.scopes.Swap(uint32(sc)) == uint32(sc) {
+			continue
+		}
+		n += sess.endSubscriptions(func(ch *fanout.Channel) bool { return !sc.Allows(ch.Source.Private) }, proto.Forbidden)
 	}
 	return n
 }
