@@ -84,7 +84,12 @@ func (s *Sidecar) handleAccountCreate(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, errAccountNotAllowed)
 		return
 	}
-	key, _, err := s.newKey(r, Record{Account: req.Account, Status: StatusActive, CreatedAt: s.opts.Now().UTC(), Scopes: scopes})
+	now := s.opts.Now().UTC()
+	rec := Record{Account: req.Account, Status: StatusActive, CreatedAt: now, Scopes: scopes}
+	if s.opts.DefaultExpiry > 0 {
+		rec.ExpiresAt = now.Add(s.opts.DefaultExpiry)
+	}
+	key, _, err := s.newKey(r, rec)
 	if err != nil {
 		s.fail(w, err)
 		return

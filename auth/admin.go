@@ -37,6 +37,8 @@ func (s *Sidecar) handleAdminCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.ExpiresAt != nil {
 		rec.ExpiresAt = req.ExpiresAt.UTC()
+	} else if s.opts.DefaultExpiry > 0 {
+		rec.ExpiresAt = now.Add(s.opts.DefaultExpiry)
 	}
 	if req.Limits != nil {
 		rec.Limits = *req.Limits

@@ -64,6 +64,10 @@ type Options struct {
 	// on the status endpoint. Required with Limiter; defaults to the
 	// socket peer's address otherwise.
 	ClientIP func(*http.Request) netip.Addr
+	// DefaultExpiry sets expires_at = now + DefaultExpiry on keys created
+	// without one (operator and account create; not rotate, which keeps
+	// the old key's). Defaults to 0: never.
+	DefaultExpiry time.Duration
 	// Verifier decides which accounts may create keys on the account
 	// endpoint (403 ACCOUNT_NOT_ALLOWED otherwise). Defaults to
 	// OpenVerifier: every account.

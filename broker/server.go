@@ -121,6 +121,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	sess.scopes.Store(uint32(id.Scopes))
 	sess.lastPing = now
+	// Within the last hour already: the connect notice is the last one.
+	sess.expiryNoticed = !id.ExpiresAt.IsZero() && id.ExpiresAt.Sub(now) <= ExpiryLastNotice
 	hw := &hijackWriter{ResponseWriter: w, writeTimeout: s.opts.WriteTimeout}
 	// permessage-deflate without context takeover: every market frame is
 	// compressed once per node (fanout) and our writer sends the same
@@ -158,6 +160,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = ws.CloseNow() // closed while upgrading
 		budget.Release(time.Now())
 		return
+	}
+	if !id.ExpiresAt.IsZero() && s.opts.ExpiryNotice >= 0 && id.ExpiresAt.Sub(now) <= s.opts.ExpiryNotice {
+		// Before the read loop runs: nothing else queues for a session
+		// without subscriptions (a drain refuses new sessions in add).
+		sess.noticeExpiring(id.ExpiresAt, now)
 	}
 	// The session runs on its own goroutine and the handler returns, so
 	// net/http releases its per-connection state (the request, its 4 KiB

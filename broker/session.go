@@ -49,8 +49,9 @@ type session struct {
 	subs   map[string]*subscription
 
 	// Owned by the sweeper.
-	lastPing time.Time
-	noticed  bool
+	lastPing      time.Time
+	noticed       bool
+	expiryNoticed bool // the KEY_EXPIRING of the last hour was sent
 
 	// Guarded by mu: the send queue and the close state.
 	mu          sync.Mutex
@@ -779,6 +780,14 @@ func (s *session) reply(r *replyBuf) {
 func (s *session) notice(code string, in time.Duration) {
 	r := s.srv.replies.get()
 	r.b = appendNotice(r.b, code, in.Milliseconds())
+	s.reply(r)
+}
+
+// noticeExpiring queues the KEY_EXPIRING notice of a key expiring at
+// exp.
+func (s *session) noticeExpiring(exp, now time.Time) {
+	r := s.srv.replies.get()
+	r.b = appendExpiring(r.b, exp, exp.Sub(now).Milliseconds())
 	s.reply(r)
 }
 
