@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"floodgate/fanout"
+	"floodgate/internal/proto"
 
 	"github.com/valyala/fastjson"
 )
@@ -94,3 +95,10 @@ func (t *TestSession) DrainTexts() []string {
 	}
 	return out
 }
+
+// ScopeAllows is the subscribe scope check: whether sc allows a source
+// (private: an account source).
+func ScopeAllows(sc proto.Scopes, private bool) bool { return scopeError(sc, private) == nil }
+
+// Sweep runs one sweep of srv at now (a fake clock).
+func Sweep(srv *Server, now time.Time) { srv.sweep(nil, now) }
