@@ -438,6 +438,47 @@ func TestBrowserConsole(t *testing.T) {
 		t.Fatalf("stored key after edit: %s", stored)
 	}
 
+	// Narrow it to the market scope and two allowed CIDRs (127.0.0.0/8
+	// keeps the test's own clients in; 10.1.2.3/8 is stored masked).
+	run(t, bctx, "edit scopes and allowed IPs", chromedp.WaitVisible(chromedp.ID("act-edit")),
+		chromedp.Click(chromedp.ID("act-edit")), chromedp.WaitVisible(chromedp.ID("edit-cidrs")),
+		chromedp.Click(chromedp.ID("edit-scope-account")),
+		chromedp.SetValue(chromedp.ID("edit-cidrs"), "127.0.0.0/8\n\n 10.1.2.3/8 \n"),
+		chromedp.Click(chromedp.ID("edit-save")))
+	waitText(t, bctx, "#detail-cidrs", "allowed IPs shown", func(s string) bool { return s == "127.0.0.0/8, 10.0.0.0/8" })
+	if s := text(t, bctx, "#detail-scopes"); s != "market" {
+		t.Fatalf("scopes shown %q, want market", s)
+	}
+	var keyJSON struct {
+		Data struct {
+			Scopes       []string `json:"scopes"`
+			AllowedCIDRs []string `json:"allowed_cidrs"`
+		} `json:"data"`
+	}
+	stored = adminGet(t, p.apiURL+"/admin/v1/keys/"+prefix)
+	if err := json.Unmarshal([]byte(stored), &keyJSON); err != nil ||
+		strings.Join(keyJSON.Data.Scopes, ",") != "market" || strings.Join(keyJSON.Data.AllowedCIDRs, ",") != "127.0.0.0/8,10.0.0.0/8" {
+		t.Fatalf("stored key after the scopes edit: %s", stored)
+	}
+	if s := text(t, bctx, "#detail-delivered"); s != "—" && !strings.Contains(s, " messages · ") {
+		t.Fatalf("delivered today %q, want — or messages and bytes", s)
+	}
+
+	// A bad CIDR: the API's field error next to the textarea, nothing
+	// stored. Its 400 is the one network error expected.
+	errs.expect(regexp.MustCompile(`status of 400`))
+	run(t, bctx, "enter a bad CIDR", chromedp.Click(chromedp.ID("act-edit")), chromedp.WaitVisible(chromedp.ID("edit-cidrs")),
+		chromedp.SetValue(chromedp.ID("edit-cidrs"), "127.0.0.0/8\nnot-a-cidr"),
+		chromedp.Click(chromedp.ID("edit-save")))
+	if msg := waitText(t, bctx, "#edit-cidrs-error", "CIDR field error", func(s string) bool { return s != "" }); !strings.Contains(msg, `line 2 ("not-a-cidr") is not a CIDR`) {
+		t.Fatalf("CIDR field error %q", msg)
+	}
+	errs.expect(nil)
+	if s := adminGet(t, p.apiURL+"/admin/v1/keys/"+prefix); !strings.Contains(s, `"allowed_cidrs":["127.0.0.0/8","10.0.0.0/8"]`) {
+		t.Fatalf("stored key after the refused edit: %s", s)
+	}
+	run(t, bctx, "cancel the edit", chromedp.Click(chromedp.CSS(`#edit-form .actions button[type=button]`)), chromedp.WaitNotPresent(chromedp.ID("edit-form")))
+
 	// More keys, as an operator's list has them, and one that floods.
 	for i, body := range []string{
 		`{"account":"` + acct + `","alias":"market-maker-1","category":"production","limits":{"credits_per_minute":1200}}`,

@@ -1,10 +1,10 @@
 // Keys: search (account, alias, prefix, category), status filter,
-// pagination, per-key details with live budget and quota use, actions
-// (create with the key shown once, activate/deactivate, revoke with a
-// confirm step, rotate, edit limits/quotas/expiry/scopes, delete an unused
-// key) and the key's connection events.
+// pagination, per-key details with live budget, quota use and deliveries
+// today, actions (create with the key shown once, activate/deactivate,
+// revoke with a confirm step, rotate, edit limits/quotas/expiry/scopes/
+// allowed IPs, delete an unused key) and the key's connection events.
 import { api, qs } from './api.js';
-import { h, fill, utc, ago, num, masked, short, pill } from './dom.js';
+import { h, fill, utc, ago, num, bytes, masked, short, pill } from './dom.js';
 
 const PAGE = 25;
 const LIVE_EVERY = 5000;
@@ -63,13 +63,13 @@ export function mount(el, ctx, arg) {
     const delivered = keys.some((k) => deliveredToday(k) !== null);
     fill(tableEl, keys.length ? h('table', { id: 'keys' },
       h('thead', {}, h('tr', {}, h('th', {}, 'Key'), h('th', {}, 'Alias'), h('th', {}, 'Account'), h('th', {}, 'Category'),
-        h('th', {}, 'Status'), h('th', {}, 'Created (UTC)'), h('th', {}, 'Last used'), h('th', { class: 'num' }, 'Requests'),
+        h('th', {}, 'Status'), h('th', { class: 'col-scopes' }, 'Scopes'), h('th', {}, 'Created (UTC)'), h('th', {}, 'Last used'), h('th', { class: 'num' }, 'Requests'),
         delivered ? h('th', { class: 'num' }, 'Delivered today') : null)),
       h('tbody', {}, keys.map((k) => h('tr', {
         class: `clickable${k.prefix === state.selected ? ' selected' : ''}`, dataset: { prefix: k.prefix },
         onclick: () => ctx.navigate(`#/keys/${k.prefix}`),
       }, h('td', { class: 'mono' }, masked(k.prefix)), h('td', {}, k.alias || ''), h('td', { class: 'mono', title: k.account }, short(k.account)),
-      h('td', {}, k.category || ''), h('td', {}, pill(k.status)), h('td', { title: utc(k.created_at) }, `${utc(k.created_at).slice(0, 16)}Z`),
+      h('td', {}, k.category || ''), h('td', {}, pill(k.status)), h('td', { class: 'col-scopes', title: scopeNames(k).join(', ') }, scopesShort(k)), h('td', { title: utc(k.created_at) }, `${utc(k.created_at).slice(0, 16)}Z`),
       h('td', { title: utc(k.last_used_at) }, ago(k.last_used_at)), h('td', { class: 'num' }, num(k.request_count)),
       delivered ? h('td', { class: 'num' }, num(deliveredToday(k))) : null))))
       : h('p', { class: 'empty' }, state.q || state.status ? 'No key matches.' : 'No keys yet: create one with "New key".'));
@@ -139,12 +139,13 @@ export function mount(el, ctx, arg) {
       actionMsg.hidden = true;
       try { await fn(); } catch (e) { if (e.status !== 401) { actionMsg.hidden = false; actionMsg.textContent = e.message; } }
     };
-    const patch = (body) => act(async () => { await api('PATCH', `/admin/v1/keys/${k.prefix}`, body); await showDetail(k.prefix); load(); });
+    const save = async (body) => { await api('PATCH', `/admin/v1/keys/${k.prefix}`, body); await showDetail(k.prefix); load(); };
+    const patch = (body) => act(() => save(body));
     if (k.status !== 'revoked') {
       if (k.status === 'inactive') actions.append(h('button', { type: 'button', id: 'act-activate', onclick: () => patch({ active: true }) }, 'Activate'));
       else actions.append(h('button', { type: 'button', id: 'act-deactivate', onclick: () => patch({ active: false }) }, 'Deactivate'));
       actions.append(
-        h('button', { type: 'button', id: 'act-edit', onclick: () => fill(formEl, editForm(k, (body) => patch(body), () => fill(formEl))) }, 'Edit limits…'),
+        h('button', { type: 'button', id: 'act-edit', onclick: () => fill(formEl, editForm(k, save, () => fill(formEl))) }, 'Edit…'),
         h('button', { type: 'button', id: 'act-rotate', onclick: () => fill(confirmEl, confirmBox(
           `Rotate ${masked(k.prefix)}? A new key with the same settings is made; this one stays valid until you revoke it.`, 'Rotate', false,
           () => act(async () => { const c = await api('POST', `/admin/v1/keys/${k.prefix}/rotate`, {}); fill(confirmEl); showKeyOnce(c, 'Key rotated', () => { load(); ctx.navigate(`#/keys/${c.key.prefix}`); }); }),
@@ -183,9 +184,10 @@ function factsOf(k) {
     ['Credits', live ? budget(live.credits.remaining, live.credits.limit, 'remaining') : limitText(k.limits.credits_per_minute, '/min')],
   ];
   if (live && live.quotas) for (const q of live.quotas) rows.push([`Quota ${q.window}`, budget(q.used, q.limit, 'used', q.reset_at)]);
-  if (Array.isArray(k.scopes)) rows.push(['Scopes', k.scopes.join(', ') || 'none']);
-  const dt = deliveredToday(k);
-  if (dt !== null) rows.push(['Delivered today', num(dt)]);
+  const cidrs = k.allowed_cidrs || [];
+  rows.push(['Scopes', h('span', { id: 'detail-scopes' }, scopeNames(k).join(', '))],
+    ['Allowed IPs', h('span', { id: 'detail-cidrs', class: cidrs.length ? 'mono' : null }, cidrs.join(', ') || 'any')],
+    ['Delivered today', h('span', { id: 'detail-delivered' }, usageText(k.usage_today))]);
   rows.push(['Limits', h('span', { id: 'detail-limits' }, limitsText(k.limits))], ['Quotas', quotasText(k.quotas)]);
   return h('dl', { class: 'kv', id: 'detail-facts' }, rows.map(([dt, dd]) => [h('dt', {}, dt), h('dd', {}, dd)]));
 }
@@ -195,6 +197,26 @@ function matches(k, q) {
   if (!q) return true;
   const s = q.toLowerCase();
   return [k.account, k.alias, k.prefix, k.category].some((v) => v && v.toLowerCase().includes(s));
+}
+
+// scopeNames is the key's effective scopes; absent or empty means both.
+const SCOPES = ['market', 'account'];
+function scopeNames(k) {
+  return Array.isArray(k.scopes) && k.scopes.length ? k.scopes : SCOPES;
+}
+
+// scopesShort is the keys table's cell: "both", or the one scope.
+function scopesShort(k) {
+  const s = scopeNames(k);
+  return s.length === SCOPES.length ? 'both' : s.join(', ');
+}
+
+// usageText is a usage_today/usage_total object (messages_delivered,
+// bytes_delivered, credits) as "1,234 messages · 5.6 MiB"; "—" before the
+// API meters deliveries.
+function usageText(u) {
+  if (!u || typeof u.messages_delivered !== 'number') return '—';
+  return `${num(u.messages_delivered)} messages · ${bytes(u.bytes_delivered || 0)}`;
 }
 
 // deliveredToday reads the messages delivered today when the API has them.
@@ -239,14 +261,28 @@ function field(id, label, value, attrs = {}) {
   return h('div', {}, h('label', { for: id }, label), h('input', { id, value: value ?? '', ...attrs }));
 }
 
-// editForm edits alias, category, expiry, limits, quotas (and scopes when
-// the API has them); it PATCHes only what changed.
+// editForm edits alias, category, expiry, limits, quotas, scopes and
+// allowed IPs; it PATCHes only what changed. save(body) returns a promise;
+// its error is shown in the form, a field error of the API (400 "Invalid
+// field <name>: ...") next to that field when the form has a slot for it.
 function editForm(k, save, cancel) {
   const L = k.limits || {};
   const Q = k.quotas || {};
   const n = (v) => (v ? String(v) : '');
-  const scopes = Array.isArray(k.scopes) ? h('div', {}, h('label', {}, 'Scopes'),
-    ['market', 'account'].map((s) => h('label', { class: 'inline' }, h('input', { type: 'checkbox', name: 'scope', value: s, checked: k.scopes.includes(s) }), ` ${s}`))) : null;
+  const scopesBefore = scopeNames(k);
+  const cidrsBefore = k.allowed_cidrs || [];
+  const scopes = h('fieldset', { class: 'scopes', id: 'edit-scopes', 'aria-describedby': 'edit-scopes-error' },
+    h('legend', {}, 'Scopes'),
+    SCOPES.map((s) => h('label', { class: 'inline' },
+      h('input', { type: 'checkbox', name: 'scope', id: `edit-scope-${s}`, value: s, checked: scopesBefore.includes(s) }), ` ${s}`)),
+    fieldError('scopes', 'edit-scopes-error'));
+  const cidrs = h('div', {},
+    h('label', { for: 'edit-cidrs' }, 'Allowed IPs (one CIDR or address per line; empty: any IP)'),
+    h('textarea', { id: 'edit-cidrs', rows: 3, spellcheck: 'false', autocomplete: 'off', placeholder: 'any IP, e.g.\n10.0.0.0/8\n2001:db8::/32',
+      'aria-describedby': 'edit-cidrs-error', value: cidrsBefore.join('\n') }),
+    fieldError('allowed_cidrs', 'edit-cidrs-error'));
+  const err = h('p', { class: 'error', role: 'alert', hidden: true });
+  const saveBtn = h('button', { type: 'submit', class: 'primary', id: 'edit-save' }, 'Save');
   const form = h('form', { class: 'card', id: 'edit-form', method: 'post', action: '' },
     h('h2', {}, 'Edit key'),
     h('div', { class: 'formgrid' },
@@ -260,14 +296,40 @@ function editForm(k, save, cancel) {
       field('edit-qmonthly', 'Monthly quota', n(Q.monthly), { inputmode: 'numeric', placeholder: 'none' }),
       field('edit-qtotal', 'Total quota', n(Q.total), { inputmode: 'numeric', placeholder: 'none' }),
       field('edit-expires', 'Expires (UTC, YYYY-MM-DD HH:MM)', k.expires_at ? utc(k.expires_at).slice(0, 16) : '', { placeholder: 'never' })),
-    scopes,
+    scopes, cidrs,
     h('p', { class: 'hint' }, 'Empty or 0 restores the tier default (limits) or removes the quota.'),
-    h('p', { class: 'error', role: 'alert', hidden: true }),
-    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'edit-save' }, 'Save'), h('button', { type: 'button', onclick: cancel }, 'Cancel')));
-  form.addEventListener('submit', (ev) => {
+    err,
+    h('div', { class: 'actions' }, saveBtn, h('button', { type: 'button', onclick: cancel }, 'Cancel')));
+
+  // showError puts e next to its field (e.field, or the API's field
+  // error), else under the form.
+  const showError = (e) => {
+    const m = /^Invalid field ([\w.]+): (.*)$/s.exec(e.message || '');
+    const name = e.field || (m && m[1]);
+    const slot = name ? form.querySelector(`.field-error[data-field="${name}"]`) : null;
+    if (!slot) { err.hidden = false; err.textContent = e.message || String(e); return; }
+    let text = e.field ? e.message : m[2];
+    if (name === 'allowed_cidrs') {
+      text = text.replace(/^entry (\d+) /, (all, i) => (cidrLines[i] ? `line ${cidrLines[i].line} ("${cidrLines[i].text}") ` : all));
+    }
+    slot.hidden = false;
+    slot.textContent = text;
+    const input = form.querySelector(`#${slot.id.replace(/-error$/, '')}`);
+    if (input) input.setAttribute('aria-invalid', 'true');
+  };
+  const clearErrors = () => {
+    err.hidden = true;
+    for (const slot of form.querySelectorAll('.field-error')) slot.hidden = true;
+    for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
+  };
+  // cidrLines maps the entries sent to their lines (blank lines are left out).
+  let cidrLines = [];
+
+  form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
-    const err = form.querySelector('.error');
+    clearErrors();
     const val = (id) => form.querySelector(`#${id}`).value.trim();
+    const body = {};
     try {
       const int = (id, label) => {
         const v = val(id);
@@ -275,7 +337,6 @@ function editForm(k, save, cancel) {
         if (!/^\d+$/.test(v)) throw new Error(`${label}: a whole number, or empty`);
         return Number(v);
       };
-      const body = {};
       if (val('edit-alias') !== (k.alias || '')) body.alias = val('edit-alias');
       if (val('edit-category') !== (k.category || '')) body.category = val('edit-category');
       const limits = {};
@@ -304,18 +365,35 @@ function editForm(k, save, cancel) {
           body.expires_at = `${m[1]}T${m[2]}:00Z`;
         }
       }
-      if (scopes) {
-        const sel = [...form.querySelectorAll('input[name=scope]:checked')].map((c) => c.value);
-        if (sel.join() !== k.scopes.join()) body.scopes = sel;
-      }
-      if (!Object.keys(body).length) { cancel(); return; }
-      save(body);
+      // At least one scope stays checked: the API reads [] as both, which
+      // an operator unchecking both would not expect.
+      const sel = [...form.querySelectorAll('input[name=scope]:checked')].map((c) => c.value);
+      if (!sel.length) throw Object.assign(new Error('Check at least one scope.'), { field: 'scopes' });
+      if (sel.join() !== scopesBefore.join()) body.scopes = sel;
+      cidrLines = form.querySelector('#edit-cidrs').value.split('\n')
+        .map((text, i) => ({ line: i + 1, text: text.trim() })).filter((l) => l.text !== '');
+      const list = cidrLines.map((l) => l.text);
+      if (list.join('\n') !== cidrsBefore.join('\n')) body.allowed_cidrs = list;
     } catch (e) {
-      err.hidden = false;
-      err.textContent = e.message;
+      showError(e);
+      return;
+    }
+    if (!Object.keys(body).length) { cancel(); return; }
+    saveBtn.disabled = true;
+    try {
+      await save(body);
+    } catch (e) {
+      if (e.status !== 401) showError(e);
+    } finally {
+      saveBtn.disabled = false;
     }
   });
   return form;
+}
+
+// fieldError is the error slot of a form field, named by its API field.
+function fieldError(name, id) {
+  return h('p', { class: 'error field-error', id, dataset: { field: name }, role: 'alert', hidden: true });
 }
 
 function renderEvents(d) {
