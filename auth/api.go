@@ -30,6 +30,11 @@ type KeyView struct {
 	RequestCount int64      `json:"request_count"`
 	Limits       Limits     `json:"limits"`
 	Quotas       Quotas     `json:"quotas"`
+	// UsageToday and UsageTotal are the key's metered usage (delivered
+	// messages and bytes, charged credits) of the current UTC day and in
+	// total, cluster-wide, including what is not yet flushed on this node.
+	UsageToday UsageCounters `json:"usage_today"`
+	UsageTotal UsageCounters `json:"usage_total"`
 	// Live is the key's live budget and quota use (show only, when the
 	// limiter reports it).
 	Live *KeyUsage `json:"live,omitempty"`
@@ -180,6 +185,9 @@ type KeyStatus struct {
 	LastUsedAt    *time.Time  `json:"last_used_at"`
 	RequestCount  int64       `json:"request_count"`
 	RateLimit     BudgetUsage `json:"rate_limit"`
+	// UsageToday and UsageTotal: as in KeyView.
+	UsageToday UsageCounters `json:"usage_today"`
+	UsageTotal UsageCounters `json:"usage_total"`
 }
 
 // AccountKey is one key in the account list endpoint.
