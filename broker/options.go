@@ -159,6 +159,11 @@ type Options struct {
 	MetricsTopKeys int
 	// NodeID names this node in logs. Defaults to "".
 	NodeID string
+	// MeterDelivery counts, per key session, the channel frames written
+	// and their bytes as written (compressed on deflate connections), for
+	// TakeDelivered and TopKeys: two atomic adds per written batch.
+	// Defaults to false (not counted).
+	MeterDelivery bool
 	// OnClose, when set, is called once per ended session (after its
 	// goroutines stopped) with its summary, e.g. to record key connection
 	// events. It runs on the session's goroutine and should not block long.

@@ -34,6 +34,12 @@ type session struct {
 	lastPong atomic.Int64 // unix ns of the last pong (or the start)
 	msgsIn   atomic.Int64
 	msgsOut  atomic.Int64
+	// delivered counts channel frames and their bytes written (meter.go);
+	// added to by the writer when the session is metered.
+	deliveredMsgs, deliveredBytes atomic.Int64
+	metered                       bool // immutable after start: Options.MeterDelivery and a key
+	// Guarded by srv.meterMu: delivered counts already taken (meter.go).
+	takenMsgs, takenBytes int64
 
 	// Owned by the read loop.
 	subs    map[string]*subscription // by subject

@@ -72,6 +72,9 @@ func (s *session) writeLoop() {
 			}
 			err = s.writeBatch(buf, batch, ping)
 		}
+		if s.metered && err == nil && closing != ReasonSlowConsumer {
+			s.meter(batch)
+		}
 		for i := range batch {
 			srv.recycle(batch[i])
 			batch[i] = item{}

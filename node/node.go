@@ -43,6 +43,7 @@ type Node struct {
 	rdb       redis.UniversalClient
 	store     auth.Store
 	usage     *auth.Usage
+	meter     *meter
 	keyring   *auth.Keyring
 	limiter   *limiter.Limiter
 	events    *eventWriter
@@ -143,7 +144,9 @@ func New(cfg Config) (_ *Node, err error) {
 	// The keyring and the key rechecks read through the guard: while the
 	// store is known down they fail at once (cached keys stay admitted).
 	n.keyring = auth.NewKeyring(auth.KeyringOptions{Store: n.health.guard, LookupTimeout: lookupTimeout})
-	n.usage = auth.NewUsage(auth.UsageOptions{Store: n.store, Logger: &n.log})
+	n.meter = &meter{broker: func() *broker.Server { return n.broker }}
+	n.usage = auth.NewUsage(auth.UsageOptions{Store: n.store, Logger: &n.log, Collect: n.meter.collect})
+	n.meter.usage = n.usage
 	n.events = newEventWriter(n.store, cfg.NodeID, cfg.EventQueue, n.log, n.reg)
 	n.control = &control{store: n.health.guard, keyring: n.keyring, limiter: n.limiter, timeout: time.Second, log: n.log}
 	n.view = newOpsView(n, time.Now())
@@ -245,6 +248,7 @@ func (n *Node) buildBroker() (err error) {
 	bo.NodeID = n.cfg.NodeID
 	bo.AllowedOrigins = n.cfg.AllowedOrigins
 	bo.NoCompression = n.cfg.DisableCompression
+	bo.MeterDelivery = true
 	if n.broker, err = broker.New(bo); err != nil {
 		return err
 	}

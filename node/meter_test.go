@@ -1,0 +1,152 @@
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"floodgate/auth"
+
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
+)
+
+// keyStatus reads GET /api/v1/api_keys/status with key.
+func keyStatus(t *testing.T, n *testNode, key string) auth.KeyStatus {
+	t.Helper()
+	req, _ := http.NewRequest("GET", n.n.APIURL+"/api/v1/api_keys/status", nil)
+	req.Header.Set("PF-API-KEY", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var env auth.Envelope
+	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("status: %d %v", resp.StatusCode, err)
+	}
+	var st auth.KeyStatus
+	if err := json.Unmarshal(env.Data, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// dialCompressed dials with permessage-deflate (no context takeover).
+func dialCompressed(t *testing.T, n *testNode, key string) *client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, n.wsURL, &websocket.DialOptions{HTTPHeader: keyHeader(key),
+		CompressionMode: websocket.CompressionNoContextTakeover})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return &client{t: t, c: c}
+}
+
+// publishN publishes n messages of payload on subject and has each
+// client read them.
+func publishN(t *testing.T, natsURL, subject string, payload []byte, n int, readers ...*client) {
+	t.Helper()
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for range n {
+		if err := nc.Publish(subject, payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range readers {
+		for range n {
+			r.read()
+		}
+	}
+}
+
+// waitStatus polls the status endpoint until ok or a 10 s deadline.
+func waitStatus(t *testing.T, n *testNode, key string, ok func(auth.KeyStatus) bool) auth.KeyStatus {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := keyStatus(t, n, key)
+		if ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never matched: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval of a condition with a deadline
+	}
+}
+
+// TestStatusShowsDeliveredUsage: after a stream of N trades over a real
+// socket, the key status endpoint reports N messages delivered today (and
+// their bytes) once the usage flusher ran (the node's own, every second:
+// polled), the credits charged today (a subscribe, a ping), and the same
+// totals; the operator API shows the same numbers.
+func TestStatusShowsDeliveredUsage(t *testing.T) {
+	c := newCluster(t)
+	n := c.node(nodeOpts{})
+	k := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	cl := n.dial(keyHeader(k.APIKey))
+	cl.send(`{"method":"subscribe","params":{"source":"trades","symbol":"BTC"}}`)
+	cl.read()
+	const N = 25
+	publishN(t, n.n.NATSURL, "md.trades.BTC", []byte(`[{"s":"BTC","p":"1"}]`), N, cl)
+	cl.send(`{"method":"ping"}`)
+	cl.read()
+	st := waitStatus(t, n, k.APIKey, func(st auth.KeyStatus) bool {
+		return st.UsageToday.MessagesDelivered == N && st.UsageToday.Credits == 2
+	})
+	if st.UsageToday.BytesDelivered <= N*int64(len(`[{"s":"BTC","p":"1"}]`)) || st.UsageTotal != st.UsageToday {
+		t.Fatalf("usage today %+v total %+v", st.UsageToday, st.UsageTotal)
+	}
+	v, err := n.admin.GetKey(context.Background(), k.Key.Prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.UsageToday != st.UsageToday || v.UsageTotal != st.UsageTotal {
+		t.Fatalf("operator view %+v %+v, status %+v", v.UsageToday, v.UsageTotal, st.UsageToday)
+	}
+	// The top keys: the live session's delivered frames.
+	var top = n.srv.TopKeys(10)
+	if len(top) != 1 || top[0].Delivered.Msgs != N || top[0].Delivered.Bytes != st.UsageToday.BytesDelivered {
+		t.Fatalf("top keys %+v", top)
+	}
+}
+
+// TestDeflateCountsCompressedBytes: the same stream to a permessage-deflate
+// connection counts fewer bytes (as written: compressed) than to a plain
+// one; the sessions' last counts are kept when they end.
+func TestDeflateCountsCompressedBytes(t *testing.T) {
+	c := newCluster(t)
+	n := c.node(nodeOpts{})
+	plain := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	zipped := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	cp := n.dial(keyHeader(plain.APIKey))
+	cz := dialCompressed(t, n, zipped.APIKey)
+	for _, cl := range []*client{cp, cz} {
+		cl.send(`{"method":"subscribe","params":{"source":"trades","symbol":"ETH"}}`)
+		cl.read()
+	}
+	payload := []byte(`[` + strings.Repeat(`{"s":"ETH","p":"1234.5","q":"0.25","side":"buy"},`, 40) + `{"s":"ETH"}]`)
+	const N = 10
+	publishN(t, n.n.NATSURL, "md.trades.ETH", payload, N, cp, cz)
+	cp.c.Close(websocket.StatusNormalClosure, "")
+	cz.c.Close(websocket.StatusNormalClosure, "")
+	if err := n.n.FlushUsage(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	sp := waitStatus(t, n, plain.APIKey, func(st auth.KeyStatus) bool { return st.UsageToday.MessagesDelivered == N })
+	sz := waitStatus(t, n, zipped.APIKey, func(st auth.KeyStatus) bool { return st.UsageToday.MessagesDelivered == N })
+	if sp.UsageToday.BytesDelivered < N*int64(len(payload)) || sz.UsageToday.BytesDelivered*4 > sp.UsageToday.BytesDelivered {
+		t.Fatalf("bytes: plain %d, deflate %d (payload %d x %d)", sp.UsageToday.BytesDelivered, sz.UsageToday.BytesDelivered, len(payload), N)
+	}
+}
