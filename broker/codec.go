@@ -194,22 +194,8 @@ type ackFields struct {
 func appendAck(b []byte, method string, ch *fanout.Channel, x *ackFields, id []byte, d *Decision) []byte {
 	b = append(b, `{"channel":"`...)
 	b = append(b, method...)
-	b = append(b, `","data":{"source":"`...)
-	b = append(b, ch.Source.Name...)
-	b = append(b, '"')
-	for i := range ch.Source.Params {
-		p := &ch.Source.Params[i]
-		b = append(b, ',', '"')
-		b = append(b, p.Name...)
-		b = append(b, '"', ':')
-		if p.Kind == fanout.KindInt {
-			b = append(b, ch.Values[i]...) // digits only, validated
-		} else {
-			b = append(b, '"')
-			b = append(b, ch.Values[i]...) // [A-Za-z0-9_-] only, validated
-			b = append(b, '"')
-		}
-	}
+	b = append(b, `","data":{`...)
+	b = appendChannelParams(b, ch)
 	if x == nil {
 		b = append(b, '}')
 		return appendTail(b, id, d)
@@ -263,6 +249,44 @@ func appendError(b []byte, fe *frameError, detail string, retryAfterMs int64, id
 	}
 	b = append(b, '}')
 	return appendTail(b, id, d)
+}
+
+// appendChannelParams appends "source":"<name>" and the channel's params
+// in canonical form (table order, int params as numbers), without braces.
+func appendChannelParams(b []byte, ch *fanout.Channel) []byte {
+	b = append(b, `"source":"`...)
+	b = append(b, ch.Source.Name...)
+	b = append(b, '"')
+	for i := range ch.Source.Params {
+		p := &ch.Source.Params[i]
+		b = append(b, ',', '"')
+		b = append(b, p.Name...)
+		b = append(b, '"', ':')
+		if p.Kind == fanout.KindInt {
+			b = append(b, ch.Values[i]...) // digits only, validated
+		} else {
+			b = append(b, '"')
+			b = append(b, ch.Values[i]...) // [A-Za-z0-9_-] only, validated
+			b = append(b, '"')
+		}
+	}
+	return b
+}
+
+// appendEnded appends the SUBSCRIPTION_ENDED notice of ch:
+// {"channel":"notice","data":{"code":"SUBSCRIPTION_ENDED","source":..,
+// "params":{"source":..,<params>},"reason":"<reason>"}}. params is what a
+// subscribe of the same channel sends (without options).
+func appendEnded(b []byte, ch *fanout.Channel, reason string) []byte {
+	b = append(b, `{"channel":"notice","data":{"code":"`...)
+	b = append(b, proto.NoticeSubscriptionEnded...)
+	b = append(b, `","source":"`...)
+	b = append(b, ch.Source.Name...)
+	b = append(b, `","params":{`...)
+	b = appendChannelParams(b, ch)
+	b = append(b, `},"reason":`...)
+	b = jsonw.AppendString(b, reason)
+	return append(b, '}', '}')
 }
 
 func appendNotice(b []byte, code string, inMs int64) []byte {

@@ -62,6 +62,13 @@
 // channel) is charged as [OpUnsubscribeNotJoined], refusable like any
 // frame; only a real unsubscribe ([OpUnsubscribe]) is never refused.
 //
+// Server.EndSubscriptions ends chosen subscriptions of a key's live
+// sessions from any goroutine (a scope change, a used-up quota): under the
+// session's subscription lock it leaves the channel, then queues the
+// SUBSCRIPTION_ENDED notice, so no frame of the channel follows it. The
+// read loop takes that lock (uncontended, no allocation) only on
+// subscribe and unsubscribe, never per market frame.
+//
 // History (docs/protocol.md): the subscribe ack carries the JoinInfo the
 // hub hands to Join.Joined (seq, epoch), queued with the snapshot frame,
 // if asked, under the channel lock, so both precede every live frame. A

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"floodgate/fanout"
 	"floodgate/internal/httpx"
 	"floodgate/internal/proto"
 
@@ -268,6 +269,29 @@ func (s *Server) CloseKey(prefix string, reason CloseReason) int {
 		if sess.id.KeyPrefix == prefix && prefix != "" {
 			sess.requestClose(reason)
 			n++
+		}
+	}
+	return n
+}
+
+// EndSubscriptions ends, on every live session of the key prefix, each
+// subscription for which end returns true: the session leaves the channel
+// and gets {"channel":"notice","data":{"code":"SUBSCRIPTION_ENDED",
+// "source":..,"params":{..},"reason":"<reason>"}}, after which no frame of
+// the channel reaches it. The session's subscription count drops and the
+// client may subscribe again (whatever refused it then refuses the new
+// subscribe). end is called with the session's subscriptions locked, from
+// the caller's goroutine; it must not block. It returns how many
+// subscriptions it ended. A subscription still replaying (subscribe with
+// since) when this runs is not seen.
+func (s *Server) EndSubscriptions(prefix string, end func(ch *fanout.Channel) bool, reason string) int {
+	if prefix == "" {
+		return 0
+	}
+	n := 0
+	for _, sess := range s.snapshot(nil) {
+		if sess.id.KeyPrefix == prefix {
+			n += sess.endSubscriptions(end, reason)
 		}
 	}
 	return n

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -42,9 +43,15 @@ type session struct {
 	takenMsgs, takenBytes int64
 
 	// Owned by the read loop.
-	subs    map[string]*subscription // by subject
 	idBuf   []byte
 	scratch []byte
+
+	// Guarded by subsMu: the subscriptions by subject. Only the read loop
+	// adds; the read loop and endSubscriptions (any goroutine) remove.
+	// Never held while taking s.mu's callers' locks; lock order: subsMu,
+	// then mu.
+	subsMu sync.Mutex
+	subs   map[string]*subscription
 
 	// Owned by the sweeper.
 	lastPing time.Time
@@ -72,6 +79,8 @@ type subscription struct {
 	// Immutable after subscribe.
 	sess        *session
 	conflatable bool // the source's latest value is all that matters
+	src         *fanout.Source
+	subject     string
 
 	// Owned by the read loop.
 	hs *fanout.Subscription
@@ -359,7 +368,9 @@ func (s *session) handle(msg []byte, now time.Time) {
 		if ferr == nil {
 			ch, perr, detail = s.channelOf(&req)
 			if perr == nil {
+				s.subsMu.Lock()
 				joined = s.subs[string(ch.Subject)]
+				s.subsMu.Unlock()
 			}
 		}
 		if joined == nil {
@@ -449,11 +460,15 @@ func (s *session) subscribe(req *request, d *Decision) {
 		s.replyError(*errForbidden, "", 0, req.id, d)
 		return
 	}
-	if _, ok := s.subs[string(ref.Subject)]; ok {
+	s.subsMu.Lock()
+	_, already := s.subs[string(ref.Subject)]
+	n := len(s.subs)
+	s.subsMu.Unlock()
+	if already {
 		s.replyError(*errAlready, "", 0, req.id, d)
 		return
 	}
-	if limit := s.budget.MaxSubscriptions(); limit > 0 && len(s.subs) >= limit {
+	if limit := s.budget.MaxSubscriptions(); limit > 0 && n >= limit {
 		s.replyError(*errSubLimit, "", 0, req.id, d)
 		return
 	}
@@ -462,7 +477,7 @@ func (s *session) subscribe(req *request, d *Decision) {
 	// decision (the read loop's, per frame) stay on its stack.
 	id, dd := req.id, *d
 	subject := string(ref.Subject)
-	c := &subscription{sess: s, conflatable: ref.Source.Conflatable}
+	c := &subscription{sess: s, conflatable: ref.Source.Conflatable, src: ref.Source, subject: subject}
 	var info fanout.JoinInfo
 	joined := func(ji fanout.JoinInfo) { info = ji }
 	if hp.hasSince {
@@ -506,7 +521,9 @@ func (s *session) subscribe(req *request, d *Decision) {
 		srv.opts.Hub.Unsubscribe(hs)
 		return
 	}
+	s.subsMu.Lock()
 	s.subs[subject] = c
+	s.subsMu.Unlock()
 	srv.m.subscriptions.Inc()
 }
 
@@ -646,9 +663,18 @@ func (s *session) enqueueExtra(f *fanout.Frame) {
 
 func (s *session) unsubscribe(req *request, ch *fanout.Channel, c *subscription, d *Decision) {
 	srv := s.srv
+	s.subsMu.Lock()
+	if s.subs[string(ch.Subject)] != c {
+		// Ended by the node since handle looked it up (its notice is
+		// queued): the client is no longer subscribed.
+		s.subsMu.Unlock()
+		s.replyError(*errNotSub, "", 0, req.id, d)
+		return
+	}
+	delete(s.subs, string(ch.Subject))
+	s.subsMu.Unlock()
 	// Leave the channel before acking: nothing of it follows the ack.
 	srv.opts.Hub.Unsubscribe(c.hs)
-	delete(s.subs, string(ch.Subject))
 	srv.m.subscriptions.Dec()
 	r := srv.replies.get()
 	r.b = appendAck(r.b, "unsubscribe", ch, nil, req.id, d)
@@ -741,9 +767,55 @@ func (s *session) notice(code string, in time.Duration) {
 // leaveAll removes the session from every channel. Read loop only, after
 // the loop ended.
 func (s *session) leaveAll() {
+	s.subsMu.Lock()
+	defer s.subsMu.Unlock()
 	for subject, c := range s.subs {
 		s.srv.opts.Hub.Unsubscribe(c.hs)
 		delete(s.subs, subject)
 		s.srv.m.subscriptions.Dec()
 	}
+}
+
+// endSubscriptions ends every subscription for which end returns true:
+// it leaves the channel, then queues the SUBSCRIPTION_ENDED notice with
+// reason, so no frame of the channel follows the notice. The session's
+// subscription count drops and the client may subscribe again. Safe from
+// any goroutine; it returns how many it ended.
+func (s *session) endSubscriptions(end func(ch *fanout.Channel) bool, reason string) int {
+	srv := s.srv
+	n := 0
+	// Held while leaving and queueing, so that a new subscribe of the same
+	// channel (its check takes subsMu) is acked after this notice.
+	s.subsMu.Lock()
+	defer s.subsMu.Unlock()
+	for subject, c := range s.subs {
+		ch := c.channel()
+		if !end(&ch) {
+			continue
+		}
+		delete(s.subs, subject)
+		srv.opts.Hub.Unsubscribe(c.hs)
+		srv.m.subscriptions.Dec()
+		r := srv.replies.get()
+		r.b = appendEnded(r.b, &ch, reason)
+		s.reply(r)
+		n++
+	}
+	return n
+}
+
+// channel rebuilds the subscription's channel from its subject: the
+// values are its last dot-separated parts (values never hold a dot).
+func (c *subscription) channel() fanout.Channel {
+	ch := fanout.Channel{Source: c.src, Subject: []byte(c.subject)}
+	rest := ch.Subject
+	for i := len(c.src.Params) - 1; i >= 0; i-- {
+		j := bytes.LastIndexByte(rest, '.')
+		if j < 0 {
+			break
+		}
+		ch.Values[i] = rest[j+1:]
+		rest = rest[:j]
+	}
+	return ch
 }

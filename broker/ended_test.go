@@ -1,0 +1,77 @@
+package broker_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"floodgate/broker"
+	"floodgate/fanout"
+	"floodgate/internal/proto"
+)
+
+// keyAdmitter admits everyone as the key named by the X-Key header, with
+// an unlimited budget capped at n subscriptions.
+type keyAdmitter struct{ n int }
+
+func (a keyAdmitter) Admit(_ context.Context, r *http.Request, _ time.Time) (broker.Identity, broker.Budget, *proto.Refusal) {
+	k := r.Header.Get("X-Key")
+	return broker.Identity{Kind: broker.KeyHolder, ID: "key:" + k, KeyPrefix: k}, cappedBudget{a.n}, nil
+}
+
+func (e *env) dialKey(prefix string) *client {
+	e.t.Helper()
+	h := http.Header{}
+	h.Set("X-Key", prefix)
+	return e.dialH(h)
+}
+
+// TestEndSubscriptions: the node ends one subscription of a key's live
+// sessions; the client gets the notice, no frame of that channel after
+// it, its other subscriptions continue, another key is untouched, the
+// subscription slot is free again and the channel can be subscribed again.
+func TestEndSubscriptions(t *testing.T) {
+	e := newEnv(t, broker.Options{Admitter: keyAdmitter{2}})
+	a, other := e.dialKey("pfA"), e.dialKey("pfB")
+	for _, c := range []*client{a, other} {
+		c.roundTrip(`{"method":"subscribe","params":{"source":"trades","symbol":"BTC"}}`, `{"channel":"subscribe","data":{"source":"trades","symbol":"BTC"}}`)
+		c.roundTrip(`{"method":"subscribe","params":{"agg_level":10,"source":"book","symbol":"ETH"}}`, `{"channel":"subscribe","data":{"source":"book","symbol":"ETH","agg_level":10}}`)
+	}
+	a.roundTrip(`{"method":"subscribe","params":{"source":"prices"}}`, `{"channel":"error","data":{"code":"SUBSCRIPTION_LIMIT","message":"subscription limit reached"}}`)
+
+	var seen []string
+	n := e.srv.EndSubscriptions("pfA", func(ch *fanout.Channel) bool {
+		seen = append(seen, ch.Source.Name+":"+string(ch.Values[0]))
+		return ch.Source.Name == "book"
+	}, proto.QuotaExceeded)
+	if n != 1 || len(seen) != 2 {
+		t.Fatalf("ended %d, saw %v; want 1 ended of 2", n, seen)
+	}
+	a.expect(`{"channel":"notice","data":{"code":"SUBSCRIPTION_ENDED","source":"book","params":{"source":"book","symbol":"ETH","agg_level":10},"reason":"QUOTA_EXCEEDED"}}`)
+	if st := e.hub.Stats(); st.Subscriptions != 3 {
+		t.Fatalf("hub subscriptions %d, want 3", st.Subscriptions)
+	}
+	if got := e.counter("floodgate_subscriptions"); got != 3 {
+		t.Fatalf("floodgate_subscriptions %v, want 3", got)
+	}
+	// No frame of the ended channel: the book message reaches only the
+	// other key; the trades channel continues.
+	e.publish("md.book.ETH.10", `{"n":1}`)
+	e.publish("md.trades.BTC", `{"n":2}`)
+	a.expect(`{"channel":"trades","data":{"n":2}}`)
+	other.expect(`{"channel":"book","data":{"n":1}}`)
+	other.expect(`{"channel":"trades","data":{"n":2}}`)
+	// The channel is no longer the client's; the slot is free again.
+	a.roundTrip(`{"method":"unsubscribe","params":{"source":"book","symbol":"ETH","agg_level":10}}`, `{"channel":"error","data":{"code":"NOT_SUBSCRIBED","message":"not subscribed"}}`)
+	a.roundTrip(`{"method":"subscribe","params":{"source":"book","symbol":"ETH","agg_level":10}}`, `{"channel":"subscribe","data":{"source":"book","symbol":"ETH","agg_level":10}}`)
+	e.publish("md.book.ETH.10", `{"n":3}`)
+	a.expect(`{"channel":"book","data":{"n":3}}`)
+	// An unknown or empty prefix ends nothing.
+	if n := e.srv.EndSubscriptions("", func(*fanout.Channel) bool { return true }, "X"); n != 0 {
+		t.Fatalf("empty prefix ended %d", n)
+	}
+	if n := e.srv.EndSubscriptions("nope", func(*fanout.Channel) bool { return true }, "X"); n != 0 {
+		t.Fatalf("unknown prefix ended %d", n)
+	}
+}
