@@ -97,6 +97,8 @@ type QuotasPatch struct {
 	Daily   *int64 `json:"daily,omitempty"`
 	Weekly  *int64 `json:"weekly,omitempty"`
 	Monthly *int64 `json:"monthly,omitempty"`
+	// DeliveredDaily: messages delivered per UTC day (usage_today).
+	DeliveredDaily *int64 `json:"delivered_daily,omitempty"`
 }
 
 func (p *LimitsPatch) apply(l *Limits) {
@@ -118,6 +120,7 @@ func (p *QuotasPatch) apply(q *Quotas) {
 	setField(&q.Daily, p.Daily)
 	setField(&q.Weekly, p.Weekly)
 	setField(&q.Monthly, p.Monthly)
+	setField(&q.DeliveredDaily, p.DeliveredDaily)
 }
 
 // OptionalTime is a JSON field that may be absent (Set false), null (Set,

@@ -60,7 +60,7 @@ func validateQuotas(q Quotas) error {
 	for _, f := range []struct {
 		name string
 		v    int64
-	}{{"total", q.Total}, {"daily", q.Daily}, {"weekly", q.Weekly}, {"monthly", q.Monthly}} {
+	}{{"total", q.Total}, {"daily", q.Daily}, {"weekly", q.Weekly}, {"monthly", q.Monthly}, {"delivered_daily", q.DeliveredDaily}} {
 		if f.v < 0 {
 			return &FieldError{Field: "quotas." + f.name, Problem: "must not be negative"}
 		}

@@ -12,22 +12,11 @@ type Delivered struct {
 	Msgs, Bytes int64
 }
 
-// meter counts the channel frames of a written batch (the items without a
-// reply: live, replayed and snapshot frames; replies and notices are not
-// deliveries). Writer only; 0 allocations.
-func (s *session) meter(batch []item) {
-	var msgs, bytes int64
-	for i := range batch {
-		if batch[i].reply == nil {
-			msgs++
-			bytes += int64(len(batch[i].wire))
-		}
-	}
-	if msgs != 0 {
-		s.deliveredMsgs.Add(msgs)
-		s.deliveredBytes.Add(bytes)
-	}
-}
+// The writer (writer.go) counts the channel frames of each written batch,
+// the items without a reply (live, replayed and snapshot frames; replies
+// and notices are not deliveries), in the pass that recycles the replies,
+// and adds them to deliveredMsgs/deliveredBytes when the session is
+// metered.
 
 // TakeDelivered calls fn with each key's delivered frames and bytes since
 // the previous call (live sessions and those that ended), at most once per

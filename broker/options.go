@@ -126,6 +126,15 @@ type Budget interface {
 	Release(now time.Time)
 }
 
+// PublicGate is implemented by a Budget whose key can use up its daily
+// deliveries (quotas.delivered_daily): while PublicRefused reports true, a
+// subscribe to a public source (one without an account param) is refused
+// with QUOTA_EXCEEDED and retry_after_ms of the wait; account sources,
+// pings and unsubscribes are not affected. It must not block or do I/O.
+type PublicGate interface {
+	PublicRefused(now time.Time) (wait time.Duration, refused bool)
+}
+
 // Hub is the fan-out side a session subscribes through; *fanout.Hub
 // implements it (see fanout.Hub.Subscribe for the ordering guarantees of
 // Join.Joined and Unsubscribe, fanout.Hub.Replay for replays).

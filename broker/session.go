@@ -460,6 +460,13 @@ func (s *session) subscribe(req *request, d *Decision) {
 		s.replyError(*errForbidden, "", 0, req.id, d)
 		return
 	}
+	if g, ok := s.budget.(PublicGate); ok && ref.Source.AccountParam < 0 {
+		if wait, refused := g.PublicRefused(time.Now()); refused {
+			// Rounded up: retrying after retry_after_ms is never early.
+			s.replyError(*errDelivered, "", int64((wait+time.Millisecond-1)/time.Millisecond), req.id, d)
+			return
+		}
+	}
 	s.subsMu.Lock()
 	_, already := s.subs[string(ref.Subject)]
 	n := len(s.subs)

@@ -19,6 +19,18 @@ type budget struct {
 	// refusals counts the key's refused frames for the console (nil:
 	// not counted).
 	refusals refusalRecorder
+	// meter and quota: the key's delivered_daily (meter.go); nil: none.
+	meter *meter
+	quota *keyQuota
+}
+
+// gatedBudget is the budget of a key with a delivered_daily quota: it
+// also implements broker.PublicGate.
+type gatedBudget struct{ *budget }
+
+// PublicRefused implements broker.PublicGate.
+func (g *gatedBudget) PublicRefused(now time.Time) (time.Duration, bool) {
+	return g.quota.PublicRefused(now)
 }
 
 // Charge implements broker.Budget: 0 allocations, no I/O.
@@ -87,4 +99,9 @@ func (b *budget) ChargeReplay(msgs int, now time.Time) broker.Decision {
 func (b *budget) MaxSubscriptions() int { return b.conn.MaxSubscriptions() }
 
 // Release implements broker.Budget.
-func (b *budget) Release(time.Time) { b.conn.Release() }
+func (b *budget) Release(time.Time) {
+	b.conn.Release()
+	if b.quota != nil {
+		b.meter.released(b.prefix, b.quota)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"floodgate/auth"
+	"floodgate/node"
 
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
@@ -120,6 +121,17 @@ func TestStatusShowsDeliveredUsage(t *testing.T) {
 	if len(top) != 1 || top[0].Delivered.Msgs != N || top[0].Delivered.Bytes != st.UsageToday.BytesDelivered {
 		t.Fatalf("top keys %+v", top)
 	}
+	if got := gauge(t, n.reg, "floodgate_top_key_messages_delivered"); got != N {
+		t.Fatalf("floodgate_top_key_messages_delivered %v", got)
+	}
+	n.n.SampleView(time.Now())
+	var tv node.TopKeysView
+	if code, body := adminGet(t, n.n.APIURL, "/admin/v1/top-keys", adminToken, &tv); code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	if len(tv.Traffic) != 1 || tv.Traffic[0].MessagesDelivered != N || tv.Traffic[0].BytesDelivered != st.UsageToday.BytesDelivered {
+		t.Fatalf("top-keys traffic %+v", tv.Traffic)
+	}
 }
 
 // TestDeflateCountsCompressedBytes: the same stream to a permessage-deflate
@@ -148,5 +160,104 @@ func TestDeflateCountsCompressedBytes(t *testing.T) {
 	sz := waitStatus(t, n, zipped.APIKey, func(st auth.KeyStatus) bool { return st.UsageToday.MessagesDelivered == N })
 	if sp.UsageToday.BytesDelivered < N*int64(len(payload)) || sz.UsageToday.BytesDelivered*4 > sp.UsageToday.BytesDelivered {
 		t.Fatalf("bytes: plain %d, deflate %d (payload %d x %d)", sp.UsageToday.BytesDelivered, sz.UsageToday.BytesDelivered, len(payload), N)
+	}
+}
+
+// waitDelivered polls until the broker counted want frames written to the
+// key's live sessions (the writer counts right after the socket write,
+// which the client may read first).
+func waitDelivered(t *testing.T, n *testNode, prefix string, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, k := range n.srv.TopKeys(100) {
+			if k.Prefix == prefix && k.Delivered.Msgs >= want {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d deliveries never counted: %+v", want, n.srv.TopKeys(100))
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval of a condition with a deadline
+	}
+}
+
+// TestDeliveredDailyEndsPublicSubscriptions: a key with
+// quotas.delivered_daily 5 gets 5 trades; at the next usage flush its
+// public subscription ends with SUBSCRIPTION_ENDED reason QUOTA_EXCEEDED,
+// its account source continues, pings and unsubscribes work, a new public
+// subscribe is refused with retry_after_ms until 00:00 UTC; the flush of
+// the next UTC day (fake clock) refills it.
+func TestDeliveredDailyEndsPublicSubscriptions(t *testing.T) {
+	c := newCluster(t)
+	n := c.node(nodeOpts{})
+	k := n.createKey(auth.CreateKeyRequest{Account: accountA, Quotas: &auth.Quotas{DeliveredDaily: 5}})
+	if k.Key.Quotas.DeliveredDaily != 5 {
+		t.Fatalf("quotas %+v", k.Key.Quotas)
+	}
+	cl := n.dial(keyHeader(k.APIKey))
+	cl.send(`{"method":"subscribe","params":{"source":"trades","symbol":"BTC"}}`)
+	cl.read()
+	cl.send(`{"method":"subscribe","params":{"source":"account_orders","account":"` + accountA + `"}}`)
+	cl.read()
+	publishN(t, n.n.NATSURL, "md.trades.BTC", []byte(`{"n":1}`), 5, cl)
+	waitDelivered(t, n, k.Key.Prefix, 5)
+	now := time.Now()
+	if err := n.n.FlushUsage(now); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cl.read(), `{"channel":"notice","data":{"code":"SUBSCRIPTION_ENDED","source":"trades","params":{"source":"trades","symbol":"BTC"},"reason":"QUOTA_EXCEEDED"}}`; got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	// No trade follows; the account source continues.
+	publishN(t, n.n.NATSURL, "md.trades.BTC", []byte(`{"n":2}`), 1)
+	publishN(t, n.n.NATSURL, "md.account_orders."+accountA, []byte(`{"o":1}`), 1)
+	if got := cl.read(); got != `{"channel":"account_orders","data":{"o":1}}` {
+		t.Fatalf("after the notice: %s", got)
+	}
+	roundTripRL(cl, `{"method":"ping"}`, `{"channel":"pong","rl":{"r":297,"q":300`)
+	roundTripRL(cl, `{"method":"unsubscribe","params":{"source":"account_orders","account":"`+accountA+`"}}`,
+		`{"channel":"unsubscribe","data":{"source":"account_orders","account":"`+accountA+`"},"rl":{"r":296,"q":300`)
+	// A new public subscribe is refused until 00:00 UTC.
+	before := time.Now()
+	cl.send(`{"method":"subscribe","params":{"source":"trades","symbol":"BTC"}}`)
+	var e struct {
+		Channel string `json:"channel"`
+		Data    struct {
+			Code         string `json:"code"`
+			Message      string `json:"message"`
+			RetryAfterMs int64  `json:"retry_after_ms"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(cl.read()), &e); err != nil {
+		t.Fatal(err)
+	}
+	toMidnight := auth.NextUTCMidnight(before).Sub(before).Milliseconds()
+	if e.Channel != "error" || e.Data.Code != "QUOTA_EXCEEDED" || e.Data.Message != "Rate limit exceeded: quota delivered_daily" ||
+		e.Data.RetryAfterMs <= 0 || e.Data.RetryAfterMs > toMidnight+1 || e.Data.RetryAfterMs < toMidnight-5000 {
+		t.Fatalf("refusal %+v, want QUOTA_EXCEEDED with retry_after_ms ~%d", e, toMidnight)
+	}
+	// The account source may still be subscribed.
+	roundTripRL(cl, `{"method":"subscribe","params":{"source":"account_orders","account":"`+accountA+`"}}`,
+		`{"channel":"subscribe","data":{"source":"account_orders","account":"`+accountA+`"},"rl":{"r":294,"q":300`)
+	// 00:00 UTC: the flush of the new day refills the quota.
+	if err := n.n.FlushUsage(auth.NextUTCMidnight(now)); err != nil {
+		t.Fatal(err)
+	}
+	roundTripRL(cl, `{"method":"subscribe","params":{"source":"trades","symbol":"BTC"}}`,
+		`{"channel":"subscribe","data":{"source":"trades","symbol":"BTC"},"rl":{"r":293,"q":300`)
+	publishN(t, n.n.NATSURL, "md.trades.BTC", []byte(`{"n":3}`), 1)
+	if got := cl.read(); got != `{"channel":"trades","data":{"n":3}}` {
+		t.Fatalf("after the refill: %s", got)
+	}
+}
+
+// roundTripRL sends req and checks the reply up to its rl's "t" (the
+// seconds until the budget is full, which depend on timing).
+func roundTripRL(c *client, req, want string) {
+	c.t.Helper()
+	c.send(req)
+	if got := c.read(); !strings.HasPrefix(got, want) {
+		c.t.Fatalf("%s\n got  %s\n want %s...", req, got, want)
 	}
 }
