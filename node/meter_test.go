@@ -261,3 +261,22 @@ func roundTripRL(c *client, req, want string) {
 		c.t.Fatalf("%s\n got  %s\n want %s...", req, got, want)
 	}
 }
+
+// TestDeliveredUsageSumsAcrossNodes: two nodes on one Redis each deliver
+// a stream to the same key; the day's counters in the store are the sum,
+// whichever node answers the status call.
+func TestDeliveredUsageSumsAcrossNodes(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.node(nodeOpts{shared: true}), c.node(nodeOpts{shared: true})
+	k := a.createKey(auth.CreateKeyRequest{Account: accountA})
+	onA, onB := a.dial(keyHeader(k.APIKey)), b.dial(keyHeader(k.APIKey))
+	for _, cl := range []*client{onA, onB} {
+		cl.send(`{"method":"subscribe","params":{"source":"trades","symbol":"SOL"}}`)
+		cl.read()
+	}
+	// One NATS server: each publish reaches both nodes.
+	publishN(t, a.n.NATSURL, "md.trades.SOL", []byte(`{"n":1}`), 7, onA, onB)
+	waitStatus(t, b, k.APIKey, func(st auth.KeyStatus) bool {
+		return st.UsageToday.MessagesDelivered == 14 && st.UsageTotal.MessagesDelivered == 14
+	})
+}
