@@ -38,6 +38,12 @@ type Quotas struct {
 	DeliveredDaily int64 `json:"delivered_daily,omitempty" yaml:"delivered_daily,omitempty"`
 }
 
+// credit is q without DeliveredDaily: the quotas the limiter enforces.
+func (q Quotas) credit() Quotas {
+	q.DeliveredDaily = 0
+	return q
+}
+
 func (q Quotas) any() bool { return q.Total > 0 || q.Daily > 0 || q.Weekly > 0 || q.Monthly > 0 }
 
 func (q Quotas) limit(w QuotaWindow) int64 {
