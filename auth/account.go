@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"floodgate/internal/proto"
 	"floodgate/limiter"
 )
 
@@ -21,8 +22,10 @@ var errAccountNotAllowed = &apiError{http.StatusForbidden, "ACCOUNT_NOT_ALLOWED"
 var errAgentWallet = &apiError{http.StatusBadRequest, "BAD_REQUEST", "Agent wallets are not supported: sign with the account key"}
 
 // verifySigned reads and checks a wallet-signed request: body, signature,
-// time window, replay (in that order).
-func (s *Sidecar) verifySigned(w http.ResponseWriter, r *http.Request, typ string, payloadFields ...string) (*SignedRequest, error) {
+// time window, replay (in that order). The payload is made of the
+// required payloadFields and those of optional that the body has (signed
+// when present; a request without them is signed without them).
+func (s *Sidecar) verifySigned(w http.ResponseWriter, r *http.Request, typ string, optional []string, payloadFields ...string) (*SignedRequest, error) {
 	body, err := readBody(w, r)
 	if err != nil {
 		return nil, err
@@ -30,6 +33,11 @@ func (s *Sidecar) verifySigned(w http.ResponseWriter, r *http.Request, typ strin
 	req, err := ParseSignedRequest(body, typ, payloadFields...)
 	if err != nil {
 		return nil, err
+	}
+	for _, f := range optional {
+		if v, ok := req.Fields[f]; ok {
+			req.Payload[f] = v
+		}
 	}
 	if req.AgentWallet != "" {
 		return nil, errAgentWallet
@@ -57,7 +65,12 @@ func (s *Sidecar) verifySigned(w http.ResponseWriter, r *http.Request, typ strin
 
 // POST /api/v1/account/api_keys/create
 func (s *Sidecar) handleAccountCreate(w http.ResponseWriter, r *http.Request) {
-	req, err := s.verifySigned(w, r, TypeCreateAPIKey)
+	req, err := s.verifySigned(w, r, TypeCreateAPIKey, []string{"scopes"})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	scopes, err := signedScopes(req.Payload["scopes"])
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -71,7 +84,12 @@ func (s *Sidecar) handleAccountCreate(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, errAccountNotAllowed)
 		return
 	}
-	key, _, err := s.newKey(r, Record{Account: req.Account, Status: StatusActive, CreatedAt: s.opts.Now().UTC()})
+	now := s.opts.Now().UTC()
+	rec := Record{Account: req.Account, Status: StatusActive, CreatedAt: now, Scopes: scopes}
+	if s.opts.DefaultExpiry > 0 {
+		rec.ExpiresAt = now.Add(s.opts.DefaultExpiry)
+	}
+	key, _, err := s.newKey(r, rec)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -79,9 +97,31 @@ func (s *Sidecar) handleAccountCreate(w http.ResponseWriter, r *http.Request) {
 	writeData(w, http.StatusOK, map[string]string{"api_key": key})
 }
 
+// signedScopes reads the optional signed "scopes" of a create: absent or
+// null is the default (both); otherwise a list of "market" and/or
+// "account".
+func signedScopes(v any) (proto.Scopes, error) {
+	if v == nil {
+		return 0, nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return 0, &FieldError{Field: "scopes", Problem: "must be a list"}
+	}
+	names := make([]string, 0, len(list))
+	for _, e := range list {
+		n, ok := e.(string)
+		if !ok {
+			return 0, &FieldError{Field: "scopes", Problem: `must be "market" and/or "account"`}
+		}
+		names = append(names, n)
+	}
+	return parseScopes(names)
+}
+
 // POST /api/v1/account/api_keys/revoke
 func (s *Sidecar) handleAccountRevoke(w http.ResponseWriter, r *http.Request) {
-	req, err := s.verifySigned(w, r, TypeRevokeAPIKey, "api_key")
+	req, err := s.verifySigned(w, r, TypeRevokeAPIKey, nil, "api_key")
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -125,7 +165,7 @@ func prefixOf(s string) (string, bool) {
 // next to the signed fields (not part of the signed message: the
 // signature is single-use anyway, and a page is only ever the signer's).
 func (s *Sidecar) handleAccountList(w http.ResponseWriter, r *http.Request) {
-	req, err := s.verifySigned(w, r, TypeListAPIKeys)
+	req, err := s.verifySigned(w, r, TypeListAPIKeys, nil)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -156,7 +196,7 @@ func (s *Sidecar) handleAccountList(w http.ResponseWriter, r *http.Request) {
 		rec := &recs[i]
 		count, last := s.usage(rec)
 		out.Keys = append(out.Keys, AccountKey{Prefix: rec.Prefix, Alias: rec.Alias, Status: rec.EffectiveStatus(now),
-			CreatedAt: rec.CreatedAt.UTC(), LastUsedAt: timePtr(last), RequestCount: count})
+			CreatedAt: rec.CreatedAt.UTC(), LastUsedAt: timePtr(last), RequestCount: count, Scopes: rec.Scopes.Names()})
 	}
 	writeData(w, http.StatusOK, out)
 }
@@ -224,12 +264,17 @@ func (s *Sidecar) handleStatus(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
+	if !rec.AllowedCIDRs.Allows(s.opts.ClientIP(r)) {
+		s.failedKeyWith(w, r, now, errIPNotAllowed)
+		return
+	}
 	count, last := s.usage(&rec)
 	today, total := s.metered(&rec, now)
 	st := KeyStatus{
 		Status: rec.EffectiveStatus(now), WalletAddress: rec.Account, CreatedAt: rec.CreatedAt.UTC(),
 		LastUsedAt: timePtr(last), RequestCount: count, RateLimit: s.budget(&rec, now),
 		UsageToday: today, UsageTotal: total,
+		ExpiresAt: timePtr(rec.ExpiresAt), Scopes: rec.Scopes.Names(),
 	}
 	writeData(w, http.StatusOK, st)
 }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"floodgate/internal/proto"
+
 	"github.com/mr-tron/base58"
 )
 
@@ -35,12 +37,23 @@ func (s *Sidecar) handleAdminCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.ExpiresAt != nil {
 		rec.ExpiresAt = req.ExpiresAt.UTC()
+	} else if s.opts.DefaultExpiry > 0 {
+		rec.ExpiresAt = now.Add(s.opts.DefaultExpiry)
 	}
 	if req.Limits != nil {
 		rec.Limits = *req.Limits
 	}
 	if req.Quotas != nil {
 		rec.Quotas = *req.Quotas
+	}
+	var err error
+	if rec.Scopes, err = parseScopes(req.Scopes); err != nil {
+		s.fail(w, err)
+		return
+	}
+	if rec.AllowedCIDRs, err = ParseCIDRs(req.AllowedCIDRs); err != nil {
+		s.fail(w, err)
+		return
 	}
 	s.createAndAnswer(w, r, rec, "")
 }
@@ -155,6 +168,21 @@ func (s *Sidecar) handleAdminPatch(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, &FieldError{Field: "status", Problem: "must be active, inactive or revoked"})
 		return
 	}
+	var scopes proto.Scopes
+	var cidrs CIDRs
+	var err error
+	if p.Scopes != nil {
+		if scopes, err = parseScopes(*p.Scopes); err != nil {
+			s.fail(w, err)
+			return
+		}
+	}
+	if p.AllowedCIDRs != nil {
+		if cidrs, err = ParseCIDRs(*p.AllowedCIDRs); err != nil {
+			s.fail(w, err)
+			return
+		}
+	}
 	var before Record
 	rec, err := s.opts.Store.Update(r.Context(), prefix, s.opts.MaxActiveKeys, func(rec *Record) error {
 		before = *rec
@@ -183,6 +211,12 @@ func (s *Sidecar) handleAdminPatch(w http.ResponseWriter, r *http.Request) {
 		if p.Quotas != nil {
 			p.Quotas.apply(&rec.Quotas)
 		}
+		if p.Scopes != nil {
+			rec.Scopes = scopes
+		}
+		if p.AllowedCIDRs != nil {
+			rec.AllowedCIDRs = cidrs
+		}
 		return nil
 	})
 	if err != nil {
@@ -194,6 +228,15 @@ func (s *Sidecar) handleAdminPatch(w http.ResponseWriter, r *http.Request) {
 		s.notify(r, ev)
 	}
 	writeData(w, http.StatusOK, s.view(&rec, now))
+}
+
+// parseScopes is proto.ParseScopes with the error naming the field.
+func parseScopes(names []string) (proto.Scopes, error) {
+	sc, err := proto.ParseScopes(names)
+	if err != nil {
+		return 0, &FieldError{Field: "scopes", Problem: `must be "market" and/or "account"`}
+	}
+	return sc, nil
 }
 
 // changeEvent is the control event for a change from before to after.

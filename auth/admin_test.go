@@ -153,6 +153,10 @@ func TestAdmin_CreateErrors(t *testing.T) {
 		{"bad expiry", `{"account":"` + acct + `","expires_at":"tomorrow"}`, 400, "BAD_REQUEST", "Invalid field expires_at: must be an RFC 3339 time"},
 		{"active type", `{"account":"` + acct + `","active":"yes"}`, 400, "BAD_REQUEST", "Invalid field active: must be a boolean"},
 		{"long category", `{"account":"` + acct + `","category":"` + strings.Repeat("c", 129) + `"}`, 400, "BAD_REQUEST", "Invalid field category: longer than 128 bytes"},
+		{"bad scope", `{"account":"` + acct + `","scopes":["market","trading"]}`, 400, "BAD_REQUEST", `Invalid field scopes: must be "market" and/or "account"`},
+		{"scopes type", `{"account":"` + acct + `","scopes":"market"}`, 400, "BAD_REQUEST", "Invalid field scopes: must be a list"},
+		{"bad cidr", `{"account":"` + acct + `","allowed_cidrs":["10.0.0.0/33"]}`, 400, "BAD_REQUEST", "Invalid field allowed_cidrs: entry 0 is not a CIDR (like 10.0.0.0/8 or 2001:db8::/32)"},
+		{"too many cidrs", `{"account":"` + acct + `","allowed_cidrs":[` + strings.Repeat(`"10.0.0.1",`, 32) + `"10.0.0.2"]}`, 400, "BAD_REQUEST", "Invalid field allowed_cidrs: at most 32 entries"},
 		{"alias taken", `{"account":"` + acct + `","alias":"bot"}`, 409, "ALIAS_TAKEN", "Alias already in use for this account"},
 		{"too large", `{"account":"` + acct + `","alias":"` + strings.Repeat("a", auth.MaxBodyBytes) + `"}`, 400, "BAD_REQUEST", "Request body too large (max 65536 bytes)"},
 	} {
@@ -246,6 +250,8 @@ func TestAdmin_Patch(t *testing.T) {
 		{"bad credits", `{"limits":{"credits_per_minute":20000}}`, 400, "BAD_REQUEST", "Invalid field limits.credits_per_minute: must be 1..10000"},
 		{"bad quota type", `{"quotas":{"total":"lots"}}`, 400, "BAD_REQUEST", "Invalid field quotas.total: must be an integer"},
 		{"bad expiry", `{"expires_at":"soon"}`, 400, "BAD_REQUEST", "Invalid field expires_at: must be an RFC 3339 time"},
+		{"bad scope", `{"scopes":["Market"]}`, 400, "BAD_REQUEST", `Invalid field scopes: must be "market" and/or "account"`},
+		{"bad cidr", `{"allowed_cidrs":["10.0.0.0/8","fe80::1%eth0"]}`, 400, "BAD_REQUEST", "Invalid field allowed_cidrs: entry 1 is not a CIDR (like 10.0.0.0/8 or 2001:db8::/32)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wantError(t, f.admin("PATCH", p, tc.body), tc.status, tc.code, tc.msg)

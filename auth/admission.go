@@ -47,13 +47,21 @@ func (s *Sidecar) ipBlocked(w http.ResponseWriter, r *http.Request, now time.Tim
 // failedKey records a failed key attempt of r's client and answers: 401
 // INVALID_API_KEY, or 403 IP_BLOCKED once the attempt blocks the IP.
 func (s *Sidecar) failedKey(w http.ResponseWriter, r *http.Request, now time.Time) {
+	s.failedKeyWith(w, r, now, errInvalidKey)
+}
+
+// errIPNotAllowed answers a key used from an IP outside its allowed_cidrs.
+var errIPNotAllowed = &apiError{http.StatusForbidden, proto.IPNotAllowed, "IP not allowed for this API key"}
+
+// failedKeyWith is failedKey answering ae unless the IP gets blocked.
+func (s *Sidecar) failedKeyWith(w http.ResponseWriter, r *http.Request, now time.Time, ae *apiError) {
 	if s.opts.Limiter != nil {
 		if err := s.opts.Limiter.FailedKey(s.opts.ClientIP(r), now); err != nil {
 			writeRefusal(w, refusalOf(err))
 			return
 		}
 	}
-	s.fail(w, errInvalidKey)
+	s.fail(w, ae)
 }
 
 var errOrigin = &apiError{http.StatusForbidden, "ORIGIN_NOT_ALLOWED", "origin not allowed"}

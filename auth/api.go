@@ -35,6 +35,12 @@ type KeyView struct {
 	// total, cluster-wide, including what is not yet flushed on this node.
 	UsageToday UsageCounters `json:"usage_today"`
 	UsageTotal UsageCounters `json:"usage_total"`
+	// Scopes are the key's effective scopes: "market" (public sources)
+	// and/or "account" (its account's private sources).
+	Scopes []string `json:"scopes"`
+	// AllowedCIDRs are the client IPs the key may be used from; empty:
+	// any.
+	AllowedCIDRs []string `json:"allowed_cidrs"`
 	// Live is the key's live budget and quota use (show only, when the
 	// limiter reports it).
 	Live *KeyUsage `json:"live,omitempty"`
@@ -57,6 +63,10 @@ type CreateKeyRequest struct {
 	Limits    *Limits    `json:"limits,omitempty"`
 	Quotas    *Quotas    `json:"quotas,omitempty"`
 	Active    *bool      `json:"active,omitempty"` // default true
+	// Scopes: "market" and/or "account"; absent or empty: both.
+	Scopes []string `json:"scopes,omitempty"`
+	// AllowedCIDRs: at most 32 CIDRs; absent or empty: any IP.
+	AllowedCIDRs []string `json:"allowed_cidrs,omitempty"`
 }
 
 // CreatedKey answers a create or rotate: the full key, shown this once.
@@ -81,6 +91,10 @@ type KeyPatch struct {
 	Category  *string      `json:"category,omitempty"`
 	Limits    *LimitsPatch `json:"limits,omitempty"`
 	Quotas    *QuotasPatch `json:"quotas,omitempty"`
+	// Scopes replaces the scopes; [] restores the default (both).
+	Scopes *[]string `json:"scopes,omitempty"`
+	// AllowedCIDRs replaces the allowlist; [] allows any IP.
+	AllowedCIDRs *[]string `json:"allowed_cidrs,omitempty"`
 }
 
 // LimitsPatch changes the limits it names; 0 restores the tier default.
@@ -188,6 +202,8 @@ type KeyStatus struct {
 	LastUsedAt    *time.Time  `json:"last_used_at"`
 	RequestCount  int64       `json:"request_count"`
 	RateLimit     BudgetUsage `json:"rate_limit"`
+	ExpiresAt     *time.Time  `json:"expires_at"` // RFC 3339 UTC; null: never
+	Scopes        []string    `json:"scopes"`     // effective: "market" and/or "account"
 	// UsageToday and UsageTotal: as in KeyView.
 	UsageToday UsageCounters `json:"usage_today"`
 	UsageTotal UsageCounters `json:"usage_total"`
@@ -201,6 +217,7 @@ type AccountKey struct {
 	CreatedAt    time.Time  `json:"created_at"`
 	LastUsedAt   *time.Time `json:"last_used_at"`
 	RequestCount int64      `json:"request_count"`
+	Scopes       []string   `json:"scopes"` // effective: "market" and/or "account"
 }
 
 // AccountKeys is the data of POST /api/v1/account/api_keys. Keys is one

@@ -498,13 +498,9 @@ func (s *BoltStore) AppendEvents(ctx context.Context, batch []PrefixEvent) error
 	if len(batch) == 0 {
 		return nil
 	}
-	vals := make([][]byte, len(batch))
-	for i := range batch {
-		v, err := json.Marshal(batch[i].Event)
-		if err != nil {
-			return err
-		}
-		vals[i] = v
+	vals, err := marshalEvents(batch)
+	if err != nil {
+		return err
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		for i := range batch {

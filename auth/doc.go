@@ -13,7 +13,7 @@
 //
 // # Main types
 //
-//   - Sidecar (NewSidecar): the http.Handler of rest.md: wallet-signed
+//   - Sidecar (NewSidecar): the http.Handler of docs/rest.md: wallet-signed
 //     account endpoints, GET /api/v1/api_keys/status, the operator API
 //     under /admin/v1 and GET /openapi.json (openapi.json in this
 //     directory, embedded).

@@ -136,3 +136,16 @@ func SubscribeEvents(nc *nats.Conn, fn func(KeyEvent)) (stop func(), err error) 
 		mu.Unlock()
 	}, nil
 }
+
+// marshalEvents encodes the events of a batch as the stores keep them.
+func marshalEvents(batch []PrefixEvent) ([][]byte, error) {
+	vals := make([][]byte, len(batch))
+	for i := range batch {
+		v, err := json.Marshal(batch[i].Event)
+		if err != nil {
+			return nil, err
+		}
+		vals[i] = v
+	}
+	return vals, nil
+}

@@ -7,10 +7,12 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"floodgate/internal/proto"
 )
 
 // Verification errors of Keyring.Verify, mapped by the broker to the 401
-// refusals of protocol.md.
+// refusals of docs/protocol.md.
 var (
 	ErrInvalidKey  = errors.New("auth: invalid api key")  // unknown, malformed or revoked: "Invalid API Key"
 	ErrInactiveKey = errors.New("auth: inactive api key") // "Inactive API Key"
@@ -25,6 +27,10 @@ type KeyInfo struct {
 	ExpiresAt time.Time // zero: never
 	Limits    Limits
 	Quotas    Quotas
+	// Scopes are the stream kinds the key may subscribe to (zero: both).
+	Scopes proto.Scopes
+	// AllowedCIDRs are the IPs the key may be used from (empty: any).
+	AllowedCIDRs CIDRs
 }
 
 // KeyringOptions configure NewKeyring.
@@ -172,7 +178,8 @@ func (k *Keyring) load(prefix string, now time.Time) (*keyEntry, error) {
 		f.e = &keyEntry{
 			hash: rec.Hash,
 			info: KeyInfo{Prefix: rec.Prefix, Account: rec.Account, Status: rec.Status,
-				ExpiresAt: rec.ExpiresAt, Limits: rec.Limits, Quotas: rec.Quotas},
+				ExpiresAt: rec.ExpiresAt, Limits: rec.Limits, Quotas: rec.Quotas,
+				Scopes: rec.Scopes, AllowedCIDRs: rec.AllowedCIDRs},
 			freshUntil: now.Add(k.opts.TTL).UnixNano(),
 		}
 		if k.gen == gen {

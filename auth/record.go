@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"floodgate/internal/proto"
 	"floodgate/limiter"
 )
 
@@ -83,6 +84,10 @@ type Record struct {
 	RequestCount int64     `json:"request_count"`
 	Limits       Limits    `json:"limits,omitzero"`
 	Quotas       Quotas    `json:"quotas,omitzero"`
+	// Scopes are the stream kinds the key may subscribe to; zero: both.
+	Scopes proto.Scopes `json:"scopes,omitzero"`
+	// AllowedCIDRs are the client IPs the key may be used from; empty: any.
+	AllowedCIDRs CIDRs `json:"allowed_cidrs,omitzero"`
 	// Metered usage (usage.go): UsageToday counts UTC day UsageDay only.
 	UsageDay   int64         `json:"usage_day,omitempty"`
 	UsageToday UsageCounters `json:"usage_today,omitzero"`
@@ -155,6 +160,12 @@ func (r *Record) validate() error {
 		return &FieldError{Field: "status", Problem: fmt.Sprintf("unknown status %q", r.Status)}
 	}
 	if err := validateLimits(r.Limits); err != nil {
+		return err
+	}
+	if r.Scopes&^proto.AllScopes != 0 {
+		return &FieldError{Field: "scopes", Problem: "unknown scope"}
+	}
+	if _, err := ParseCIDRs(r.AllowedCIDRs.List()); err != nil {
 		return err
 	}
 	return validateQuotas(r.Quotas)

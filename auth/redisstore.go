@@ -755,13 +755,9 @@ func (s *RedisStore) AppendEvents(ctx context.Context, batch []PrefixEvent) erro
 	if len(batch) == 0 {
 		return nil
 	}
-	vals := make([][]byte, len(batch))
-	for i := range batch {
-		v, err := json.Marshal(batch[i].Event)
-		if err != nil {
-			return err
-		}
-		vals[i] = v
+	vals, err := marshalEvents(batch)
+	if err != nil {
+		return err
 	}
 	return s.pipelineScripts(ctx, []*redis.Script{appendEventScript}, func(p redis.Pipeliner) {
 		for i := range batch {

@@ -60,8 +60,14 @@ type Options struct {
 	// means no budgets and no block (tests, embedding); the node sets it.
 	Limiter *limiter.Limiter
 	// ClientIP is the client address of a request (the node's one rule,
-	// trusted proxies included). Required with Limiter.
+	// trusted proxies included); it also decides a key's allowed_cidrs
+	// on the status endpoint. Required with Limiter; defaults to the
+	// socket peer's address otherwise.
 	ClientIP func(*http.Request) netip.Addr
+	// DefaultExpiry sets expires_at = now + DefaultExpiry on keys created
+	// without one (operator and account create; not rotate, which keeps
+	// the old key's). Defaults to 0: never.
+	DefaultExpiry time.Duration
 	// Verifier decides which accounts may create keys on the account
 	// endpoint (403 ACCOUNT_NOT_ALLOWED otherwise). Defaults to
 	// OpenVerifier: every account.
@@ -84,7 +90,7 @@ type Options struct {
 	Logger *zerolog.Logger
 }
 
-// Sidecar is the REST API of rest.md as an http.Handler: account
+// Sidecar is the REST API of docs/rest.md as an http.Handler: account
 // endpoints, key status, the operator API and /openapi.json. It does not
 // serve /healthz, /readyz or /metrics. Safe for concurrent use; each
 // request costs one or two store operations (a write is an fsync on
@@ -117,6 +123,9 @@ func NewSidecar(opts Options) (*Sidecar, error) {
 	}
 	if opts.Limiter != nil && opts.ClientIP == nil {
 		return nil, errors.New("auth: sidecar: Options.ClientIP is required with Options.Limiter")
+	}
+	if opts.ClientIP == nil {
+		opts.ClientIP = peerIP
 	}
 	if opts.Verifier == nil {
 		opts.Verifier = OpenVerifier{}
@@ -253,6 +262,16 @@ var (
 	errNotFound     = &apiError{http.StatusNotFound, "API_KEY_NOT_FOUND", "API key not found"}
 )
 
+// peerIP is the request's socket peer address (the zero Addr when
+// RemoteAddr is not an address).
+func peerIP(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
 // fail answers err: an *apiError as is, a known sentinel with its status
 // and message, anything else as a logged 500.
 func (s *Sidecar) fail(w http.ResponseWriter, err error) {
@@ -364,6 +383,8 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) err
 
 func jsonTypeName(goType string) string {
 	switch {
+	case strings.HasPrefix(goType, "[]"), strings.HasPrefix(goType, "*[]"):
+		return "a list"
 	case strings.Contains(goType, "int"):
 		return "an integer"
 	case strings.Contains(goType, "bool"):
@@ -422,7 +443,8 @@ func (s *Sidecar) view(rec *Record, now time.Time) KeyView {
 		Prefix: rec.Prefix, Account: rec.Account, Alias: rec.Alias, Category: rec.Category,
 		Status: rec.EffectiveStatus(now), CreatedAt: rec.CreatedAt.UTC(),
 		ExpiresAt: timePtr(rec.ExpiresAt), LastUsedAt: timePtr(last), RevokedAt: timePtr(rec.RevokedAt), RequestCount: count,
-		Limits: rec.Limits, Quotas: rec.Quotas, UsageToday: today, UsageTotal: total,
+		Limits: rec.Limits, Quotas: rec.Quotas, Scopes: rec.Scopes.Names(), AllowedCIDRs: rec.AllowedCIDRs.List(),
+		UsageToday: today, UsageTotal: total,
 	}
 }
 

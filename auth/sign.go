@@ -41,7 +41,7 @@ const (
 	DefaultMaxExpiryWindow = 5 * time.Minute
 )
 
-// SignedRequest is a parsed wallet-signed request body (rest.md): the
+// SignedRequest is a parsed wallet-signed request body (docs/rest.md): the
 // envelope fields, and the payload fields of its type.
 type SignedRequest struct {
 	Type         string         // the signed "type", e.g. "create_api_key"

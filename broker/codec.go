@@ -3,6 +3,7 @@ package broker
 import (
 	"strconv"
 	"sync"
+	"time"
 
 	"floodgate/fanout"
 	"floodgate/internal/jsonw"
@@ -40,6 +41,8 @@ var (
 	errUnknownMethod = &frameError{proto.BadRequest, "unknown method"}
 	errNoParams      = &frameError{proto.BadRequest, "missing params"}
 	errForbidden     = &frameError{proto.Forbidden, "account streams need an API key of that account"}
+	errNoScopeMarket = &frameError{proto.Forbidden, `API key lacks scope "market"`}
+	errNoScopeAcct   = &frameError{proto.Forbidden, `API key lacks scope "account"`}
 	errAlready       = &frameError{proto.AlreadySubscribed, "already subscribed"}
 	errNotSub        = &frameError{proto.NotSubscribed, "not subscribed"}
 	errSubLimit      = &frameError{proto.SubscriptionLimit, "subscription limit reached"}
@@ -287,6 +290,18 @@ func appendEnded(b []byte, ch *fanout.Channel, reason string) []byte {
 	b = appendChannelParams(b, ch)
 	b = append(b, `},"reason":`...)
 	b = jsonw.AppendString(b, reason)
+	return append(b, '}', '}')
+}
+
+// appendExpiring appends {"channel":"notice","data":{"code":"KEY_EXPIRING",
+// "expires_at":"<RFC 3339 UTC>","in_ms":N}}.
+func appendExpiring(b []byte, exp time.Time, inMs int64) []byte {
+	b = append(b, `{"channel":"notice","data":{"code":"`...)
+	b = append(b, proto.NoticeKeyExpiring...)
+	b = append(b, `","expires_at":"`...)
+	b = exp.UTC().AppendFormat(b, time.RFC3339)
+	b = append(b, `","in_ms":`...)
+	b = strconv.AppendInt(b, max(inMs, 0), 10)
 	return append(b, '}', '}')
 }
 

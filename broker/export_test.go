@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"floodgate/fanout"
+	"floodgate/internal/proto"
 
 	"github.com/valyala/fastjson"
 )
@@ -129,3 +130,10 @@ type discardConn struct{ net.Conn }
 
 func (discardConn) Write(p []byte) (int, error)      { return len(p), nil }
 func (discardConn) SetWriteDeadline(time.Time) error { return nil }
+
+// ScopeAllows is the subscribe scope check: whether sc allows a source
+// (private: an account source).
+func ScopeAllows(sc proto.Scopes, private bool) bool { return scopeError(sc, private) == nil }
+
+// Sweep runs one sweep of srv at now (a fake clock).
+func Sweep(srv *Server, now time.Time) { srv.sweep(nil, now) }

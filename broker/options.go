@@ -48,6 +48,10 @@ type Identity struct {
 	// closed with 1008 "api key expired" at that time (Server.SetKeyExpiry
 	// moves it on live sessions).
 	ExpiresAt time.Time
+	// Scopes are the stream kinds the key may subscribe to (zero: both;
+	// anonymous connections keep the zero value).
+	// Server.SetKeyScopes changes them on live sessions.
+	Scopes proto.Scopes
 }
 
 // Admitter decides who an upgrade request is and whether it may open one
@@ -128,9 +132,9 @@ type Budget interface {
 
 // PublicGate is implemented by a Budget whose key can use up its daily
 // deliveries (quotas.delivered_daily): while PublicRefused reports true, a
-// subscribe to a public source (one without an account param) is refused
-// with QUOTA_EXCEEDED and retry_after_ms of the wait; account sources,
-// pings and unsubscribes are not affected. It must not block or do I/O.
+// subscribe to a public source (fanout.Source.Private false) is refused
+// with QUOTA_EXCEEDED and retry_after_ms of the wait; private (account)
+// sources, pings and unsubscribes are not affected. It must not block or do I/O.
 type PublicGate interface {
 	PublicRefused(now time.Time) (wait time.Duration, refused bool)
 }
@@ -200,6 +204,12 @@ type Options struct {
 	// LifetimeNotice is how long before the lifetime ends the RECONNECT
 	// notice is sent. Defaults to 60s.
 	LifetimeNotice time.Duration
+	// ExpiryNotice: a key connection whose key expires within it gets the
+	// KEY_EXPIRING notice right after the upgrade (before any other frame
+	// the server sends on its own), and again ExpiryLastNotice before the
+	// expiry (sent by the sweeper). Defaults to 168h (7 days); negative
+	// turns both notices off.
+	ExpiryNotice time.Duration
 	// ReadLimit is the largest inbound frame in bytes; larger ones close
 	// the connection with 1009. Defaults to 4096.
 	ReadLimit int
@@ -241,6 +251,7 @@ func (o *Options) setDefaults() {
 	def(&o.PongTimeout, 60*time.Second)
 	def(&o.Lifetime, 24*time.Hour)
 	def(&o.LifetimeNotice, 60*time.Second)
+	def(&o.ExpiryNotice, 168*time.Hour)
 	def(&o.WriteTimeout, 10*time.Second)
 	def(&o.CloseTimeout, 6*time.Second)
 	if o.SweepInterval <= 0 {

@@ -125,7 +125,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !id.ExpiresAt.IsZero() {
 		sess.expires.Store(id.ExpiresAt.UnixNano())
 	}
+	sess.scopes.Store(uint32(id.Scopes))
 	sess.lastPing = now
+	// Within the last hour already: the connect notice is the last one.
+	sess.expiryNoticed = !id.ExpiresAt.IsZero() && id.ExpiresAt.Sub(now) <= ExpiryLastNotice
 	hw := &hijackWriter{ResponseWriter: w, writeTimeout: s.opts.WriteTimeout}
 	// permessage-deflate without context takeover: every market frame is
 	// compressed once per node (fanout) and our writer sends the same
@@ -163,6 +166,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = ws.CloseNow() // closed while upgrading
 		budget.Release(time.Now())
 		return
+	}
+	if !id.ExpiresAt.IsZero() && s.opts.ExpiryNotice >= 0 && id.ExpiresAt.Sub(now) <= s.opts.ExpiryNotice {
+		// Before the read loop runs: nothing else queues for a session
+		// without subscriptions (a drain refuses new sessions in add).
+		sess.noticeExpiring(id.ExpiresAt, now)
 	}
 	// The session runs on its own goroutine and the handler returns, so
 	// net/http releases its per-connection state (the request, its 4 KiB
@@ -293,6 +301,24 @@ func (s *Server) EndSubscriptions(prefix string, end func(ch *fanout.Channel) bo
 		if sess.id.KeyPrefix == prefix {
 			n += sess.endSubscriptions(end, reason)
 		}
+	}
+	return n
+}
+
+// SetKeyScopes changes the scopes of every live session of the key prefix
+// and ends, with SUBSCRIPTION_ENDED reason FORBIDDEN, each subscription
+// the new scopes do not allow. Sessions whose scopes do not change are
+// left alone. It returns how many subscriptions it ended.
+func (s *Server) SetKeyScopes(prefix string, sc proto.Scopes) int {
+	if prefix == "" {
+		return 0
+	}
+	n := 0
+	for _, sess := range s.snapshot(nil) {
+		if sess.id.KeyPrefix != prefix || sess.scopes.Swap(uint32(sc)) == uint32(sc) {
+			continue
+		}
+		n += sess.endSubscriptions(func(ch *fanout.Channel) bool { return !sc.Allows(ch.Source.Private) }, proto.Forbidden)
 	}
 	return n
 }

@@ -30,9 +30,10 @@ type session struct {
 	writeFn    func() // s.writeLoop, bound once: go s.writeFn() does not allocate
 
 	// Atomics: written by the read loop or callbacks, read by the sweeper.
-	lastRead atomic.Int64 // unix ns of the last text or ping frame
-	expires  atomic.Int64 // unix ns of the key's expiry; 0 = never
-	lastPong atomic.Int64 // unix ns of the last pong (or the start)
+	lastRead atomic.Int64  // unix ns of the last text or ping frame
+	expires  atomic.Int64  // unix ns of the key's expiry; 0 = never
+	scopes   atomic.Uint32 // proto.Scopes of the key; 0 = both
+	lastPong atomic.Int64  // unix ns of the last pong (or the start)
 	msgsIn   atomic.Int64
 	msgsOut  atomic.Int64
 	// delivered counts channel frames and their bytes written (meter.go);
@@ -54,8 +55,9 @@ type session struct {
 	subs   map[string]*subscription
 
 	// Owned by the sweeper.
-	lastPing time.Time
-	noticed  bool
+	lastPing      time.Time
+	noticed       bool
+	expiryNoticed bool // the KEY_EXPIRING of the last hour was sent
 
 	// Guarded by mu: the send queue and the close state.
 	mu          sync.Mutex
@@ -460,7 +462,11 @@ func (s *session) subscribe(req *request, d *Decision) {
 		s.replyError(*errForbidden, "", 0, req.id, d)
 		return
 	}
-	if g, ok := s.budget.(PublicGate); ok && ref.Source.AccountParam < 0 {
+	if fe := scopeError(proto.Scopes(s.scopes.Load()), ref.Source.Private); fe != nil {
+		s.replyError(*fe, "", 0, req.id, d)
+		return
+	}
+	if g, ok := s.budget.(PublicGate); ok && !ref.Source.Private {
 		if wait, refused := g.PublicRefused(time.Now()); refused {
 			// Rounded up: retrying after retry_after_ms is never early.
 			s.replyError(*errDelivered, "", int64((wait+time.Millisecond-1)/time.Millisecond), req.id, d)
@@ -529,9 +535,28 @@ func (s *session) subscribe(req *request, d *Decision) {
 		return
 	}
 	s.subsMu.Lock()
-	s.subs[subject] = c
-	s.subsMu.Unlock()
+	defer s.subsMu.Unlock()
 	srv.m.subscriptions.Inc()
+	s.subs[subject] = c
+	// The key's scopes may have changed since the check above; a change
+	// stores the scopes before it looks at the subscriptions (under
+	// subsMu), so either it saw c or this sees the new scopes.
+	if !proto.Scopes(s.scopes.Load()).Allows(c.src.Private) {
+		s.endLocked(subject, c, proto.Forbidden)
+	}
+}
+
+// scopeError is the refusal of a source the scopes do not allow (nil when
+// allowed). It does not allocate.
+func scopeError(sc proto.Scopes, private bool) *frameError {
+	switch sc.Missing(private) {
+	case "":
+		return nil
+	case proto.ScopeNameAccount:
+		return errNoScopeAcct
+	default:
+		return errNoScopeMarket
+	}
 }
 
 // resume replays what the client missed after hp.since and splices it in
@@ -771,6 +796,14 @@ func (s *session) notice(code string, in time.Duration) {
 	s.reply(r)
 }
 
+// noticeExpiring queues the KEY_EXPIRING notice of a key expiring at
+// exp.
+func (s *session) noticeExpiring(exp, now time.Time) {
+	r := s.srv.replies.get()
+	r.b = appendExpiring(r.b, exp, exp.Sub(now).Milliseconds())
+	s.reply(r)
+}
+
 // leaveAll removes the session from every channel. Read loop only, after
 // the loop ended.
 func (s *session) leaveAll() {
@@ -789,7 +822,6 @@ func (s *session) leaveAll() {
 // subscription count drops and the client may subscribe again. Safe from
 // any goroutine; it returns how many it ended.
 func (s *session) endSubscriptions(end func(ch *fanout.Channel) bool, reason string) int {
-	srv := s.srv
 	n := 0
 	// Held while leaving and queueing, so that a new subscribe of the same
 	// channel (its check takes subsMu) is acked after this notice.
@@ -800,15 +832,28 @@ func (s *session) endSubscriptions(end func(ch *fanout.Channel) bool, reason str
 		if !end(&ch) {
 			continue
 		}
-		delete(s.subs, subject)
-		srv.opts.Hub.Unsubscribe(c.hs)
-		srv.m.subscriptions.Dec()
-		r := srv.replies.get()
-		r.b = appendEnded(r.b, &ch, reason)
-		s.reply(r)
+		s.endChannelLocked(subject, c, &ch, reason)
 		n++
 	}
 	return n
+}
+
+// endLocked ends subscription c of subject; subsMu held.
+func (s *session) endLocked(subject string, c *subscription, reason string) {
+	ch := c.channel()
+	s.endChannelLocked(subject, c, &ch, reason)
+}
+
+// endChannelLocked leaves c's channel ch, then queues the notice; subsMu
+// held.
+func (s *session) endChannelLocked(subject string, c *subscription, ch *fanout.Channel, reason string) {
+	srv := s.srv
+	delete(s.subs, subject)
+	srv.opts.Hub.Unsubscribe(c.hs)
+	srv.m.subscriptions.Dec()
+	r := srv.replies.get()
+	r.b = appendEnded(r.b, ch, reason)
+	s.reply(r)
 }
 
 // channel rebuilds the subscription's channel from its subject: the

@@ -2,6 +2,10 @@ package broker
 
 import "time"
 
+// ExpiryLastNotice is how long before a key's expiry its connections get
+// the second KEY_EXPIRING notice.
+const ExpiryLastNotice = time.Hour
+
 // sweepLoop runs sweep every SweepInterval until Close.
 func (s *Server) sweepLoop() {
 	defer close(s.sweepDone)
@@ -35,6 +39,10 @@ func (s *Server) sweep(buf []*session, now time.Time) []*session {
 		case now.Sub(sess.start) >= o.Lifetime:
 			sess.requestClose(ReasonLifetime)
 		default:
+			if exp := sess.expires.Load(); exp != 0 && !sess.expiryNoticed && o.ExpiryNotice >= 0 && exp-nowNs <= int64(ExpiryLastNotice) {
+				sess.expiryNoticed = true
+				sess.noticeExpiring(time.Unix(0, exp), now)
+			}
 			if !sess.noticed && now.Sub(sess.start) >= o.Lifetime-o.LifetimeNotice {
 				sess.noticed = true
 				sess.notice("RECONNECT", sess.start.Add(o.Lifetime).Sub(now))

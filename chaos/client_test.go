@@ -16,6 +16,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
+
+	"floodgate/internal/testdeps/procnode"
 )
 
 // attempt is one websocket upgrade.
@@ -30,15 +32,11 @@ type attempt struct {
 
 // upgrade dials n (with key unless ""), measures the handshake and closes
 // the connection at once.
-func upgrade(n *node, key string) attempt {
-	h := http.Header{}
-	if key != "" {
-		h.Set("PF-API-KEY", key)
-	}
+func upgrade(n *procnode.Node, key string) attempt {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	a := attempt{at: time.Now()}
-	conn, resp, err := websocket.Dial(ctx, n.wsURL, &websocket.DialOptions{HTTPHeader: h, HTTPClient: httpClient})
+	conn, resp, err := n.Upgrade(ctx, key)
 	a.took = time.Since(a.at)
 	if err == nil {
 		a.status = http.StatusSwitchingProtocols
@@ -61,7 +59,7 @@ func upgrade(n *node, key string) attempt {
 }
 
 // upgrades dials n every gap until stop is closed and returns what it saw.
-func upgrades(n *node, key string, gap time.Duration, stop <-chan struct{}) []attempt {
+func upgrades(n *procnode.Node, key string, gap time.Duration, stop <-chan struct{}) []attempt {
 	var out []attempt
 	t := time.NewTicker(gap)
 	defer t.Stop()
@@ -116,22 +114,14 @@ type stream struct {
 
 // openStream dials n (with key unless ""), subscribes to the trades of
 // symbol and starts the reader; the client is closed in t.Cleanup.
-func openStream(t *testing.T, n *node, key, symbol, name string) *stream {
+func openStream(t *testing.T, n *procnode.Node, key, symbol, name string) *stream {
 	t.Helper()
-	h := http.Header{}
-	if key != "" {
-		h.Set("PF-API-KEY", key)
+	conn, err := n.Dial(key)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
 	}
 	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer dcancel()
-	conn, resp, err := websocket.Dial(dctx, n.wsURL, &websocket.DialOptions{HTTPHeader: h, HTTPClient: httpClient})
-	if err != nil {
-		if resp != nil {
-			b, _ := io.ReadAll(resp.Body)
-			t.Fatalf("%s: dial %s: %v (HTTP %d %s)", name, n.id, err, resp.StatusCode, b)
-		}
-		t.Fatalf("%s: dial %s: %v", name, n.id, err)
-	}
 	conn.SetReadLimit(1 << 20)
 	if err := conn.Write(dctx, websocket.MessageText, []byte(`{"method":"subscribe","params":{"source":"trades","symbol":"`+symbol+`"}}`)); err != nil {
 		t.Fatalf("%s: subscribe: %v", name, err)

@@ -4,102 +4,27 @@ package chaos_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/redis/go-redis/v9"
 
 	"floodgate/internal/testdeps"
+	"floodgate/internal/testdeps/procnode"
 )
 
 // The credit run of TestChaosRedisClusterBudgets is the cluster suite's
-// (cluster/credits_test.go has the math): C credits per minute for one
-// key, spent from 15 connections spread 8/5/2 over three nodes, each
-// pinging every fastGap while it gets pongs and every slowGap after a
-// RATE_LIMITED, for creditRun. The cluster admits C + C*T/W within 5 %.
+// (procnode.SpendCredits has the math): C credits per minute for one key,
+// spent from 15 connections spread 8/5/2 over three nodes for creditRun.
+// The cluster admits C + C*T/W within 5 %.
 const (
 	creditsPerMinute = 120
-	creditWindow     = time.Minute
 	creditRun        = 15 * time.Second
-	fastGap          = 200 * time.Millisecond
-	slowGap          = 2500 * time.Millisecond
 )
-
-// tally is what one pinging connection saw.
-type tally struct {
-	node     int
-	pongs    int
-	refusals int
-	lastSend time.Time
-	lastRecv time.Time
-	err      error
-}
-
-// pingLoop pings over c until stop, pacing as described above.
-func pingLoop(c *websocket.Conn, first, stop time.Time, tl *tally) {
-	next := first
-	for next.Before(stop) {
-		if wait := time.Until(next); wait > 0 {
-			time.Sleep(wait) // pacing, not waiting for an event
-		}
-		sent := time.Now()
-		if !sent.Before(stop) {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := c.Write(ctx, websocket.MessageText, []byte(`{"method":"ping"}`))
-		var b []byte
-		if err == nil {
-			_, b, err = c.Read(ctx)
-		}
-		cancel()
-		if err != nil {
-			tl.err = err
-			return
-		}
-		tl.lastSend, tl.lastRecv = sent, time.Now()
-		var f struct {
-			Channel string `json:"channel"`
-			Data    struct {
-				Code string `json:"code"`
-			} `json:"data"`
-		}
-		_ = json.Unmarshal(b, &f)
-		switch {
-		case f.Channel == "pong":
-			tl.pongs++
-			next = sent.Add(fastGap)
-		case f.Channel == "error" && f.Data.Code == "RATE_LIMITED":
-			tl.refusals++
-			next = sent.Add(slowGap)
-		default:
-			tl.err = fmt.Errorf("unexpected frame %s", b)
-			return
-		}
-	}
-}
-
-// dialKey opens a websocket with key on n; it is closed in t.Cleanup.
-func dialKey(t *testing.T, n *node, key string) *websocket.Conn {
-	t.Helper()
-	h := http.Header{}
-	h.Set("PF-API-KEY", key)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, _, err := websocket.Dial(ctx, n.wsURL, &websocket.DialOptions{HTTPHeader: h, HTTPClient: httpClient})
-	if err != nil {
-		t.Fatalf("dial %s: %v", n.id, err)
-	}
-	t.Cleanup(func() { _ = c.CloseNow() })
-	return c
-}
 
 // clusterURL is the go-redis cluster URL of addrs.
 func clusterURL(addrs []string) string {
@@ -117,83 +42,41 @@ func TestChaosRedisClusterBudgets(t *testing.T) {
 	nsrv := testdeps.StartNATS(t, nil)
 	rc := testdeps.StartRedisCluster(t, nil)
 	url := clusterURL(rc.Addrs())
-	prefix := "cc" + randomToken(4)
+	prefix := "cc" + procnode.RandomToken(4)
 	// The key store tags an account's keys by the account, the limiter an
 	// identity's by the identity: both spread over the shards. (A
 	// namespace may not contain braces.)
-	ns := "chaos" + randomToken(3) + ":"
-	var specs []nodeSpec
+	ns := "chaos" + procnode.RandomToken(3) + ":"
+	var specs []procnode.Spec
 	for i := range 3 {
-		specs = append(specs, nodeSpec{id: fmt.Sprintf("node%d", i+1), natsURL: nsrv.URL(), redisURL: url,
-			redisMode: "cluster", namespace: ns, prefix: prefix, clusterNodes: 3})
+		specs = append(specs, procnode.Spec{ID: fmt.Sprintf("node%d", i+1), NATSURL: nsrv.URL(), RedisURL: url,
+			RedisMode: "cluster", Namespace: ns, Prefix: prefix, ClusterNodes: 3})
 	}
-	nodes := startNodes(t, specs...)
-	key := createKey(t, nodes[0], newAccount(), map[string]any{"credits_per_minute": creditsPerMinute})
+	nodes := suite.StartNodes(t, specs...)
+	key := nodes[0].CreateKey(t, procnode.NewAccount(), map[string]any{"credits_per_minute": creditsPerMinute})
 
-	perNode := [3]int{8, 5, 2}
-	t0 := time.Now()
-	var conns []*websocket.Conn
-	var connNode []int
-	for round := 0; len(conns) < perNode[0]+perNode[1]+perNode[2]; round++ {
-		for i, n := range nodes {
-			if round < perNode[i] {
-				conns = append(conns, dialKey(t, n, key.APIKey))
-				connNode = append(connNode, i)
-			}
-		}
-	}
-	stop := t0.Add(creditRun)
-	tallies := make([]tally, len(conns))
-	var wg sync.WaitGroup
-	for i, c := range conns {
-		tallies[i].node = connNode[i]
-		first := time.Now().Add(time.Duration(i) * fastGap / time.Duration(len(conns)))
-		wg.Add(1)
-		go func() { defer wg.Done(); pingLoop(c, first, stop, &tallies[i]) }()
-	}
-	wg.Wait()
-	var pongs, refusals int
-	var lastSend, lastRecv time.Time
-	var admitted [3]int
-	for i := range tallies {
-		tl := &tallies[i]
-		if tl.err != nil {
-			t.Errorf("connection %d on node%d: %v", i, tl.node+1, tl.err)
-		}
-		pongs += tl.pongs
-		refusals += tl.refusals
-		admitted[tl.node] += tl.pongs
-		if tl.lastSend.After(lastSend) {
-			lastSend = tl.lastSend
-		}
-		if tl.lastRecv.After(lastRecv) {
-			lastRecv = tl.lastRecv
-		}
-	}
-	ideal := creditsPerMinute * (1 + lastSend.Sub(t0).Seconds()/creditWindow.Seconds())
-	bound := creditsPerMinute * (1 + lastRecv.Sub(t0).Seconds()/creditWindow.Seconds())
-	dev := (float64(pongs) - ideal) / ideal
+	r := procnode.SpendCredits(t, nodes, []int{8, 5, 2}, key.APIKey, creditsPerMinute, creditRun)
 	t.Logf("figure: redis cluster (3 shards, 3 nodes): admitted %d (per node %v), ideal %.1f, deviation %+.2f %%, %d RATE_LIMITED",
-		pongs, admitted, ideal, 100*dev, refusals)
-	if float64(pongs) > bound {
-		t.Errorf("admitted %d, more than one budget allows (%.1f)", pongs, bound)
+		r.Pongs, r.Admitted, r.Ideal, 100*r.Dev, r.Refusals)
+	if float64(r.Pongs) > r.Bound {
+		t.Errorf("admitted %d, more than one budget allows (%.1f)", r.Pongs, r.Bound)
 	}
-	if math.Abs(dev) > 0.05 {
-		t.Errorf("admitted %d, %.2f %% off the ideal %.1f (bound: 5 %%)", pongs, 100*dev, ideal)
+	if math.Abs(r.Dev) > 0.05 {
+		t.Errorf("admitted %d, %.2f %% off the ideal %.1f (bound: 5 %%)", r.Pongs, 100*r.Dev, r.Ideal)
 	}
 	for i, n := range nodes {
-		if v, ok := metric(n, "floodgate_limiter_cluster_up"); !ok || v != 1 {
-			t.Errorf("%s: floodgate_limiter_cluster_up = %v (%v), want 1", n.id, v, ok)
+		if v, ok := n.Metric("floodgate_limiter_cluster_up"); !ok || v != 1 {
+			t.Errorf("%s: floodgate_limiter_cluster_up = %v (%v), want 1", n.ID(), v, ok)
 		}
-		if strings.Contains(n.tail(400), "enforcing local budget shares") {
-			t.Errorf("%s fell back to local budgets during the run: a script or transaction crossed slots?", n.id)
+		if strings.Contains(n.Tail(400), "enforcing local budget shares") {
+			t.Errorf("%s fell back to local budgets during the run: a script or transaction crossed slots?", n.ID())
 		}
-		if admitted[i] == 0 {
-			t.Errorf("%s admitted nothing: the budget was not spread", n.id)
+		if r.Admitted[i] == 0 {
+			t.Errorf("%s admitted nothing: the budget was not spread", n.ID())
 		}
 	}
 	// The key's live usage (the peek script) reads across the cluster.
-	if status, env, err := call(nodes[2], "GET", "/admin/v1/keys/"+key.Key.Prefix, nil); err != nil || status != http.StatusOK {
+	if status, env, err := nodes[2].Admin("GET", "/admin/v1/keys/"+key.Key.Prefix, nil); err != nil || status != http.StatusOK {
 		t.Errorf("key view on node3: %d %+v %v", status, env, err)
 	}
 
@@ -224,9 +107,9 @@ func TestChaosRedisClusterBudgets(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = shard.Resume() })
-	toNotReady, ok := poll(pausedAt, 5*time.Second, func() bool {
-		r := ready(nodes[0])
-		return r.status == http.StatusServiceUnavailable && r.has("redis")
+	toNotReady, ok := procnode.Poll(pausedAt, 5*time.Second, func() bool {
+		r := nodes[0].Ready()
+		return r.Status == http.StatusServiceUnavailable && r.Has("redis")
 	})
 	if !ok || toNotReady > maxRedisNotReady {
 		t.Errorf("node1: /readyz 503 redis after %v with one shard stopped (reached %v), want <= %v", toNotReady, ok, maxRedisNotReady)
@@ -236,7 +119,7 @@ func TestChaosRedisClusterBudgets(t *testing.T) {
 		t.Fatal(err)
 	}
 	resumedAt := time.Now()
-	toReady, ok := poll(resumedAt, 10*time.Second, func() bool { return ready(nodes[0]).status == http.StatusOK })
+	toReady, ok := procnode.Poll(resumedAt, 10*time.Second, func() bool { return nodes[0].Ready().Status == http.StatusOK })
 	if !ok || toReady > maxRecover {
 		t.Errorf("node1: /readyz 200 after %v (reached %v), want <= %v", toReady, ok, maxRecover)
 	}

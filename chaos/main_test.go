@@ -37,7 +37,8 @@
 //
 // Tests run one at a time (the figures are timings). Every client,
 // publisher and poller has one goroutine that the test stops in
-// t.Cleanup; child processes are killed there too; TestMain checks for
+// t.Cleanup; the floodgate children (internal/testdeps/procnode) and the
+// servers (internal/testdeps) are killed there too; TestMain checks for
 // leaked goroutines.
 //
 // # Hot path
@@ -46,46 +47,24 @@
 package chaos_test
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
-	"go.uber.org/goleak"
+	"floodgate/internal/testdeps/procnode"
 )
 
-// binary is the floodgate binary under test, built once by TestMain (or
-// FLOODGATE_BINARY).
-var binary string
+// suite runs the nodes of every test; TestMain sets it before any test
+// runs. FLOODGATE_BINARY, when set, is the binary under test.
+var suite *procnode.Suite
+
+// chaosConfig lifts the connect rates out of the way: the tests open many
+// connections from one IP and key on purpose.
+const chaosConfig = `limits:
+  tiers:
+    anonymous: {connects: 100000, connect_window: 5m}
+    key: {connects: 100000, connect_window: 5m}
+`
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	binary = os.Getenv("FLOODGATE_BINARY")
-	if binary == "" {
-		dir, err := os.MkdirTemp("", "floodgate-chaos")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		binary = filepath.Join(dir, "floodgate")
-		out, err := exec.Command("go", "build", "-o", binary, "../cmd/floodgate").CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "build floodgate: %v\n%s", err, out)
-			return 1
-		}
-	}
-	code := m.Run()
-	httpClient.CloseIdleConnections()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			return 1
-		}
-	}
-	return code
+	os.Exit(procnode.Main(m, procnode.Options{Binary: os.Getenv("FLOODGATE_BINARY"), Config: chaosConfig}, &suite))
 }

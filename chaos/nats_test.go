@@ -10,7 +10,9 @@ import (
 
 	"github.com/coder/websocket"
 
+	"floodgate/auth"
 	"floodgate/internal/testdeps"
+	"floodgate/internal/testdeps/procnode"
 )
 
 // natsCase is the setup of a NATS outage test: two nodes on one private
@@ -18,30 +20,30 @@ import (
 // each symbol and a stream of key K.
 type natsCase struct {
 	nats    *testdeps.Server
-	nodes   []*node
+	nodes   []*procnode.Node
 	streams []*stream // every anonymous stream
 	keyed   []*stream // K's stream on node i
-	key     createdKey
+	key     auth.CreatedKey
 }
 
 func newNATSCase(t *testing.T) *natsCase {
 	t.Helper()
 	nsrv := testdeps.StartNATS(t, nil)
 	rsrv := testdeps.StartRedis(t, nil)
-	prefix := "cn" + randomToken(4)
+	prefix := "cn" + procnode.RandomToken(4)
 	c := &natsCase{nats: nsrv}
-	c.nodes = startNodes(t,
-		nodeSpec{id: "node1", natsURL: nsrv.URL(), redisURL: rsrv.URL(), prefix: prefix, clusterNodes: 2},
-		nodeSpec{id: "node2", natsURL: nsrv.URL(), redisURL: rsrv.URL(), prefix: prefix, clusterNodes: 2})
+	c.nodes = suite.StartNodes(t,
+		procnode.Spec{ID: "node1", NATSURL: nsrv.URL(), RedisURL: rsrv.URL(), Prefix: prefix, ClusterNodes: 2},
+		procnode.Spec{ID: "node2", NATSURL: nsrv.URL(), RedisURL: rsrv.URL(), Prefix: prefix, ClusterNodes: 2})
 	startPublisher(t, nsrv.URL(), prefix)
-	c.key = createKey(t, c.nodes[0], newAccount(), nil)
+	c.key = c.nodes[0].CreateKey(t, procnode.NewAccount(), nil)
 	for i, n := range c.nodes {
 		for _, sym := range symbols {
 			c.streams = append(c.streams, openStream(t, n, "", sym, fmt.Sprintf("node%d %s stream", i+1, sym)))
 		}
 		c.keyed = append(c.keyed, openStream(t, n, c.key.APIKey, "BTC", fmt.Sprintf("node%d key stream", i+1)))
 	}
-	if _, ok := poll(time.Now(), 5*time.Second, func() bool {
+	if _, ok := procnode.Poll(time.Now(), 5*time.Second, func() bool {
 		for _, s := range append(c.streams, c.keyed...) {
 			if s.count() == 0 {
 				return false
@@ -58,7 +60,7 @@ func newNATSCase(t *testing.T) *natsCase {
 // and returns when it closed.
 func closedBy(t *testing.T, s *stream, start time.Time, timeout time.Duration) (time.Duration, bool) {
 	t.Helper()
-	d, ok := poll(start, timeout, func() bool { _, _, _, ok := s.closed(); return ok })
+	d, ok := procnode.Poll(start, timeout, func() bool { _, _, _, ok := s.closed(); return ok })
 	if !ok {
 		return d, false
 	}
@@ -69,20 +71,27 @@ func closedBy(t *testing.T, s *stream, start time.Time, timeout time.Duration) (
 	return at.Sub(start), true
 }
 
-// recovered waits until every stream got a trade after from and returns
-// the worst delay.
-func (c *natsCase) recovered(t *testing.T, from time.Time) time.Duration {
+// recovered waits until every stream got a trade after from, then until
+// every node's /readyz says 200 (an error past maxRecover), and returns
+// the worst delay of each.
+func (c *natsCase) recovered(t *testing.T, from time.Time) (toData, toReady time.Duration) {
 	t.Helper()
-	var worst time.Duration
 	for _, s := range c.streams {
-		if _, ok := poll(from, 15*time.Second, func() bool { _, ok := s.firstAfter(from); return ok }); !ok {
+		if _, ok := procnode.Poll(from, 15*time.Second, func() bool { _, ok := s.firstAfter(from); return ok }); !ok {
 			t.Errorf("%s: no trade within 15 s after NATS came back", s.name)
 			continue
 		}
 		at, _ := s.firstAfter(from)
-		worst = max(worst, at.Sub(from))
+		toData = max(toData, at.Sub(from))
 	}
-	return worst
+	for _, n := range c.nodes {
+		d, ok := procnode.Poll(from, 10*time.Second, func() bool { return n.Ready().Status == http.StatusOK })
+		if !ok || d > maxRecover {
+			t.Errorf("%s: /readyz 200 after %v (reached %v), want <= %v", n.ID(), d, ok, maxRecover)
+		}
+		toReady = max(toReady, d)
+	}
+	return toData, toReady
 }
 
 // TestChaosNATSHang stops nats-server with SIGSTOP under two nodes while a
@@ -99,39 +108,31 @@ func TestChaosNATSHang(t *testing.T) {
 	revokeAt := time.Now()
 	apiTook := revoke(t, n1, c.key.Key.Prefix)
 	localClose, localOK := closedBy(t, c.keyed[0], revokeAt, 5*time.Second)
-	unpublished, _ := metric(n1, "floodgate_control_events_unpublished")
+	unpublished, _ := n1.Metric("floodgate_control_events_unpublished")
 
 	var toNotReady [2]time.Duration
 	for i, n := range c.nodes {
-		d, ok := poll(pausedAt, 20*time.Second, func() bool {
-			r := ready(n)
-			v, vok := metric(n, "floodgate_nats_connected")
-			return r.status == http.StatusServiceUnavailable && r.has("nats") && vok && v == 0
+		d, ok := procnode.Poll(pausedAt, 20*time.Second, func() bool {
+			r := n.Ready()
+			v, vok := n.Metric("floodgate_nats_connected")
+			return r.Status == http.StatusServiceUnavailable && r.Has("nats") && vok && v == 0
 		})
 		if !ok || d > maxNATSNotReady {
-			t.Errorf("%s: /readyz 503 nats and floodgate_nats_connected 0 after %v (reached %v), want <= %v", n.id, d, ok, maxNATSNotReady)
+			t.Errorf("%s: /readyz 503 nats and floodgate_nats_connected 0 after %v (reached %v), want <= %v", n.ID(), d, ok, maxNATSNotReady)
 		}
 		toNotReady[i] = d
 	}
 	remoteClose, remoteOK := closedBy(t, c.keyed[1], revokeAt, 25*time.Second)
-	age, _ := metric(n2, "floodgate_nats_last_message_age_seconds")
+	age, _ := n2.Metric("floodgate_nats_last_message_age_seconds")
 	outageEnd := time.Now()
 
 	if err := c.nats.Resume(); err != nil {
 		t.Fatal(err)
 	}
 	resumedAt := time.Now()
-	toData := c.recovered(t, resumedAt)
-	var toReady time.Duration
-	for _, n := range c.nodes {
-		d, ok := poll(resumedAt, 10*time.Second, func() bool { return ready(n).status == http.StatusOK })
-		if !ok || d > maxRecover {
-			t.Errorf("%s: /readyz 200 after %v (reached %v), want <= %v", n.id, d, ok, maxRecover)
-		}
-		toReady = max(toReady, d)
-	}
-	toPublished, pubOK := poll(resumedAt, 10*time.Second, func() bool {
-		v, ok := metric(n1, "floodgate_control_events_unpublished")
+	toData, toReady := c.recovered(t, resumedAt)
+	toPublished, pubOK := procnode.Poll(resumedAt, 10*time.Second, func() bool {
+		v, ok := n1.Metric("floodgate_control_events_unpublished")
 		return ok && v == 0
 	})
 	var gap time.Duration
@@ -184,12 +185,12 @@ func TestChaosNATSKill(t *testing.T) {
 	localClose, localOK := closedBy(t, c.keyed[0], revokeAt, 5*time.Second)
 	var toNotReady time.Duration
 	for _, n := range c.nodes {
-		d, ok := poll(killedAt, 10*time.Second, func() bool {
-			r := ready(n)
-			return r.status == http.StatusServiceUnavailable && r.has("nats")
+		d, ok := procnode.Poll(killedAt, 10*time.Second, func() bool {
+			r := n.Ready()
+			return r.Status == http.StatusServiceUnavailable && r.Has("nats")
 		})
 		if !ok || d > 2*time.Second {
-			t.Errorf("%s: /readyz 503 nats after %v (reached %v), want <= 2 s", n.id, d, ok)
+			t.Errorf("%s: /readyz 503 nats after %v (reached %v), want <= 2 s", n.ID(), d, ok)
 		}
 		toNotReady = max(toNotReady, d)
 	}
@@ -198,15 +199,7 @@ func TestChaosNATSKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	restartedAt := time.Now()
-	toData := c.recovered(t, restartedAt)
-	var toReady time.Duration
-	for _, n := range c.nodes {
-		d, ok := poll(restartedAt, 10*time.Second, func() bool { return ready(n).status == http.StatusOK })
-		if !ok || d > maxRecover {
-			t.Errorf("%s: /readyz 200 after %v (reached %v), want <= %v", n.id, d, ok, maxRecover)
-		}
-		toReady = max(toReady, d)
-	}
+	toData, toReady := c.recovered(t, restartedAt)
 	remoteClose, remoteOK := closedBy(t, c.keyed[1], revokeAt, time.Until(restartedAt.Add(maxRecover)))
 	var gap time.Duration
 	for _, s := range c.streams {

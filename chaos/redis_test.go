@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"floodgate/auth"
 	"floodgate/internal/testdeps"
+	"floodgate/internal/testdeps/procnode"
 )
 
 // durableRedis makes a private redis-server fsync every write before it
@@ -34,29 +36,37 @@ func keyRefusal(t *testing.T, what string, a attempt, status int, code string, r
 	}
 }
 
+// startRedisCase starts a private nats-server and a durable redis-server,
+// one node on them (subject prefix tag plus a random token), a publisher,
+// and an anonymous stream of BTC on the node.
+func startRedisCase(t *testing.T, tag string) (*testdeps.Server, *procnode.Node, *stream) {
+	t.Helper()
+	nsrv := testdeps.StartNATS(t, nil)
+	rsrv := testdeps.StartRedis(t, durableRedis)
+	prefix := tag + procnode.RandomToken(4)
+	n := suite.StartNodes(t, procnode.Spec{ID: "node1", NATSURL: nsrv.URL(), RedisURL: rsrv.URL(), Prefix: prefix})[0]
+	startPublisher(t, nsrv.URL(), prefix)
+	return rsrv, n, openStream(t, n, "", "BTC", "anonymous stream")
+}
+
 // TestChaosRedisHang stops Redis with SIGSTOP under a node that streams
 // and accepts connections, and resumes it.
 func TestChaosRedisHang(t *testing.T) {
-	nsrv := testdeps.StartNATS(t, nil)
-	rsrv := testdeps.StartRedis(t, durableRedis)
-	prefix := "ch" + randomToken(4)
-	n := startNodes(t, nodeSpec{id: "node1", natsURL: nsrv.URL(), redisURL: rsrv.URL(), prefix: prefix})[0]
-	startPublisher(t, nsrv.URL(), prefix)
-	st := openStream(t, n, "", "BTC", "anonymous stream")
+	rsrv, n, st := startRedisCase(t, "ch")
 
-	acct := newAccount()
-	cached, revoked, uncached := createKey(t, n, acct, nil), createKey(t, n, acct, nil), createKey(t, n, acct, nil)
-	for _, k := range []createdKey{cached, revoked} {
+	acct := procnode.NewAccount()
+	cached, revoked, uncached := n.CreateKey(t, acct, nil), n.CreateKey(t, acct, nil), n.CreateKey(t, acct, nil)
+	for _, k := range []auth.CreatedKey{cached, revoked} {
 		if a := upgrade(n, k.APIKey); a.status != http.StatusSwitchingProtocols {
 			t.Fatalf("key upgrade before the outage: %+v", a)
 		}
 	}
 	revoke(t, n, revoked.Key.Prefix)
 	keyRefusal(t, "revoked key before the outage", upgrade(n, revoked.APIKey), http.StatusUnauthorized, "INVALID_API_KEY", false)
-	if _, ok := poll(time.Now(), 5*time.Second, func() bool { return st.count() > 0 }); !ok {
+	if _, ok := procnode.Poll(time.Now(), 5*time.Second, func() bool { return st.count() > 0 }); !ok {
 		t.Fatal("no trade reached the stream before the outage")
 	}
-	if r := ready(n); r.status != http.StatusOK {
+	if r := n.Ready(); r.Status != http.StatusOK {
 		t.Fatalf("not ready before the outage: %+v", r)
 	}
 
@@ -72,13 +82,13 @@ func TestChaosRedisHang(t *testing.T) {
 	go func() { defer wg.Done(); anon = upgrades(n, "", 20*time.Millisecond, stop) }()
 	go func() { defer wg.Done(); keyed = upgrades(n, cached.APIKey, 20*time.Millisecond, stop) }()
 	go func() { defer wg.Done(); unknown = upgrades(n, uncached.APIKey, 100*time.Millisecond, stop) }()
-	toLocal, localOK := poll(pausedAt, 5*time.Second, func() bool {
-		v, ok := metric(n, "floodgate_limiter_cluster_up")
+	toLocal, localOK := procnode.Poll(pausedAt, 5*time.Second, func() bool {
+		v, ok := n.Metric("floodgate_limiter_cluster_up")
 		return ok && v == 0
 	})
-	toNotReady, notReadyOK := poll(pausedAt, 5*time.Second, func() bool {
-		r := ready(n)
-		return r.status == http.StatusServiceUnavailable && r.has("redis")
+	toNotReady, notReadyOK := procnode.Poll(pausedAt, 5*time.Second, func() bool {
+		r := n.Ready()
+		return r.Status == http.StatusServiceUnavailable && r.Has("redis")
 	})
 	// Hold the outage for 3 s of upgrades (a fixed length, not a wait for
 	// a condition).
@@ -87,7 +97,7 @@ func TestChaosRedisHang(t *testing.T) {
 	wg.Wait()
 	keyRefusal(t, "key revoked before the outage, during it", upgrade(n, revoked.APIKey), http.StatusUnauthorized, "INVALID_API_KEY", false)
 	apiStart := time.Now()
-	_, apiStatus, apiErr := tryCreateKey(n, acct, nil)
+	_, apiStatus, apiErr := n.TryCreateKey(acct, nil)
 	apiTook := time.Since(apiStart)
 	outageEnd := time.Now()
 
@@ -95,12 +105,12 @@ func TestChaosRedisHang(t *testing.T) {
 		t.Fatal(err)
 	}
 	resumedAt := time.Now()
-	toReady, readyOK := poll(resumedAt, 10*time.Second, func() bool { return ready(n).status == http.StatusOK })
-	toCluster, clusterOK := poll(resumedAt, 10*time.Second, func() bool {
-		v, ok := metric(n, "floodgate_limiter_cluster_up")
+	toReady, readyOK := procnode.Poll(resumedAt, 10*time.Second, func() bool { return n.Ready().Status == http.StatusOK })
+	toCluster, clusterOK := procnode.Poll(resumedAt, 10*time.Second, func() bool {
+		v, ok := n.Metric("floodgate_limiter_cluster_up")
 		return ok && v == 1
 	})
-	toKeys, keysOK := poll(resumedAt, 10*time.Second, func() bool {
+	toKeys, keysOK := procnode.Poll(resumedAt, 10*time.Second, func() bool {
 		return upgrade(n, uncached.APIKey).status == http.StatusSwitchingProtocols
 	})
 	gap := st.maxGap(pausedAt, outageEnd)
@@ -156,21 +166,16 @@ func TestChaosRedisHang(t *testing.T) {
 // being created through the operator API, restarts it, and checks that no
 // acknowledged key was lost and the node recovered.
 func TestChaosRedisKill(t *testing.T) {
-	nsrv := testdeps.StartNATS(t, nil)
-	rsrv := testdeps.StartRedis(t, durableRedis)
-	prefix := "ck" + randomToken(4)
-	n := startNodes(t, nodeSpec{id: "node1", natsURL: nsrv.URL(), redisURL: rsrv.URL(), prefix: prefix})[0]
-	startPublisher(t, nsrv.URL(), prefix)
-	st := openStream(t, n, "", "BTC", "anonymous stream")
-	if _, ok := poll(time.Now(), 5*time.Second, func() bool { return st.count() > 0 }); !ok {
+	rsrv, n, st := startRedisCase(t, "ck")
+	if _, ok := procnode.Poll(time.Now(), 5*time.Second, func() bool { return st.count() > 0 }); !ok {
 		t.Fatal("no trade reached the stream before the outage")
 	}
-	untouched := createKey(t, n, newAccount(), nil) // never used before the kill
+	untouched := n.CreateKey(t, procnode.NewAccount(), nil) // never used before the kill
 
 	// Create keys every 20 ms for the whole test, one account per key
 	// (the per-account limit stays out of the way).
 	stop := make(chan struct{})
-	var acked []createdKey
+	var acked []auth.CreatedKey
 	refused := map[int]int{}
 	created := make(chan struct{})
 	go func() {
@@ -178,7 +183,7 @@ func TestChaosRedisKill(t *testing.T) {
 		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			if k, status, err := tryCreateKey(n, newAccount(), nil); err == nil {
+			if k, status, err := n.TryCreateKey(procnode.NewAccount(), nil); err == nil {
 				acked = append(acked, k)
 			} else {
 				refused[status]++
@@ -200,9 +205,9 @@ func TestChaosRedisKill(t *testing.T) {
 	upStop := make(chan struct{})
 	upDone := make(chan struct{})
 	go func() { defer close(upDone); anon = upgrades(n, "", 20*time.Millisecond, upStop) }()
-	toNotReady, notReadyOK := poll(killedAt, 5*time.Second, func() bool {
-		r := ready(n)
-		return r.status == http.StatusServiceUnavailable && r.has("redis")
+	toNotReady, notReadyOK := procnode.Poll(killedAt, 5*time.Second, func() bool {
+		r := n.Ready()
+		return r.Status == http.StatusServiceUnavailable && r.Has("redis")
 	})
 	time.Sleep(time.Until(killedAt.Add(2 * time.Second))) // the outage lasts 2 s
 	close(upStop)
@@ -211,8 +216,8 @@ func TestChaosRedisKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	restartedAt := time.Now()
-	toReady, readyOK := poll(restartedAt, 10*time.Second, func() bool { return ready(n).status == http.StatusOK })
-	toKeys, keysOK := poll(restartedAt, 10*time.Second, func() bool {
+	toReady, readyOK := procnode.Poll(restartedAt, 10*time.Second, func() bool { return n.Ready().Status == http.StatusOK })
+	toKeys, keysOK := procnode.Poll(restartedAt, 10*time.Second, func() bool {
 		return upgrade(n, untouched.APIKey).status == http.StatusSwitchingProtocols
 	})
 	time.Sleep(500 * time.Millisecond) // creations after the restart (a fixed length)
@@ -221,7 +226,7 @@ func TestChaosRedisKill(t *testing.T) {
 
 	lost := 0
 	for _, k := range append(acked, untouched) {
-		if status, _, err := call(n, "GET", "/admin/v1/keys/"+k.Key.Prefix, nil); err != nil || status != http.StatusOK {
+		if status, _, err := n.Admin("GET", "/admin/v1/keys/"+k.Key.Prefix, nil); err != nil || status != http.StatusOK {
 			lost++
 			t.Errorf("acknowledged key %s lost after the Redis restart: %d %v", k.Key.Prefix, status, err)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"floodgate/internal/testdeps"
+	"floodgate/internal/testdeps/procnode"
 )
 
 // startSentinel runs `redis-server <conf> --sentinel` on a free port,
@@ -62,7 +63,7 @@ func startSentinel(t *testing.T, masterAddr string, replicas int) string {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	sc := redis.NewSentinelClient(&redis.Options{Addr: addr, DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
 	defer sc.Close()
-	if _, ok := poll(time.Now(), 15*time.Second, func() bool {
+	if _, ok := procnode.Poll(time.Now(), 15*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		rs, err := sc.Replicas(ctx, "mymaster").Result()
@@ -83,13 +84,13 @@ func TestChaosSentinel(t *testing.T) {
 	replica := testdeps.StartRedis(t, &testdeps.Options{Args: []string{"--replicaof", "127.0.0.1", strconv.Itoa(master.Port())}})
 	sentinel := startSentinel(t, master.Addr(), 1)
 	url := "redis://" + sentinel + "?master_name=mymaster"
-	n := startNodes(t, nodeSpec{id: "node1", natsURL: nsrv.URL(), redisURL: url, redisMode: "sentinel", prefix: "cs" + randomToken(4)})[0]
+	n := suite.StartNodes(t, procnode.Spec{ID: "node1", NATSURL: nsrv.URL(), RedisURL: url, RedisMode: "sentinel", Prefix: "cs" + procnode.RandomToken(4)})[0]
 
-	used, unused := createKey(t, n, newAccount(), nil), createKey(t, n, newAccount(), nil)
+	used, unused := n.CreateKey(t, procnode.NewAccount(), nil), n.CreateKey(t, procnode.NewAccount(), nil)
 	if a := upgrade(n, used.APIKey); a.status != http.StatusSwitchingProtocols {
 		t.Fatalf("key upgrade through sentinel mode: %+v", a)
 	}
-	if r := ready(n); r.status != http.StatusOK {
+	if r := n.Ready(); r.Status != http.StatusOK {
 		t.Fatalf("not ready on sentinel mode: %+v", r)
 	}
 	// Both keys must be on the replica before the master dies (the
@@ -106,14 +107,14 @@ func TestChaosSentinel(t *testing.T) {
 	if err := master.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	toCreate, createOK := poll(killedAt, 20*time.Second, func() bool {
-		_, status, _ := tryCreateKey(n, newAccount(), nil)
+	toCreate, createOK := procnode.Poll(killedAt, 20*time.Second, func() bool {
+		_, status, _ := n.TryCreateKey(procnode.NewAccount(), nil)
 		return status == http.StatusCreated || status == http.StatusOK
 	})
-	toKey, keyOK := poll(killedAt, 20*time.Second, func() bool {
+	toKey, keyOK := procnode.Poll(killedAt, 20*time.Second, func() bool {
 		return upgrade(n, unused.APIKey).status == http.StatusSwitchingProtocols
 	})
-	toReady, readyOK := poll(killedAt, 20*time.Second, func() bool { return ready(n).status == http.StatusOK })
+	toReady, readyOK := procnode.Poll(killedAt, 20*time.Second, func() bool { return n.Ready().Status == http.StatusOK })
 	t.Logf("figure: sentinel failover (down-after 1 s): keys created again after %v, replicated key admitted after %v, /readyz 200 after %v (from the SIGKILL of the master on %s; replica %s)",
 		toCreate, toKey, toReady, master.Addr(), replica.Addr())
 	if !createOK || !keyOK || !readyOK {

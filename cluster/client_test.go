@@ -3,38 +3,23 @@
 package cluster_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/mr-tron/base58"
 	"github.com/nats-io/nats.go"
-)
 
-// httpClient is used for the operator API and the websocket upgrades;
-// TestMain closes its idle connections before the leak check.
-var httpClient = &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+	"floodgate/internal/testdeps/procnode"
+)
 
 // frame is one server frame.
 type frame struct {
 	Channel string          `json:"channel"`
 	Data    json.RawMessage `json:"data"`
-}
-
-// errorData is the data of an error frame.
-type errorData struct {
-	Code         string `json:"code"`
-	Message      string `json:"message"`
-	RetryAfterMs int64  `json:"retry_after_ms"`
 }
 
 // wsClient is a websocket client with one reader goroutine.
@@ -53,21 +38,11 @@ type wsClient struct {
 
 // dial connects to n with the API key (none when key is ""); the client is
 // closed in t.Cleanup.
-func dial(t *testing.T, n *node, idx int, key string) (*wsClient, error) {
+func dial(t *testing.T, n *procnode.Node, idx int, key string) (*wsClient, error) {
 	t.Helper()
-	h := http.Header{}
-	if key != "" {
-		h.Set("PF-API-KEY", key)
-	}
-	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer dcancel()
-	conn, resp, err := websocket.Dial(dctx, n.wsURL, &websocket.DialOptions{HTTPHeader: h, HTTPClient: httpClient})
+	conn, err := n.Dial(key)
 	if err != nil {
-		if resp != nil {
-			b, _ := io.ReadAll(resp.Body)
-			return nil, fmt.Errorf("dial %s: %w (HTTP %d %s)", n.id, err, resp.StatusCode, b)
-		}
-		return nil, fmt.Errorf("dial %s: %w", n.id, err)
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &wsClient{node: idx, conn: conn, frames: make(chan frame, 8192), cancel: cancel, done: make(chan struct{})}
@@ -81,7 +56,7 @@ func dial(t *testing.T, n *node, idx int, key string) (*wsClient, error) {
 }
 
 // mustDial is dial failing the test on error.
-func mustDial(t *testing.T, n *node, idx int, key string) *wsClient {
+func mustDial(t *testing.T, n *procnode.Node, idx int, key string) *wsClient {
 	t.Helper()
 	c, err := dial(t, n, idx, key)
 	if err != nil {
@@ -173,81 +148,6 @@ func (c *wsClient) closeStatus() (websocket.StatusCode, string) {
 		return ce.Code, ce.Reason
 	}
 	return -1, ""
-}
-
-// newAccount returns the base58 public key of a fresh random wallet, so
-// every run creates keys of its own account.
-func newAccount(t *testing.T) string {
-	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base58.Encode(pub)
-}
-
-// envelope is the REST response envelope.
-type envelope struct {
-	Success bool            `json:"success"`
-	Data    json.RawMessage `json:"data"`
-	Error   *string         `json:"error"`
-	Code    *string         `json:"code"`
-}
-
-// admin calls the operator API of n.
-func admin(n *node, method, path string, body any) (int, envelope, error) {
-	var rd io.Reader = http.NoBody
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, envelope{}, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, n.apiURL+path, rd)
-	if err != nil {
-		return 0, envelope{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return 0, envelope{}, err
-	}
-	defer resp.Body.Close()
-	var env envelope
-	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
-		return resp.StatusCode, env, fmt.Errorf("%s %s: decode: %w", method, path, err)
-	}
-	return resp.StatusCode, env, nil
-}
-
-// createdKey is the data of POST /admin/v1/keys.
-type createdKey struct {
-	APIKey string `json:"api_key"`
-	Key    struct {
-		Prefix string `json:"prefix"`
-		Status string `json:"status"`
-	} `json:"key"`
-}
-
-// createKey creates a key through n's operator API for account with the
-// given limits (nil: the tier's).
-func createKey(t *testing.T, n *node, account string, limits map[string]any) createdKey {
-	t.Helper()
-	body := map[string]any{"account": account}
-	if limits != nil {
-		body["limits"] = limits
-	}
-	status, env, err := admin(n, "POST", "/admin/v1/keys", body)
-	if err != nil || (status != http.StatusCreated && status != http.StatusOK) {
-		t.Fatalf("create key on %s: %d %+v %v", n.id, status, env, err)
-	}
-	var k createdKey
-	if err := json.Unmarshal(env.Data, &k); err != nil || k.APIKey == "" || k.Key.Prefix == "" {
-		t.Fatalf("create key on %s: data %s: %v", n.id, env.Data, err)
-	}
-	return k
 }
 
 // publisher connects to natsURL; it is closed in t.Cleanup.
@@ -342,7 +242,7 @@ func awaitProbes(t *testing.T, nc *nats.Conn, subject, run string, clients []*ws
 // duplicate or a gap shows before it.
 func expectSeries(t *testing.T, nc *nats.Conn, subject string, clients []*wsClient, n int) {
 	t.Helper()
-	run := randomToken(4)
+	run := procnode.RandomToken(4)
 	for i := 1; i <= n+1; i++ {
 		publishTrade(t, nc, subject, trade{Run: run, Seq: i})
 	}

@@ -5,6 +5,8 @@ package cluster_test
 import (
 	"testing"
 	"time"
+
+	"floodgate/internal/testdeps/procnode"
 )
 
 // TestClusterFanoutExactlyOnce: a message published once on NATS reaches
@@ -12,7 +14,7 @@ import (
 func TestClusterFanoutExactlyOnce(t *testing.T) {
 	natsURL, redisURL := env(t)
 	c := startCluster(t, natsURL, redisURL)
-	key := createKey(t, c.nodes[0], newAccount(t), nil)
+	key := c.nodes[0].CreateKey(t, procnode.NewAccount(), nil)
 	const perNode = 2
 	var clients []*wsClient
 	for i, n := range c.nodes {
@@ -23,7 +25,7 @@ func TestClusterFanoutExactlyOnce(t *testing.T) {
 		}
 	}
 	nc := publisher(t, natsURL)
-	awaitProbes(t, nc, c.subject(), randomToken(4), clients, 5*time.Second)
+	awaitProbes(t, nc, c.subject(), procnode.RandomToken(4), clients, 5*time.Second)
 
 	const n = 200
 	start := time.Now()

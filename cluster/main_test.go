@@ -42,46 +42,19 @@
 package cluster_test
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"floodgate/internal/testdeps"
+	"floodgate/internal/testdeps/procnode"
 )
 
-// binary is the floodgate binary built once by TestMain.
-var binary string
+// suite runs the nodes of every test; TestMain sets it before any test
+// runs.
+var suite *procnode.Suite
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "floodgate-cluster")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "floodgate")
-	out, err := exec.Command("go", "build", "-o", binary, "../cmd/floodgate").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build floodgate: %v\n%s", err, out)
-		return 1
-	}
-	code := m.Run()
-	httpClient.CloseIdleConnections()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			return 1
-		}
-	}
-	return code
+	os.Exit(procnode.Main(m, procnode.Options{}, &suite))
 }
 
 // env returns the NATS and Redis URLs of a test (testdeps.NATSURL and

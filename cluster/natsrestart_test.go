@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"floodgate/internal/testdeps"
+	"floodgate/internal/testdeps/procnode"
 )
 
 // TestClusterNATSRestart: with the cluster on a dedicated nats-server
@@ -22,7 +23,7 @@ func TestClusterNATSRestart(t *testing.T) {
 	redisURL := testdeps.RedisURL(t)
 	srv := testdeps.StartNATS(t, nil)
 	c := startCluster(t, srv.URL(), redisURL)
-	key := createKey(t, c.nodes[0], newAccount(t), nil)
+	key := c.nodes[0].CreateKey(t, procnode.NewAccount(), nil)
 	var clients []*wsClient
 	for i, n := range c.nodes {
 		cl := mustDial(t, n, i, key.APIKey)
@@ -30,24 +31,22 @@ func TestClusterNATSRestart(t *testing.T) {
 		clients = append(clients, cl)
 	}
 	nc := publisher(t, srv.URL())
-	awaitProbes(t, nc, c.subject(), randomToken(4), clients, 5*time.Second)
+	awaitProbes(t, nc, c.subject(), procnode.RandomToken(4), clients, 5*time.Second)
 	nc.Close()
 
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	// Every node notices: /readyz turns 503 (NATS not connected).
-	deadline := time.Now().Add(10 * time.Second)
+	stopped := time.Now()
 	for _, n := range c.nodes {
-		for {
-			status, _, err := admin(n, "GET", "/readyz", nil)
-			if err == nil && status == http.StatusServiceUnavailable {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s still ready 10 s after nats-server stopped: %d %v", n.id, status, err)
-			}
-			time.Sleep(20 * time.Millisecond) // poll interval
+		var status int
+		var err error
+		if _, ok := procnode.Poll(stopped, 10*time.Second, func() bool {
+			status, _, err = n.Admin("GET", "/readyz", nil)
+			return err == nil && status == http.StatusServiceUnavailable
+		}); !ok {
+			t.Fatalf("%s still ready 10 s after nats-server stopped: %d %v", n.ID(), status, err)
 		}
 	}
 
@@ -56,18 +55,15 @@ func TestClusterNATSRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pub *nats.Conn
-	for {
-		var err error
-		if pub, err = nats.Connect(srv.URL(), nats.Name("floodgate cluster test")); err == nil {
-			break
-		}
-		if time.Since(restart) > 5*time.Second {
-			t.Fatalf("publisher cannot connect to the restarted nats-server: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
+	var err error
+	if _, ok := procnode.Poll(restart, 5*time.Second, func() bool {
+		pub, err = nats.Connect(srv.URL(), nats.Name("floodgate cluster test"))
+		return err == nil
+	}); !ok {
+		t.Fatalf("publisher cannot connect to the restarted nats-server: %v", err)
 	}
 	t.Cleanup(pub.Close)
-	got := awaitProbes(t, pub, c.subject(), randomToken(4), clients, 10*time.Second)
+	got := awaitProbes(t, pub, c.subject(), procnode.RandomToken(4), clients, 10*time.Second)
 	var worst time.Duration
 	for i, at := range got {
 		d := at.Sub(restart)
@@ -81,8 +77,8 @@ func TestClusterNATSRestart(t *testing.T) {
 	// No node subscribed twice: every message arrives exactly once.
 	expectSeries(t, pub, c.subject(), clients, 100)
 	for _, n := range c.nodes {
-		if status, env, err := admin(n, "GET", "/readyz", nil); err != nil || status != http.StatusOK {
-			t.Errorf("%s not ready after NATS returned: %d %+v %v", n.id, status, env, err)
+		if status, env, err := n.Admin("GET", "/readyz", nil); err != nil || status != http.StatusOK {
+			t.Errorf("%s not ready after NATS returned: %d %+v %v", n.ID(), status, env, err)
 		}
 	}
 }

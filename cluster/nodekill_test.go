@@ -7,6 +7,9 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"floodgate/auth"
+	"floodgate/internal/testdeps/procnode"
 )
 
 // TestClusterSIGKILLLosesNoKeys: after node 2 is killed with SIGKILL, every
@@ -16,27 +19,27 @@ import (
 func TestClusterSIGKILLLosesNoKeys(t *testing.T) {
 	natsURL, redisURL := env(t)
 	c := startCluster(t, natsURL, redisURL)
-	account := newAccount(t) // for the deactivated and revoked keys
+	account := procnode.NewAccount() // for the deactivated and revoked keys
 	type want struct {
-		key    createdKey
+		key    auth.CreatedKey
 		status string
 	}
 	var keys []want
 	for i := range 12 {
 		// At most 5 active keys per account: one account per key.
 		n := c.nodes[i%nodeCount]
-		keys = append(keys, want{key: createKey(t, n, newAccount(t), nil), status: "active"})
+		keys = append(keys, want{key: n.CreateKey(t, procnode.NewAccount(), nil), status: "active"})
 	}
 	for i, st := range []string{"inactive", "revoked"} {
 		n := c.nodes[(i+1)%nodeCount] // through node 2 and node 3
-		k := createKey(t, n, account, nil)
-		if status, env, err := admin(n, "PATCH", "/admin/v1/keys/"+k.Key.Prefix, map[string]any{"status": st}); err != nil || status != http.StatusOK {
+		k := n.CreateKey(t, account, nil)
+		if status, env, err := n.Admin("PATCH", "/admin/v1/keys/"+k.Key.Prefix, map[string]any{"status": st}); err != nil || status != http.StatusOK {
 			t.Fatalf("patch %s: %d %+v %v", st, status, env, err)
 		}
 		keys = append(keys, want{key: k, status: st})
 	}
 
-	subKey := createKey(t, c.nodes[0], newAccount(t), nil)
+	subKey := c.nodes[0].CreateKey(t, procnode.NewAccount(), nil)
 	var clients []*wsClient
 	for i, n := range c.nodes {
 		cl := mustDial(t, n, i, subKey.APIKey)
@@ -44,36 +47,36 @@ func TestClusterSIGKILLLosesNoKeys(t *testing.T) {
 		clients = append(clients, cl)
 	}
 	nc := publisher(t, natsURL)
-	awaitProbes(t, nc, c.subject(), randomToken(4), clients, 5*time.Second)
+	awaitProbes(t, nc, c.subject(), procnode.RandomToken(4), clients, 5*time.Second)
 
 	victim := c.nodes[1]
 	start := time.Now()
-	victim.kill()
+	victim.Kill()
 	select {
 	case <-clients[1].done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the killed node's client is still connected")
 	}
 	t.Logf("node kill: node2 SIGKILLed; its client saw the connection end after %v", clients[1].closedAt.Sub(start).Round(time.Millisecond))
-	survivors := []*node{c.nodes[0], c.nodes[2]}
+	survivors := []*procnode.Node{c.nodes[0], c.nodes[2]}
 	live := []*wsClient{clients[0], clients[2]}
 
 	for _, n := range survivors {
 		for _, k := range keys {
-			status, env, err := admin(n, "GET", "/admin/v1/keys/"+k.key.Key.Prefix, nil)
+			status, env, err := n.Admin("GET", "/admin/v1/keys/"+k.key.Key.Prefix, nil)
 			if err != nil || status != http.StatusOK {
-				t.Fatalf("key %s lost after SIGKILL of node2 (GET on %s): %d %+v %v", k.key.Key.Prefix, n.id, status, env, err)
+				t.Fatalf("key %s lost after SIGKILL of node2 (GET on %s): %d %+v %v", k.key.Key.Prefix, n.ID(), status, env, err)
 			}
 			var v struct {
 				Prefix string `json:"prefix"`
 				Status string `json:"status"`
 			}
 			if err := json.Unmarshal(env.Data, &v); err != nil || v.Status != k.status {
-				t.Fatalf("key %s on %s: status %q (%v), want %s", k.key.Key.Prefix, n.id, v.Status, err, k.status)
+				t.Fatalf("key %s on %s: status %q (%v), want %s", k.key.Key.Prefix, n.ID(), v.Status, err, k.status)
 			}
 		}
-		if status, env, err := admin(n, "GET", "/readyz", nil); err != nil || status != http.StatusOK {
-			t.Errorf("%s not ready after node2 died: %d %+v %v", n.id, status, env, err)
+		if status, env, err := n.Admin("GET", "/readyz", nil); err != nil || status != http.StatusOK {
+			t.Errorf("%s not ready after node2 died: %d %+v %v", n.ID(), status, env, err)
 		}
 	}
 	t.Logf("node kill: all %d keys visible with their status through node1 and node3", len(keys))
@@ -90,7 +93,7 @@ func TestClusterSIGKILLLosesNoKeys(t *testing.T) {
 		cl.subscribeTrades(t)
 		fresh = append(fresh, cl)
 	}
-	awaitProbes(t, nc, c.subject(), randomToken(4), fresh, 5*time.Second)
+	awaitProbes(t, nc, c.subject(), procnode.RandomToken(4), fresh, 5*time.Second)
 	expectSeries(t, nc, c.subject(), append(live, fresh...), n)
 	t.Logf("node kill: node1 and node3 delivered %d messages exactly once to old and new clients after node2 died", n)
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"floodgate/internal/testdeps/procnode"
 )
 
 // TestClusterRevokeClosesEverywhere: revoking a key through node 1's
@@ -16,8 +18,8 @@ import (
 func TestClusterRevokeClosesEverywhere(t *testing.T) {
 	natsURL, redisURL := env(t)
 	c := startCluster(t, natsURL, redisURL)
-	key := createKey(t, c.nodes[0], newAccount(t), nil)
-	other := createKey(t, c.nodes[0], newAccount(t), nil) // must stay open
+	key := c.nodes[0].CreateKey(t, procnode.NewAccount(), nil)
+	other := c.nodes[0].CreateKey(t, procnode.NewAccount(), nil) // must stay open
 	const perNode = 2
 	var clients, bystanders []*wsClient
 	for i, n := range c.nodes {
@@ -32,7 +34,7 @@ func TestClusterRevokeClosesEverywhere(t *testing.T) {
 	}
 
 	start := time.Now()
-	status, env, err := admin(c.nodes[0], "PATCH", "/admin/v1/keys/"+key.Key.Prefix, map[string]any{"status": "revoked"})
+	status, env, err := c.nodes[0].Admin("PATCH", "/admin/v1/keys/"+key.Key.Prefix, map[string]any{"status": "revoked"})
 	if err != nil || status != http.StatusOK {
 		t.Fatalf("revoke: %d %+v %v", status, env, err)
 	}

@@ -152,7 +152,7 @@ type Sources struct {
 	prefix string
 }
 
-// DefaultSources returns the default table of protocol.md.
+// DefaultSources returns the default table of docs/configuration.md "Sources".
 func DefaultSources() []SourceSpec {
 	intervals := []string{"1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "8h", "12h", "1d"}
 	symbol := ParamSpec{Name: "symbol"}

@@ -59,7 +59,7 @@ type Tiers struct {
 	Key Tier `yaml:"key"`
 }
 
-// Tier is the set of budgets of one kind of identity (limits.md table).
+// Tier is the set of budgets of one kind of identity (docs/configuration.md "Limits").
 type Tier struct {
 	// Credits an identity may spend per CreditWindow, shared by all its
 	// connections; also the burst. Anonymous 125, key 300.
@@ -114,7 +114,7 @@ type FailedKeys struct {
 	Block       time.Duration `yaml:"block"`        // 5 min
 }
 
-// DefaultConfig returns the defaults of limits.md.
+// DefaultConfig returns the defaults of docs/configuration.md "Limits".
 func DefaultConfig() Config {
 	return Config{
 		Tiers: Tiers{

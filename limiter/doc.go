@@ -1,7 +1,8 @@
-// Package limiter enforces Floodgate's throttling budgets (limits.md): per-
-// connection message rate, per-identity rolling credits, concurrent
-// connections, connect rate, per-key quotas, repeated-violation cooldowns and
-// the failed-key IP block, on one node or across a cluster over Redis.
+// Package limiter enforces Floodgate's throttling budgets (the "Limits"
+// section of docs/configuration.md): per-connection message rate,
+// per-identity rolling credits, concurrent connections, connect rate,
+// per-key quotas, repeated-violation cooldowns and the failed-key IP block,
+// on one node or across a cluster over Redis.
 //
 // # Call sites
 //

@@ -21,7 +21,7 @@ import (
 )
 
 // Options configures a Limiter. The zero value is a local-only limiter with
-// the defaults of limits.md.
+// the defaults of docs/configuration.md "Limits".
 type Options struct {
 	// Config holds tiers, costs and policies. Defaults to DefaultConfig().
 	Config *Config
@@ -83,7 +83,7 @@ type Request struct {
 	Quotas Quotas
 }
 
-// Limiter enforces the budgets of limits.md. All methods are safe for
+// Limiter enforces the budgets of docs/configuration.md "Limits". All methods are safe for
 // concurrent use.
 type Limiter struct {
 	// Immutable after New

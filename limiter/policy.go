@@ -15,7 +15,7 @@ const (
 	TierKey
 )
 
-// Limits are a key's own overrides of its tier (rest.md `limits`). A zero
+// Limits are a key's own overrides of its tier (docs/rest.md `limits`). A zero
 // field keeps the tier value.
 type Limits struct {
 	CreditsPerMinute      int64   `json:"credits_per_minute,omitempty" yaml:"credits_per_minute,omitempty"`
@@ -24,7 +24,7 @@ type Limits struct {
 	ConnMessagesPerSecond float64 `json:"conn_messages_per_second,omitempty" yaml:"conn_messages_per_second,omitempty"`
 }
 
-// Quotas are a key's rolling quotas in credits (rest.md `quotas`); 0 means
+// Quotas are a key's rolling quotas in credits (docs/rest.md `quotas`); 0 means
 // none. Total is over the key's lifetime; Daily, Weekly and Monthly are
 // rolling windows of 24 h, 7 d and 30 d.
 type Quotas struct {

@@ -45,17 +45,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.Scenario == ScenarioResume {
 		return runResume(ctx, cfg)
 	}
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("floodgate-load"))
-	if err != nil {
-		return Report{}, fmt.Errorf("loadtest: nats: %w", err)
-	}
-	defer nc.Close()
 	r := newRunner(cfg)
-	pub, err := NewPublisher(PublisherOptions{Conn: nc, Subjects: r.subjects, Rate: cfg.Rate, Size: cfg.Size, Payload: cfg.Payload})
+	nc, pub, err := r.connectPublisher()
 	if err != nil {
 		return Report{}, err
 	}
-	r.pub = pub
+	defer nc.Close()
 
 	began, cpu0 := time.Now(), selfCPU()
 	var m metricsSamples
@@ -150,6 +145,23 @@ func newRunner(cfg Config) *runner {
 		r.sessions = append(r.sessions, newSession(r, i, ch, cfg.apiKey(i), r.subscribes[ch]))
 	}
 	return r
+}
+
+// connectPublisher connects to the NATS of r's config and gives r its
+// publisher (the config's Rate, Size and Payload over r.subjects), which
+// it also returns. The caller closes the connection.
+func (r *runner) connectPublisher() (*nats.Conn, *Publisher, error) {
+	nc, err := nats.Connect(r.cfg.NATSURL, nats.Name("floodgate-load"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("loadtest: nats: %w", err)
+	}
+	pub, err := NewPublisher(PublisherOptions{Conn: nc, Subjects: r.subjects, Rate: r.cfg.Rate, Size: r.cfg.Size, Payload: r.cfg.Payload})
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	r.pub = pub
+	return nc, pub, nil
 }
 
 // connectAll starts every session and waits until each is subscribed or

@@ -38,7 +38,7 @@ const (
 const connsPerSourceAddr = 20_000
 
 // Config describes one run. Field names follow the `floodgate load` flags of
-// loadtest.md; the zero value of each field means its default.
+// README.md "Load testing"; the zero value of each field means its default.
 type Config struct {
 	// Scenario is ScenarioBroadcast, ScenarioFanout, ScenarioStorm or
 	// ScenarioThrottle. Broadcast and fanout subscribe connection i to
@@ -220,9 +220,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Scenario == ScenarioResume {
 		return c.resumeDefaults()
 	}
-	if c.Conns <= 0 {
-		c.Conns = 1000
-	}
+	c.publishingDefaults()
 	if c.Scenario == ScenarioStorm {
 		if c.Ramp <= 0 {
 			c.Ramp = 100
@@ -236,9 +234,6 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Rate <= 0 {
 		c.Rate = 100
-	}
-	if c.Size <= 0 {
-		c.Size = 200
 	}
 	if c.Duration <= 0 {
 		c.Duration = 10 * time.Second
@@ -254,12 +249,11 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: unknown payload %q", ErrConfig, c.Payload)
 	case c.DeflateShare < 0 || c.DeflateShare > 1:
 		return c, fmt.Errorf("%w: deflate share %g outside 0..1", ErrConfig, c.DeflateShare)
-	case c.URL == "":
-		return c, fmt.Errorf("%w: broker URL required", ErrConfig)
-	case c.NATSURL == "":
-		return c, fmt.Errorf("%w: NATS URL required", ErrConfig)
-	case c.Size < MinPayloadSize:
-		return c, fmt.Errorf("%w: size %d below the minimum %d", ErrConfig, c.Size, MinPayloadSize)
+	}
+	if err := c.checkPublishing(); err != nil {
+		return c, err
+	}
+	switch {
 	case c.Scenario == ScenarioStorm && c.baseConns() < 1:
 		return c, fmt.Errorf("%w: storm churns ⌈ramp × hold⌉ = %d of the %d connections: none left to stay",
 			ErrConfig, c.churnConns(), c.Conns)
@@ -274,6 +268,32 @@ func (c Config) withDefaults() (Config, error) {
 		c.SourceAddrs = autoSourceAddrs(c.URL, c.Conns+int(c.Ramp*60)*min(c.churnConns(), 1))
 	}
 	return c, nil
+}
+
+// publishingDefaults fills in the defaults every publishing scenario (all
+// but throttle) shares: 1000 connections, 200-byte payloads.
+func (c *Config) publishingDefaults() {
+	if c.Conns <= 0 {
+		c.Conns = 1000
+	}
+	if c.Size <= 0 {
+		c.Size = 200
+	}
+}
+
+// checkPublishing checks what every publishing scenario (all but
+// throttle) needs: a broker URL, a NATS URL and a payload of at least
+// MinPayloadSize bytes.
+func (c Config) checkPublishing() error {
+	switch {
+	case c.URL == "":
+		return fmt.Errorf("%w: broker URL required", ErrConfig)
+	case c.NATSURL == "":
+		return fmt.Errorf("%w: NATS URL required", ErrConfig)
+	case c.Size < MinPayloadSize:
+		return fmt.Errorf("%w: size %d below the minimum %d", ErrConfig, c.Size, MinPayloadSize)
+	}
+	return nil
 }
 
 // churnConns is how many of Conns churn in the storm scenario: ⌈Ramp × Hold⌉.

@@ -1,7 +1,7 @@
 // Package loadtest is the bundled load generator behind `floodgate load`: it
 // drives a broker through its public websocket protocol like real clients,
 // publishes into NATS with a timestamp in every payload, and reports what
-// the clients actually received (loadtest.md).
+// the clients actually received (README.md "Load testing").
 //
 // The pieces: [Conn] is a minimal websocket client over a net.Conn (a
 // hand-written upgrade, masked writes, a frame reader on a large

@@ -7,8 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/nats-io/nats.go"
 )
 
 // HotReport is the hot scenario's outcome (Report.Hot): Conns joiners
@@ -63,18 +61,13 @@ func summarize(l *latencyShards) LatencySummary {
 // channels (0 the hot one, 1 the steady one), Rate over both.
 func (c Config) hotDefaults() (Config, error) {
 	c.commonDefaults()
-	if c.Conns <= 0 {
-		c.Conns = 1000
-	}
+	c.publishingDefaults()
 	if c.SteadyConns <= 0 {
 		c.SteadyConns = 100
 	}
 	c.Channels = 2
 	if c.Rate <= 0 {
 		c.Rate = 20
-	}
-	if c.Size <= 0 {
-		c.Size = 200
 	}
 	if c.Duration <= 0 {
 		c.Duration = 5 * time.Second
@@ -83,15 +76,11 @@ func (c Config) hotDefaults() (Config, error) {
 		c.Hold = time.Second
 	}
 	c.Warmup = max(c.Warmup, 0)
-	switch {
-	case c.URL == "":
-		return c, fmt.Errorf("%w: broker URL required", ErrConfig)
-	case c.NATSURL == "":
-		return c, fmt.Errorf("%w: NATS URL required", ErrConfig)
-	case c.Protocol != ProtocolFloodgate && c.Protocol != ProtocolCentrifugo:
+	if err := c.checkPublishing(); err != nil {
+		return c, err
+	}
+	if c.Protocol != ProtocolFloodgate && c.Protocol != ProtocolCentrifugo {
 		return c, fmt.Errorf("%w: unknown protocol %q", ErrConfig, c.Protocol)
-	case c.Size < MinPayloadSize:
-		return c, fmt.Errorf("%w: size %d below the minimum %d", ErrConfig, c.Size, MinPayloadSize)
 	}
 	if len(c.SourceAddrs) == 0 {
 		c.SourceAddrs = autoSourceAddrs(c.URL, c.Conns+c.SteadyConns)
@@ -111,11 +100,6 @@ type joiner struct {
 
 // runHot runs the hot scenario.
 func runHot(ctx context.Context, cfg Config) (Report, error) {
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("floodgate-load"))
-	if err != nil {
-		return Report{}, fmt.Errorf("loadtest: nats: %w", err)
-	}
-	defer nc.Close()
 	steadyCfg := cfg
 	steadyCfg.Conns = cfg.SteadyConns
 	r := newRunner(steadyCfg)
@@ -124,11 +108,11 @@ func runHot(ctx context.Context, cfg Config) (Report, error) {
 	}
 	before, during := &latencyWindow{shards: newLatencyShards(16)}, &latencyWindow{shards: newLatencyShards(16)}
 	r.windows = []*latencyWindow{before, during}
-	pub, err := NewPublisher(PublisherOptions{Conn: nc, Subjects: r.subjects, Rate: cfg.Rate, Size: cfg.Size, Payload: cfg.Payload})
+	nc, pub, err := r.connectPublisher()
 	if err != nil {
 		return Report{}, err
 	}
-	r.pub = pub
+	defer nc.Close()
 	began, cpu0 := time.Now(), selfCPU()
 	stopProgress := r.startProgress()
 	sctx, cancelSessions := context.WithCancel(ctx)

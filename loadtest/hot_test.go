@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"floodgate/limiter"
 	"floodgate/loadtest"
 )
 
@@ -14,13 +13,11 @@ import (
 // measured in both windows, and the broker figures are sampled.
 func TestHot_RealBroker(t *testing.T) {
 	t.Parallel()
-	limits := limiter.DefaultConfig()
-	limits.Tiers.Anonymous.Credits = 1_000_000
-	n := startNode(t, testNodeOptions{limits: &limits})
-	rep, err := loadtest.Run(context.Background(), loadtest.Config{
-		Scenario: loadtest.ScenarioHot, URL: n.wsURL, NATSURL: n.natsURL, MetricsURL: n.metricsURL,
-		Conns: 150, SteadyConns: 10, Rate: 100, Duration: 300 * time.Millisecond, Hold: 200 * time.Millisecond,
-	})
+	n := startRoomyNode(t)
+	rep, err := loadtest.Run(context.Background(), n.target(loadtest.Config{
+		Scenario: loadtest.ScenarioHot,
+		Conns:    150, SteadyConns: 10, Rate: 100, Duration: 300 * time.Millisecond, Hold: 200 * time.Millisecond,
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 )
 
 // keysPerAccount is how many active keys the sidecar allows per account
-// (rest.md): CreateKeys makes a fresh account for every five keys.
+// (docs/rest.md): CreateKeys makes a fresh account for every five keys.
 const keysPerAccount = 5
 
 // KeyOptions configure CreateKeys.

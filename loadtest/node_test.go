@@ -39,6 +39,22 @@ func startNode(t testing.TB, o testNodeOptions) *testNode {
 	return &testNode{natsURL: n.NATSURL, wsURL: n.WSURL, apiURL: n.APIURL, metricsURL: n.APIURL + "/metrics", srv: n.Broker()}
 }
 
+// startRoomyNode starts a node whose anonymous tier has credits to spare
+// (1,000,000 a window), for scenarios that measure delivery, not the
+// limiter.
+func startRoomyNode(t testing.TB) *testNode {
+	t.Helper()
+	limits := limiter.DefaultConfig()
+	limits.Tiers.Anonymous.Credits = 1_000_000
+	return startNode(t, testNodeOptions{limits: &limits})
+}
+
+// target is cfg aimed at n: its websocket, NATS and /metrics URLs.
+func (n *testNode) target(cfg loadtest.Config) loadtest.Config {
+	cfg.URL, cfg.NATSURL, cfg.MetricsURL = n.wsURL, n.natsURL, n.metricsURL
+	return cfg
+}
+
 // createKeys makes n keys on the node through loadtest.CreateKeys.
 func (n *testNode) createKeys(t testing.TB, count int) []string {
 	t.Helper()

@@ -34,7 +34,7 @@ func natsServer(t testing.TB) string {
 }
 
 // relay is a tiny stand-in for the broker: it speaks just enough of
-// protocol.md (subscribe, ack, error, market frames) over coder/websocket
+// docs/protocol.md (subscribe, ack, error, market frames) over coder/websocket
 // and relays NATS subjects <prefix>.<source>.<symbol>. It serves the tests
 // that need a broker misbehaving on cue (every n-th upgrade refused, a
 // symbol refused) or made-up /metrics; realbroker_test.go runs the

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/nats-io/nats.go"
 )
 
 // ResumeReport is the resume scenario's outcome (Report.Resume): Conns
@@ -62,15 +60,10 @@ type ResumeReport struct {
 // 100 msgs/s, Away 2 s.
 func (c Config) resumeDefaults() (Config, error) {
 	c.commonDefaults()
-	if c.Conns <= 0 {
-		c.Conns = 1000
-	}
+	c.publishingDefaults()
 	c.Channels = 1
 	if c.Rate <= 0 {
 		c.Rate = 100
-	}
-	if c.Size <= 0 {
-		c.Size = 200
 	}
 	if c.Duration <= 0 {
 		c.Duration = 3 * time.Second
@@ -81,15 +74,11 @@ func (c Config) resumeDefaults() (Config, error) {
 	if c.Away <= 0 {
 		c.Away = 2 * time.Second
 	}
-	switch {
-	case c.URL == "":
-		return c, fmt.Errorf("%w: broker URL required", ErrConfig)
-	case c.NATSURL == "":
-		return c, fmt.Errorf("%w: NATS URL required", ErrConfig)
-	case c.Protocol != ProtocolFloodgate:
+	if err := c.checkPublishing(); err != nil {
+		return c, err
+	}
+	if c.Protocol != ProtocolFloodgate {
 		return c, fmt.Errorf("%w: the resume scenario speaks the floodgate protocol only", ErrConfig)
-	case c.Size < MinPayloadSize:
-		return c, fmt.Errorf("%w: size %d below the minimum %d", ErrConfig, c.Size, MinPayloadSize)
 	}
 	if len(c.SourceAddrs) == 0 {
 		c.SourceAddrs = autoSourceAddrs(c.URL, 2*c.Conns) // the first connections' ports wait in TIME_WAIT
@@ -152,17 +141,12 @@ func seqPrevOf(p []byte) (seq, prev uint64, ok bool) {
 
 // runResume runs the resume scenario.
 func runResume(ctx context.Context, cfg Config) (Report, error) {
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("floodgate-load"))
-	if err != nil {
-		return Report{}, fmt.Errorf("loadtest: nats: %w", err)
-	}
-	defer nc.Close()
 	r := newRunner(cfg)
-	pub, err := NewPublisher(PublisherOptions{Conn: nc, Subjects: r.subjects, Rate: cfg.Rate, Size: cfg.Size, Payload: cfg.Payload})
+	nc, pub, err := r.connectPublisher()
 	if err != nil {
 		return Report{}, err
 	}
-	r.pub = pub
+	defer nc.Close()
 	began, cpu0 := time.Now(), selfCPU()
 	res := &ResumeReport{Conns: cfg.Conns, AwayS: cfg.Away.Seconds(), Failures: map[string]int{}}
 	rep := Report{Scenario: cfg.Scenario, URL: cfg.URL, Conns: cfg.Conns, Channels: 1, Rate: cfg.Rate, Size: cfg.Size,

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"floodgate/limiter"
 	"floodgate/loadtest"
 )
 
@@ -15,13 +14,11 @@ import (
 // report has the storm's figures; the gate passes.
 func TestResume_RealBroker(t *testing.T) {
 	t.Parallel()
-	limits := limiter.DefaultConfig()
-	limits.Tiers.Anonymous.Credits = 1_000_000
-	n := startNode(t, testNodeOptions{limits: &limits})
-	rep, err := loadtest.Run(context.Background(), loadtest.Config{
-		Scenario: loadtest.ScenarioResume, URL: n.wsURL, NATSURL: n.natsURL, MetricsURL: n.metricsURL,
-		Conns: 50, Rate: 100, Warmup: 300 * time.Millisecond, Away: 500 * time.Millisecond, Duration: 300 * time.Millisecond,
-	})
+	n := startRoomyNode(t)
+	rep, err := loadtest.Run(context.Background(), n.target(loadtest.Config{
+		Scenario: loadtest.ScenarioResume,
+		Conns:    50, Rate: 100, Warmup: 300 * time.Millisecond, Away: 500 * time.Millisecond, Duration: 300 * time.Millisecond,
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}

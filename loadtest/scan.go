@@ -3,7 +3,7 @@ package loadtest
 import "bytes"
 
 // Frame kinds seen by a load-test client, from the "channel" of a server
-// frame (protocol.md).
+// frame (docs/protocol.md).
 type frameKind uint8
 
 const (

@@ -17,11 +17,12 @@ import (
 
 // Refusals of keys at the upgrade (docs/protocol.md).
 var (
-	refInvalidKey  = proto.Refusal{Status: http.StatusUnauthorized, Code: proto.InvalidAPIKey, Message: "Invalid API Key"}
-	refInactiveKey = proto.Refusal{Status: http.StatusUnauthorized, Code: proto.InactiveAPIKey, Message: "Inactive API Key"}
-	refExpiredKey  = proto.Refusal{Status: http.StatusUnauthorized, Code: proto.ExpiredAPIKey, Message: "Expired API Key"}
-	refStoreDown   = proto.Refusal{Status: http.StatusServiceUnavailable, Code: proto.Unavailable, Message: "key store unavailable, retry", RetryAfter: time.Second}
-	refAdmitFailed = proto.Refusal{Status: http.StatusServiceUnavailable, Code: proto.Unavailable, Message: "admission failed, retry", RetryAfter: time.Second}
+	refInvalidKey   = proto.Refusal{Status: http.StatusUnauthorized, Code: proto.InvalidAPIKey, Message: "Invalid API Key"}
+	refInactiveKey  = proto.Refusal{Status: http.StatusUnauthorized, Code: proto.InactiveAPIKey, Message: "Inactive API Key"}
+	refExpiredKey   = proto.Refusal{Status: http.StatusUnauthorized, Code: proto.ExpiredAPIKey, Message: "Expired API Key"}
+	refIPNotAllowed = proto.Refusal{Status: http.StatusForbidden, Code: proto.IPNotAllowed, Message: "IP not allowed for this API key"}
+	refStoreDown    = proto.Refusal{Status: http.StatusServiceUnavailable, Code: proto.Unavailable, Message: "key store unavailable, retry", RetryAfter: time.Second}
+	refAdmitFailed  = proto.Refusal{Status: http.StatusServiceUnavailable, Code: proto.Unavailable, Message: "admission failed, retry", RetryAfter: time.Second}
 )
 
 // admitter is the node's broker.Admitter: identity resolution (identity.go),
@@ -61,8 +62,13 @@ func (a *admitter) Admit(ctx context.Context, r *http.Request, now time.Time) (b
 		if ref != nil {
 			return broker.Identity{}, nil, ref
 		}
+		if !info.AllowedCIDRs.Allows(ip) {
+			// A stolen key tried from elsewhere: a failed attempt of the IP.
+			a.refused(info.Prefix, ip, now, refIPNotAllowed.Code)
+			return broker.Identity{}, nil, a.failed(ip, now, &refIPNotAllowed)
+		}
 		id = broker.Identity{Kind: broker.KeyHolder, ID: limiter.KeyIdentity(info.Prefix), IP: ip,
-			KeyPrefix: info.Prefix, Account: info.Account, ExpiresAt: info.ExpiresAt}
+			KeyPrefix: info.Prefix, Account: info.Account, ExpiresAt: info.ExpiresAt, Scopes: info.Scopes}
 		req = limiter.Request{Identity: id.ID, IP: ip, Tier: limiter.TierKey, Limits: info.Limits, Quotas: info.Quotas}
 	}
 	conn, err := a.limiter.Admit(ctx, req, now)

@@ -151,11 +151,25 @@ type File struct {
 	// History is the JetStream stream of the history and the bounds of a
 	// replay (docs/configuration.md).
 	History fanout.HistoryConfig `yaml:"history"`
+	// Keys are the defaults of new keys and the expiry notice.
+	Keys KeysConfig `yaml:"keys"`
+}
+
+// KeysConfig is the keys section of the config file.
+type KeysConfig struct {
+	// DefaultExpiry sets expires_at = now + DefaultExpiry on new keys
+	// (operator and account-created) that do not name one. Defaults to 0:
+	// keys never expire.
+	DefaultExpiry time.Duration `yaml:"default_expiry"`
+	// ExpiryNotice: connections of a key expiring within it get the
+	// KEY_EXPIRING notice on connect (and one hour before the expiry).
+	// Defaults to 168h; 0 turns the notices off.
+	ExpiryNotice time.Duration `yaml:"expiry_notice"`
 }
 
 // DefaultFile is the configuration without a file.
 func DefaultFile() File {
-	return File{Limits: limiter.DefaultConfig(), History: fanout.DefaultHistoryConfig()}
+	return File{Limits: limiter.DefaultConfig(), History: fanout.DefaultHistoryConfig(), Keys: KeysConfig{ExpiryNotice: 168 * time.Hour}}
 }
 
 // LoadFile reads and validates the config file at path; "" yields
@@ -192,6 +206,9 @@ func ParseFile(data []byte) (File, error) {
 	}
 	if err := f.History.Validate(); err != nil {
 		return f, err
+	}
+	if f.Keys.DefaultExpiry < 0 || f.Keys.ExpiryNotice < 0 {
+		return f, errors.New("keys.default_expiry and keys.expiry_notice must not be negative")
 	}
 	return f, nil
 }

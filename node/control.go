@@ -7,6 +7,7 @@ import (
 
 	"floodgate/auth"
 	"floodgate/broker"
+	"floodgate/internal/proto"
 	"floodgate/limiter"
 
 	"github.com/rs/zerolog"
@@ -16,6 +17,7 @@ import (
 type sessions interface {
 	CloseKey(prefix string, reason broker.CloseReason) int
 	SetKeyExpiry(prefix string, expiresAt time.Time) int
+	SetKeyScopes(prefix string, sc proto.Scopes) int
 	KeyPrefixes() []string
 }
 
@@ -87,6 +89,7 @@ func (c *control) refresh(prefix string) error {
 		return nil
 	}
 	c.sessions.SetKeyExpiry(prefix, rec.ExpiresAt)
+	c.sessions.SetKeyScopes(prefix, rec.Scopes)
 	c.limiter.SetOverrides(prefix, rec.Limits, rec.Quotas, now)
 	if c.meter != nil {
 		c.meter.setLimit(prefix, rec.Quotas.DeliveredDaily)

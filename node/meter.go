@@ -159,6 +159,7 @@ func (m *meter) checkLocked(srv *broker.Server, prefix string, q *keyQuota, now 
 	srv.EndSubscriptions(prefix, isPublic, proto.QuotaExceeded)
 }
 
-// isPublic reports whether ch is a public source's channel (no account
-// param): the channels delivered_daily ends.
-func isPublic(ch *fanout.Channel) bool { return ch.Source.AccountParam < 0 }
+// isPublic reports whether ch is a public source's channel (not a private
+// account source; the same split as the key's scopes): the channels
+// delivered_daily ends.
+func isPublic(ch *fanout.Channel) bool { return !ch.Source.Private }

@@ -172,7 +172,7 @@ func New(cfg Config) (_ *Node, err error) {
 		Store: n.store, Keyring: n.keyring, Usage: n.usage, Notifier: n.notifier,
 		LiveUsage: &liveUsage{store: n.store, limiter: n.limiter}, AdminToken: cfg.AdminToken, Logger: &n.log,
 		Limiter: n.limiter, ClientIP: n.clientIP, Verifier: n.verifier, AllowedOrigins: cfg.AllowedOrigins,
-		MaxExpiryWindow: cfg.MaxExpiryWindow,
+		MaxExpiryWindow: cfg.MaxExpiryWindow, DefaultExpiry: cfg.File.Keys.DefaultExpiry,
 	})
 	if err != nil {
 		return nil, err
@@ -250,6 +250,12 @@ func (n *Node) buildBroker() (err error) {
 	bo.AllowedOrigins = n.cfg.AllowedOrigins
 	bo.NoCompression = n.cfg.DisableCompression
 	bo.MeterDelivery = true
+	if bo.ExpiryNotice == 0 {
+		bo.ExpiryNotice = n.cfg.File.Keys.ExpiryNotice
+		if bo.ExpiryNotice == 0 {
+			bo.ExpiryNotice = -1 // keys.expiry_notice: 0 is off
+		}
+	}
 	if n.broker, err = broker.New(bo); err != nil {
 		return err
 	}

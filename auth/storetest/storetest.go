@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"floodgate/auth"
+	"floodgate/internal/proto"
 )
 
 // Opener returns a new, empty store for one subtest; it registers its own
@@ -111,6 +112,12 @@ func testCreateGet(t *testing.T, s auth.Store) {
 	r.ExpiresAt = T0.Add(48 * time.Hour)
 	r.Limits = auth.Limits{CreditsPerMinute: 600, MaxConnections: 3, MaxSubscriptions: 10, ConnMessagesPerSecond: 7}
 	r.Quotas = auth.Quotas{Total: 1e6, Daily: 1000, Weekly: 5000, Monthly: 20000}
+	r.Scopes = proto.ScopeMarket
+	cidrs, err := auth.ParseCIDRs([]string{"10.1.2.3/8", "2001:db8::1/32", "192.0.2.7"})
+	if err != nil || cidrs != "10.0.0.0/8,2001:db8::/32,192.0.2.7/32" {
+		t.Fatalf("ParseCIDRs: %q %v", cidrs, err)
+	}
+	r.AllowedCIDRs = cidrs
 	mustCreate(t, s, r, 5)
 	got, err := s.Get(ctx, r.Prefix)
 	if err != nil {

@@ -121,6 +121,8 @@ func keysCreateCmd(o *keysOpts) *cobra.Command {
 	fs.StringVar(&expiresAt, "expires-at", "", "expiry time (RFC 3339); default never")
 	fs.DurationVar(&expiresIn, "expires-in", 0, "expiry as a duration from now, e.g. 720h")
 	fs.BoolVar(&inactive, "inactive", false, "create the key deactivated")
+	fs.StringSliceVar(&req.Scopes, "scopes", nil, "what the key may subscribe to: market (public sources), account (its account's private sources); default both")
+	fs.StringSliceVar(&req.AllowedCIDRs, "allowed-cidrs", nil, "client IPs the key may be used from, e.g. 10.0.0.0/8,2001:db8::/32 (at most 32); default any")
 	keysLimitFlags(fs, &lim, &quo)
 	_ = cmd.MarkFlagRequired("account")
 	annotateEnv(fs)
@@ -206,6 +208,7 @@ func keysUpdateCmd(o *keysOpts) *cobra.Command {
 		lim             auth.Limits
 		quo             auth.Quotas
 		alias, category string
+		scopes, cidrs   []string
 		expiresAt       string
 		expiresIn       time.Duration
 		noExpiry        bool
@@ -260,6 +263,12 @@ func keysUpdateCmd(o *keysOpts) *cobra.Command {
 		if changed("category") {
 			p.Category = &category
 		}
+		if changed("scopes") {
+			p.Scopes = &scopes
+		}
+		if changed("allowed-cidrs") {
+			p.AllowedCIDRs = &cidrs
+		}
 		switch n := btoi(expiresAt != "") + btoi(expiresIn != 0) + btoi(noExpiry); {
 		case n > 1:
 			return fmt.Errorf("--expires-at, --expires-in and --no-expiry exclude each other")
@@ -289,6 +298,8 @@ func keysUpdateCmd(o *keysOpts) *cobra.Command {
 	keysLimitFlags(fs, &lim, &quo)
 	fs.StringVar(&alias, "alias", "", "new alias (unique per account; empty removes it)")
 	fs.StringVar(&category, "category", "", "new category")
+	fs.StringSliceVar(&scopes, "scopes", nil, `new scopes: market and/or account ("" restores both); live subscriptions no longer allowed end`)
+	fs.StringSliceVar(&cidrs, "allowed-cidrs", nil, `new IP allowlist, e.g. 10.0.0.0/8 ("" allows any IP)`)
 	fs.StringVar(&expiresAt, "expires-at", "", "new expiry time (RFC 3339)")
 	fs.DurationVar(&expiresIn, "expires-in", 0, "new expiry as a duration from now, e.g. 720h")
 	fs.BoolVar(&noExpiry, "no-expiry", false, "remove the expiry")
@@ -418,6 +429,8 @@ func keysDetail(out io.Writer, k auth.KeyView) error {
 	row("alias", keysDash(k.Alias))
 	row("category", keysDash(k.Category))
 	row("status", k.Status)
+	row("scopes", strings.Join(k.Scopes, ","))
+	row("allowed cidrs", keysDash(strings.Join(k.AllowedCIDRs, ",")))
 	row("created", k.CreatedAt.UTC().Format(time.RFC3339))
 	row("expires", keysTime(k.ExpiresAt))
 	row("last used", keysTime(k.LastUsedAt))

@@ -23,7 +23,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// loadFlags are the flags of `floodgate load` (loadtest.md).
+// loadFlags are the flags of `floodgate load` (README.md "Load testing").
 type loadFlags struct {
 	cfg         loadtest.Config
 	self        bool

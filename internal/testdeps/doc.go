@@ -1,7 +1,8 @@
 // Package testdeps starts the real servers that integration, cluster and
 // chaos tests need (nats-server, redis-server, a three-shard Redis
 // Cluster) as private child processes of the test, and decides whether a
-// test that lacks one fails or skips.
+// test that lacks one fails or skips. Its subpackage procnode runs
+// `floodgate serve` itself on them, for the cluster and chaos suites.
 //
 // # Servers
 //
