@@ -269,9 +269,11 @@ func (s *Sidecar) handleStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	count, last := s.usage(&rec)
+	today, total := s.metered(&rec, now)
 	st := KeyStatus{
 		Status: rec.EffectiveStatus(now), WalletAddress: rec.Account, CreatedAt: rec.CreatedAt.UTC(),
 		LastUsedAt: timePtr(last), RequestCount: count, RateLimit: s.budget(&rec, now),
+		UsageToday: today, UsageTotal: total,
 		ExpiresAt: timePtr(rec.ExpiresAt), Scopes: rec.Scopes.Names(),
 	}
 	writeData(w, http.StatusOK, st)

@@ -334,3 +334,66 @@ func TestAccount_Redis(t *testing.T) {
 		t.Fatalf("status: %+v", st)
 	}
 }
+
+// TestStatusUsageRollsOverAtUTCMidnight: usage_today counts the UTC day
+// of the flush and reads as zero from 00:00 UTC on (fake clock), while
+// usage_total keeps everything; pending (unflushed) usage shows at once;
+// the operator view reports the same.
+func TestStatusUsageRollsOverAtUTCMidnight(t *testing.T) {
+	var u *auth.Usage
+	f := newFixture(t, func(o *auth.Options) {
+		u = auth.NewUsage(auth.UsageOptions{Store: o.Store})
+		o.Usage = u
+	})
+	key := f.createKey(newWallet(1))
+	prefix := key[:8]
+	hdr := map[string]string{"PF-API-KEY": key}
+	status := func() auth.KeyStatus {
+		t.Helper()
+		var st auth.KeyStatus
+		wantOK(t, f.do("GET", pathStatus, nil, hdr), 200, &st)
+		return st
+	}
+	m := func(msgs, bytes, credits int64) auth.UsageCounters {
+		return auth.UsageCounters{MessagesDelivered: msgs, BytesDelivered: bytes, Credits: credits}
+	}
+	u.AddDelivered(prefix, 10, 400)
+	u.AddCharged(prefix, 1, 5, f.clock.Now())
+	if st := status(); st.UsageToday != m(10, 400, 5) || st.UsageTotal != m(10, 400, 5) {
+		t.Fatalf("pending: %+v %+v", st.UsageToday, st.UsageTotal)
+	}
+	if err := u.FlushAt(context.Background(), f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	u.AddDelivered(prefix, 2, 80)
+	if st := status(); st.UsageToday != m(12, 480, 5) || st.UsageTotal != m(12, 480, 5) {
+		t.Fatalf("stored + pending: %+v %+v", st.UsageToday, st.UsageTotal)
+	}
+	if err := u.FlushAt(context.Background(), f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	midnight := time.Date(2025, 5, 21, 0, 0, 0, 0, time.UTC)
+	if got := auth.NextUTCMidnight(f.clock.Now()); !got.Equal(midnight) {
+		t.Fatalf("next midnight %v", got)
+	}
+	f.clock.Set(midnight.Add(-time.Nanosecond))
+	if st := status(); st.UsageToday != m(12, 480, 5) {
+		t.Fatalf("23:59:59.999999999: %+v", st.UsageToday)
+	}
+	f.clock.Set(midnight)
+	if st := status(); st.UsageToday != (auth.UsageCounters{}) || st.UsageTotal != m(12, 480, 5) {
+		t.Fatalf("00:00 UTC: today %+v total %+v", st.UsageToday, st.UsageTotal)
+	}
+	u.AddDelivered(prefix, 3, 90)
+	if err := u.FlushAt(context.Background(), f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if st := status(); st.UsageToday != m(3, 90, 0) || st.UsageTotal != m(15, 570, 5) {
+		t.Fatalf("next day: today %+v total %+v", st.UsageToday, st.UsageTotal)
+	}
+	var v auth.KeyView
+	wantOK(t, f.admin("GET", "/admin/v1/keys/"+prefix, nil), 200, &v)
+	if v.UsageToday != m(3, 90, 0) || v.UsageTotal != m(15, 570, 5) {
+		t.Fatalf("operator view: %+v %+v", v.UsageToday, v.UsageTotal)
+	}
+}

@@ -149,6 +149,7 @@ func TestAdmin_CreateErrors(t *testing.T) {
 		{"credits type", `{"account":"` + acct + `","limits":{"credits_per_minute":"many"}}`, 400, "BAD_REQUEST", "Invalid field limits.credits_per_minute: must be an integer"},
 		{"negative conns", `{"account":"` + acct + `","limits":{"max_connections":-1}}`, 400, "BAD_REQUEST", "Invalid field limits.max_connections: must not be negative"},
 		{"negative quota", `{"account":"` + acct + `","quotas":{"weekly":-5}}`, 400, "BAD_REQUEST", "Invalid field quotas.weekly: must not be negative"},
+		{"negative delivered_daily", `{"account":"` + acct + `","quotas":{"delivered_daily":-1}}`, 400, "BAD_REQUEST", "Invalid field quotas.delivered_daily: must not be negative"},
 		{"bad expiry", `{"account":"` + acct + `","expires_at":"tomorrow"}`, 400, "BAD_REQUEST", "Invalid field expires_at: must be an RFC 3339 time"},
 		{"active type", `{"account":"` + acct + `","active":"yes"}`, 400, "BAD_REQUEST", "Invalid field active: must be a boolean"},
 		{"long category", `{"account":"` + acct + `","category":"` + strings.Repeat("c", 129) + `"}`, 400, "BAD_REQUEST", "Invalid field category: longer than 128 bytes"},

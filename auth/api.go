@@ -30,6 +30,11 @@ type KeyView struct {
 	RequestCount int64      `json:"request_count"`
 	Limits       Limits     `json:"limits"`
 	Quotas       Quotas     `json:"quotas"`
+	// UsageToday and UsageTotal are the key's metered usage (delivered
+	// messages and bytes, charged credits) of the current UTC day and in
+	// total, cluster-wide, including what is not yet flushed on this node.
+	UsageToday UsageCounters `json:"usage_today"`
+	UsageTotal UsageCounters `json:"usage_total"`
 	// Scopes are the key's effective scopes: "market" (public sources)
 	// and/or "account" (its account's private sources).
 	Scopes []string `json:"scopes"`
@@ -106,6 +111,8 @@ type QuotasPatch struct {
 	Daily   *int64 `json:"daily,omitempty"`
 	Weekly  *int64 `json:"weekly,omitempty"`
 	Monthly *int64 `json:"monthly,omitempty"`
+	// DeliveredDaily: messages delivered per UTC day (usage_today).
+	DeliveredDaily *int64 `json:"delivered_daily,omitempty"`
 }
 
 func (p *LimitsPatch) apply(l *Limits) {
@@ -127,6 +134,7 @@ func (p *QuotasPatch) apply(q *Quotas) {
 	setField(&q.Daily, p.Daily)
 	setField(&q.Weekly, p.Weekly)
 	setField(&q.Monthly, p.Monthly)
+	setField(&q.DeliveredDaily, p.DeliveredDaily)
 }
 
 // OptionalTime is a JSON field that may be absent (Set false), null (Set,
@@ -196,6 +204,9 @@ type KeyStatus struct {
 	RateLimit     BudgetUsage `json:"rate_limit"`
 	ExpiresAt     *time.Time  `json:"expires_at"` // RFC 3339 UTC; null: never
 	Scopes        []string    `json:"scopes"`     // effective: "market" and/or "account"
+	// UsageToday and UsageTotal: as in KeyView.
+	UsageToday UsageCounters `json:"usage_today"`
+	UsageTotal UsageCounters `json:"usage_total"`
 }
 
 // AccountKey is one key in the account list endpoint.

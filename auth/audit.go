@@ -293,7 +293,8 @@ func (s *Sidecar) storedFields(r *http.Request, prefix string) map[string]any {
 
 // auditIgnored are the fields of a key that are not settings.
 var auditIgnored = map[string]bool{"prefix": true, "account": true, "hash": true, "created_at": true,
-	"last_used_at": true, "request_count": true, "live": true, "revoked_at": true, "usage_today": true}
+	"last_used_at": true, "request_count": true, "live": true, "revoked_at": true, "usage_today": true,
+	"usage_total": true, "usage_day": true}
 
 // recordFields is a stored record as the API shows it (status as stored).
 func recordFields(rec *Record) map[string]any {

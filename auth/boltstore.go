@@ -438,6 +438,7 @@ func (s *BoltStore) AddUsage(ctx context.Context, batch map[string]UsageDelta) e
 				return err
 			}
 			rec.RequestCount += d.Count
+			rec.addMetered(&d)
 			if d.LastUsed.After(rec.LastUsedAt) {
 				rec.LastUsedAt = d.LastUsed.UTC()
 			}

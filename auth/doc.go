@@ -47,7 +47,9 @@
 // Cluster:
 //
 //	{ns}p:{<prefix>}              string  the key's account (the prefix's pointer; SET NX)
-//	{ns}u:{<prefix>}              hash    count (request_count), last (last use, unix ms)
+//	{ns}u:{<prefix>}              hash    count (request_count), last (last use, unix ms),
+//	                                      day (UTC day of tm/tb/tc), tm tb tc (today's delivered
+//	                                      messages, bytes, credits: every node's HINCRBY), m b c (totals)
 //	{ns}e:{<prefix>}              list    JSON Event, oldest first, trimmed to 1000
 //	{ns}a:{<account>}:k:<prefix>  string  JSON Record without usage
 //	{ns}a:{<account>}:all         zset    every key of the account (members: sort key)
@@ -102,6 +104,9 @@
 //   - Usage.Add, once per client message: an atomic add after a map lookup
 //     under a read lock; 0 allocations once the prefix is known; never
 //     blocks on I/O. The store sees one batched write per second at most.
+//     Usage.AddCharged is the same with the frame's credits (one more
+//     atomic add); delivered messages and bytes come in once per flush
+//     (Usage.AddDelivered from UsageOptions.Collect), never per frame.
 //
 // Everything else (REST requests) costs one or two store operations; a
 // bbolt write is an fsync (a few ms) that completes before the response.

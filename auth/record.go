@@ -61,7 +61,7 @@ func validateQuotas(q Quotas) error {
 	for _, f := range []struct {
 		name string
 		v    int64
-	}{{"total", q.Total}, {"daily", q.Daily}, {"weekly", q.Weekly}, {"monthly", q.Monthly}} {
+	}{{"total", q.Total}, {"daily", q.Daily}, {"weekly", q.Weekly}, {"monthly", q.Monthly}, {"delivered_daily", q.DeliveredDaily}} {
 		if f.v < 0 {
 			return &FieldError{Field: "quotas." + f.name, Problem: "must not be negative"}
 		}
@@ -88,6 +88,35 @@ type Record struct {
 	Scopes proto.Scopes `json:"scopes,omitzero"`
 	// AllowedCIDRs are the client IPs the key may be used from; empty: any.
 	AllowedCIDRs CIDRs `json:"allowed_cidrs,omitzero"`
+	// Metered usage (usage.go): UsageToday counts UTC day UsageDay only.
+	UsageDay   int64         `json:"usage_day,omitempty"`
+	UsageToday UsageCounters `json:"usage_today,omitzero"`
+	UsageTotal UsageCounters `json:"usage_total,omitzero"`
+}
+
+// Today is the key's stored metered usage of the UTC day of now (zero when
+// the stored day is an earlier one).
+func (r *Record) Today(now time.Time) UsageCounters {
+	if r.UsageDay != UTCDay(now) {
+		return UsageCounters{}
+	}
+	return r.UsageToday
+}
+
+// addMetered adds d's metered usage to the totals and to today's counters,
+// which a later day first resets; a delta of an earlier day than the
+// stored one counts in the totals only.
+func (r *Record) addMetered(d *UsageDelta) {
+	if d.Metered == (UsageCounters{}) {
+		return
+	}
+	r.UsageTotal.add(d.Metered)
+	switch {
+	case d.Day > r.UsageDay:
+		r.UsageDay, r.UsageToday = d.Day, d.Metered
+	case d.Day == r.UsageDay:
+		r.UsageToday.add(d.Metered)
+	}
 }
 
 // Expired reports whether the key is past its expiry at now.

@@ -122,6 +122,7 @@ func (s *RedisStore) watch(ctx context.Context, fn func(*redis.Tx) error, keys .
 // encodeRecord stores a record without its usage (kept in the usage hash).
 func encodeRecord(r Record) ([]byte, error) {
 	r.RequestCount, r.LastUsedAt = 0, time.Time{}
+	r.UsageDay, r.UsageToday, r.UsageTotal = 0, UsageCounters{}, UsageCounters{}
 	return json.Marshal(r)
 }
 
@@ -231,7 +232,7 @@ func (s *RedisStore) withUsage(ctx context.Context, recs []Record) error {
 	cmds := make([]*redis.SliceCmd, len(recs))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i := range recs {
-			cmds[i] = p.HMGet(ctx, s.usageKey(recs[i].Prefix), "count", "last")
+			cmds[i] = p.HMGet(ctx, s.usageKey(recs[i].Prefix), usageFields...)
 		}
 		return nil
 	})
@@ -244,18 +245,28 @@ func (s *RedisStore) withUsage(ctx context.Context, recs []Record) error {
 	return nil
 }
 
+// usageFields are the fields of a usage hash: request count, last use
+// (unix ms), the UTC day of the today counters, today's delivered
+// messages, bytes and charged credits, and the same in total.
+var usageFields = []string{"count", "last", "day", "tm", "tb", "tc", "m", "b", "c"}
+
 func applyUsage(r *Record, vals []any) {
-	if len(vals) != 2 {
+	if len(vals) != len(usageFields) {
 		return
 	}
-	if s, ok := vals[0].(string); ok {
-		r.RequestCount, _ = strconv.ParseInt(s, 10, 64)
-	}
-	if s, ok := vals[1].(string); ok {
-		if ms, err := strconv.ParseInt(s, 10, 64); err == nil && ms > 0 {
-			r.LastUsedAt = time.UnixMilli(ms).UTC()
+	var n [9]int64
+	for i, v := range vals {
+		if s, ok := v.(string); ok {
+			n[i], _ = strconv.ParseInt(s, 10, 64)
 		}
 	}
+	r.RequestCount = n[0]
+	if n[1] > 0 {
+		r.LastUsedAt = time.UnixMilli(n[1]).UTC()
+	}
+	r.UsageDay = n[2]
+	r.UsageToday = UsageCounters{MessagesDelivered: n[3], BytesDelivered: n[4], Credits: n[5]}
+	r.UsageTotal = UsageCounters{MessagesDelivered: n[6], BytesDelivered: n[7], Credits: n[8]}
 }
 
 // Get implements Store: the pointer and the usage (one slot, one round
@@ -268,7 +279,7 @@ func (s *RedisStore) Get(ctx context.Context, prefix string) (Record, error) {
 	var usage *redis.SliceCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		ptr = p.Get(ctx, s.ptrKey(prefix))
-		usage = p.HMGet(ctx, s.usageKey(prefix), "count", "last")
+		usage = p.HMGet(ctx, s.usageKey(prefix), usageFields...)
 		return nil
 	})
 	if errors.Is(err, redis.Nil) {
@@ -581,7 +592,7 @@ func (s *RedisStore) Delete(ctx context.Context, prefix string) error {
 	if err != nil {
 		return err
 	}
-	vals, err := s.rdb.HMGet(ctx, s.usageKey(prefix), "count", "last").Result()
+	vals, err := s.rdb.HMGet(ctx, s.usageKey(prefix), usageFields...).Result()
 	if err != nil {
 		return err
 	}
@@ -660,7 +671,10 @@ func (s *RedisStore) pipelineScripts(ctx context.Context, scripts []*redis.Scrip
 }
 
 // addUsageScript: KEYS pointer, usage (the key's slot); ARGV count, last
-// (unix ms).
+// (unix ms), day, delivered messages, bytes, credits. Every node adds its
+// batch with HINCRBY: today's counters (tm, tb, tc) are the cluster's sum
+// for day; the first batch of a later day resets them (Record.addMetered
+// is the same rule).
 var addUsageScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local n = tonumber(ARGV[1])
@@ -668,6 +682,21 @@ if n ~= 0 then redis.call('HINCRBY', KEYS[2], 'count', n) end
 local last = tonumber(ARGV[2])
 local cur = tonumber(redis.call('HGET', KEYS[2], 'last') or '0')
 if last > cur then redis.call('HSET', KEYS[2], 'last', ARGV[2]) end
+local m, b, c = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+if m ~= 0 or b ~= 0 or c ~= 0 then
+  redis.call('HINCRBY', KEYS[2], 'm', m)
+  redis.call('HINCRBY', KEYS[2], 'b', b)
+  redis.call('HINCRBY', KEYS[2], 'c', c)
+  local day = tonumber(ARGV[3])
+  local stored = tonumber(redis.call('HGET', KEYS[2], 'day') or '0')
+  if day > stored then
+    redis.call('HSET', KEYS[2], 'day', day, 'tm', m, 'tb', b, 'tc', c)
+  elseif day == stored then
+    redis.call('HINCRBY', KEYS[2], 'tm', m)
+    redis.call('HINCRBY', KEYS[2], 'tb', b)
+    redis.call('HINCRBY', KEYS[2], 'tc', c)
+  end
+end
 return 1`)
 
 // AddUsage implements Store: one pipelined round trip for the batch.
@@ -684,7 +713,8 @@ func (s *RedisStore) AddUsage(ctx context.Context, batch map[string]UsageDelta) 
 			if !d.LastUsed.IsZero() {
 				last = d.LastUsed.UnixMilli()
 			}
-			addUsageScript.EvalSha(ctx, p, []string{s.ptrKey(prefix), s.usageKey(prefix)}, d.Count, last)
+			addUsageScript.EvalSha(ctx, p, []string{s.ptrKey(prefix), s.usageKey(prefix)}, d.Count, last,
+				d.Day, d.Metered.MessagesDelivered, d.Metered.BytesDelivered, d.Metered.Credits)
 		}
 	})
 }

@@ -424,13 +424,27 @@ func (s *Sidecar) usage(rec *Record) (count int64, last time.Time) {
 	return count, last
 }
 
+// metered returns the stored metered usage of rec today (the UTC day of
+// now) and in total, plus what is pending in memory.
+func (s *Sidecar) metered(rec *Record, now time.Time) (today, total UsageCounters) {
+	today, total = rec.Today(now), rec.UsageTotal
+	if s.opts.Usage != nil {
+		p := s.opts.Usage.PendingMetered(rec.Prefix)
+		today.add(p)
+		total.add(p)
+	}
+	return today, total
+}
+
 func (s *Sidecar) view(rec *Record, now time.Time) KeyView {
 	count, last := s.usage(rec)
+	today, total := s.metered(rec, now)
 	return KeyView{
 		Prefix: rec.Prefix, Account: rec.Account, Alias: rec.Alias, Category: rec.Category,
 		Status: rec.EffectiveStatus(now), CreatedAt: rec.CreatedAt.UTC(),
 		ExpiresAt: timePtr(rec.ExpiresAt), LastUsedAt: timePtr(last), RevokedAt: timePtr(rec.RevokedAt), RequestCount: count,
 		Limits: rec.Limits, Quotas: rec.Quotas, Scopes: rec.Scopes.Names(), AllowedCIDRs: rec.AllowedCIDRs.List(),
+		UsageToday: today, UsageTotal: total,
 	}
 }
 

@@ -63,6 +63,12 @@ type PrefixEvent struct {
 type UsageDelta struct {
 	Count    int64     // client messages to add to RequestCount
 	LastUsed time.Time // new LastUsedAt, if later than the stored one
+	// Metered is delivered messages and bytes and charged credits, added
+	// to UsageTotal and, when Day is the stored UsageDay or later (a later
+	// day first resets UsageToday), to UsageToday. Day is the UTC day of
+	// the flush (UTCDay).
+	Metered UsageCounters
+	Day     int64
 }
 
 // Page selects one page of List.
@@ -205,6 +211,7 @@ func prepareUpdate(before, after *Record, now time.Time) error {
 	}
 	after.CreatedAt = before.CreatedAt
 	after.RequestCount, after.LastUsedAt = before.RequestCount, before.LastUsedAt
+	after.UsageDay, after.UsageToday, after.UsageTotal = before.UsageDay, before.UsageToday, before.UsageTotal
 	if before.Status == StatusRevoked {
 		if after.Status != StatusRevoked {
 			return ErrRevoked

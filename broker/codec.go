@@ -46,6 +46,7 @@ var (
 	errAlready       = &frameError{proto.AlreadySubscribed, "already subscribed"}
 	errNotSub        = &frameError{proto.NotSubscribed, "not subscribed"}
 	errSubLimit      = &frameError{proto.SubscriptionLimit, "subscription limit reached"}
+	errDelivered     = &frameError{proto.QuotaExceeded, "Rate limit exceeded: quota delivered_daily"}
 	errConflate      = &frameError{proto.InvalidParams, "invalid param"}
 	// errNoHistory: since or snapshot on a channel without history.
 	errNoHistory = &frameError{proto.InvalidParams, "no history on this channel for param"}

@@ -50,6 +50,12 @@
 // pending frame in the queue (latest value wins, counted as dropped
 // "conflated"); only frames of other channels overflowing the queue close
 // the session with 1013 "slow consumer", without delaying the caller.
+// With Options.MeterDelivery, a key session's writer counts the channel
+// frames of each written batch and their bytes as written in the pass that
+// recycles the batch, then adds them with two atomic adds per batch
+// (meter.go; TakeDelivered hands them to the node once a second): 0
+// allocations, within 1 % of the instructions per delivery of no metering
+// (docs/benchmarks.md).
 //
 // Compression: a client that offers permessage-deflate gets it without
 // context takeover (coder/websocket negotiates and inflates its frames;

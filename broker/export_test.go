@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"net"
 	"time"
 
 	"floodgate/fanout"
@@ -95,6 +96,40 @@ func (t *TestSession) DrainTexts() []string {
 	}
 	return out
 }
+
+// NewTestWriterSession returns a session whose writer writes to a
+// discarding connection: Deliver queues, Write runs the writer once on the
+// caller's goroutine. The session is metered (a key session of a server
+// with MeterDelivery) when metered is true.
+func NewTestWriterSession(srv *Server, metered bool) *TestSession {
+	s := &session{srv: srv, budget: unlimited{}, subs: make(map[string]*subscription),
+		conn: &wireConn{Conn: discardConn{}, writeTimeout: time.Minute}, metered: metered}
+	s.id.KeyPrefix = "Bench123"
+	s.writeFn = s.writeLoop
+	s.writing = true // Write runs the writer; none is started
+	return &TestSession{s: s, c: &subscription{sess: s}}
+}
+
+// Write runs the writer until the queue is empty, as the goroutine would.
+func (t *TestSession) Write() {
+	s := t.s
+	s.wg.Add(1)
+	s.writeLoop()
+	s.mu.Lock()
+	s.writing = true
+	s.mu.Unlock()
+}
+
+// Delivered returns the session's delivered frames and bytes.
+func (t *TestSession) Delivered() Delivered {
+	return Delivered{Msgs: t.s.deliveredMsgs.Load(), Bytes: t.s.deliveredBytes.Load()}
+}
+
+// discardConn is a net.Conn whose writes succeed and go nowhere.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (discardConn) SetWriteDeadline(time.Time) error { return nil }
 
 // ScopeAllows is the subscribe scope check: whether sc allows a source
 // (private: an account source).

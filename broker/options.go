@@ -130,6 +130,15 @@ type Budget interface {
 	Release(now time.Time)
 }
 
+// PublicGate is implemented by a Budget whose key can use up its daily
+// deliveries (quotas.delivered_daily): while PublicRefused reports true, a
+// subscribe to a public source (fanout.Source.Private false) is refused
+// with QUOTA_EXCEEDED and retry_after_ms of the wait; private (account)
+// sources, pings and unsubscribes are not affected. It must not block or do I/O.
+type PublicGate interface {
+	PublicRefused(now time.Time) (wait time.Duration, refused bool)
+}
+
 // Hub is the fan-out side a session subscribes through; *fanout.Hub
 // implements it (see fanout.Hub.Subscribe for the ordering guarantees of
 // Join.Joined and Unsubscribe, fanout.Hub.Replay for replays).
@@ -163,6 +172,11 @@ type Options struct {
 	MetricsTopKeys int
 	// NodeID names this node in logs. Defaults to "".
 	NodeID string
+	// MeterDelivery counts, per key session, the channel frames written
+	// and their bytes as written (compressed on deflate connections), for
+	// TakeDelivered and TopKeys: two atomic adds per written batch.
+	// Defaults to false (not counted).
+	MeterDelivery bool
 	// OnClose, when set, is called once per ended session (after its
 	// goroutines stopped) with its summary, e.g. to record key connection
 	// events. It runs on the session's goroutine and should not block long.

@@ -46,6 +46,11 @@ type Server struct {
 	sessions map[*session]struct{}
 	active   sync.WaitGroup // one per session, Done when its handler returns
 
+	// Guarded by meterMu: delivery counts of ended sessions not yet taken,
+	// by key prefix, and every session's takenMsgs/takenBytes (meter.go).
+	meterMu    sync.Mutex
+	meterEnded map[string]Delivered
+
 	// Owned by New/Close: the sweeper.
 	stopSweep chan struct{}
 	sweepDone chan struct{}
@@ -114,6 +119,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	sess := &session{srv: s, id: id, budget: budget, start: now, remote: r.RemoteAddr, subs: make(map[string]*subscription)}
 	sess.writeFn = sess.writeLoop
+	sess.metered = s.opts.MeterDelivery && id.KeyPrefix != ""
 	sess.lastRead.Store(now.UnixNano())
 	sess.lastPong.Store(now.UnixNano())
 	if !id.ExpiresAt.IsZero() {
@@ -227,6 +233,7 @@ func (s *Server) run(sess *session) {
 	s.mu.Lock()
 	delete(s.sessions, sess)
 	s.mu.Unlock()
+	s.endMetered(sess)
 	s.m.connections.WithLabelValues(kind).Dec()
 	s.m.closes.WithLabelValues(reason.String()).Inc()
 	s.opts.Logger.Info().Str("event", "close").Str("identity", sess.id.ID).Str("ip", sess.id.IP.String()).

@@ -36,6 +36,12 @@ type session struct {
 	lastPong atomic.Int64  // unix ns of the last pong (or the start)
 	msgsIn   atomic.Int64
 	msgsOut  atomic.Int64
+	// delivered counts channel frames and their bytes written (meter.go);
+	// added to by the writer when the session is metered.
+	deliveredMsgs, deliveredBytes atomic.Int64
+	metered                       bool // immutable after start: Options.MeterDelivery and a key
+	// Guarded by srv.meterMu: delivered counts already taken (meter.go).
+	takenMsgs, takenBytes int64
 
 	// Owned by the read loop.
 	idBuf   []byte
@@ -459,6 +465,13 @@ func (s *session) subscribe(req *request, d *Decision) {
 	if fe := scopeError(proto.Scopes(s.scopes.Load()), ref.Source.Private); fe != nil {
 		s.replyError(*fe, "", 0, req.id, d)
 		return
+	}
+	if g, ok := s.budget.(PublicGate); ok && !ref.Source.Private {
+		if wait, refused := g.PublicRefused(time.Now()); refused {
+			// Rounded up: retrying after retry_after_ms is never early.
+			s.replyError(*errDelivered, "", int64((wait+time.Millisecond-1)/time.Millisecond), req.id, d)
+			return
+		}
 	}
 	s.subsMu.Lock()
 	_, already := s.subs[string(ref.Subject)]

@@ -12,6 +12,9 @@ type KeyStat struct {
 	Connections int
 	MsgsIn      int64 // client frames of its live sessions
 	MsgsOut     int64 // frames written to its live sessions
+	// Delivered counts the channel frames written to its live sessions
+	// and their bytes (Options.MeterDelivery; zero without).
+	Delivered Delivered
 }
 
 // TopKeys returns up to n keys with live sessions, most connections first
@@ -32,6 +35,8 @@ func (s *Server) TopKeys(n int) []KeyStat {
 		st.Connections++
 		st.MsgsIn += sess.msgsIn.Load()
 		st.MsgsOut += sess.msgsOut.Load()
+		st.Delivered.Msgs += sess.deliveredMsgs.Load()
+		st.Delivered.Bytes += sess.deliveredBytes.Load()
 	}
 	out := make([]KeyStat, 0, len(byPrefix))
 	for _, st := range byPrefix {
@@ -55,9 +60,9 @@ func (s *Server) TopKeys(n int) []KeyStat {
 // topKeysCollector exports per-key series for the TopKeys keys only, so
 // the number of series stays bounded whatever the number of keys.
 type topKeysCollector struct {
-	srv            *Server
-	n              int
-	conns, in, out *prometheus.Desc
+	srv                           *Server
+	n                             int
+	conns, in, out, dmsgs, dbytes *prometheus.Desc
 }
 
 func newTopKeysCollector(srv *Server, n int) *topKeysCollector {
@@ -69,6 +74,10 @@ func newTopKeysCollector(srv *Server, n int) *topKeysCollector {
 			"Client frames received on the live sessions of the top N keys.", []string{"key_prefix"}, nil),
 		out: prometheus.NewDesc("floodgate_top_key_messages_out",
 			"Frames written to the live sessions of the top N keys.", []string{"key_prefix"}, nil),
+		dmsgs: prometheus.NewDesc("floodgate_top_key_messages_delivered",
+			"Channel frames delivered to the live sessions of the top N keys (delivery metering).", []string{"key_prefix"}, nil),
+		dbytes: prometheus.NewDesc("floodgate_top_key_bytes_delivered",
+			"Bytes of those frames as written to the socket (compressed on deflate connections).", []string{"key_prefix"}, nil),
 	}
 }
 
@@ -76,6 +85,8 @@ func (c *topKeysCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.conns
 	ch <- c.in
 	ch <- c.out
+	ch <- c.dmsgs
+	ch <- c.dbytes
 }
 
 func (c *topKeysCollector) Collect(ch chan<- prometheus.Metric) {
@@ -83,5 +94,7 @@ func (c *topKeysCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(k.Connections), k.Prefix)
 		ch <- prometheus.MustNewConstMetric(c.in, prometheus.GaugeValue, float64(k.MsgsIn), k.Prefix)
 		ch <- prometheus.MustNewConstMetric(c.out, prometheus.GaugeValue, float64(k.MsgsOut), k.Prefix)
+		ch <- prometheus.MustNewConstMetric(c.dmsgs, prometheus.GaugeValue, float64(k.Delivered.Msgs), k.Prefix)
+		ch <- prometheus.MustNewConstMetric(c.dbytes, prometheus.GaugeValue, float64(k.Delivered.Bytes), k.Prefix)
 	}
 }

@@ -72,9 +72,21 @@ func (s *session) writeLoop() {
 			}
 			err = s.writeBatch(buf, batch, ping)
 		}
+		// Recycle the replies; count the channel frames for the meter in
+		// the same pass (meter.go).
+		var msgs, bytes int64
 		for i := range batch {
-			srv.recycle(batch[i])
+			if r := batch[i].reply; r != nil {
+				srv.replies.put(r)
+			} else {
+				msgs++
+				bytes += int64(len(batch[i].wire))
+			}
 			batch[i] = item{}
+		}
+		if s.metered && msgs != 0 && err == nil && closing != ReasonSlowConsumer {
+			s.deliveredMsgs.Add(msgs)
+			s.deliveredBytes.Add(bytes)
 		}
 		if err != nil {
 			reason := ReasonWriteError

@@ -242,6 +242,7 @@ func (l *Limiter) policiesFor(kind TierKind, lim Limits, q Quotas) (*policy, *po
 	if kind > TierKey {
 		kind = TierKey
 	}
+	q = q.credit()
 	if lim == (Limits{}) && q == (Quotas{}) {
 		set := l.set.Load()
 		return set.tiers[kind], set.shares[kind]
@@ -286,6 +287,7 @@ func (id *identity) setPolicyLocked(pol, local *policy, now int64) {
 
 func (id *identity) applyLocked(l *Limiter, kind TierKind, lim Limits, q Quotas, now int64) {
 	p := id.pol
+	q = q.credit()
 	if p.tier == kind && p.limits == lim && p.quotas == q {
 		return
 	}

@@ -32,6 +32,16 @@ type Quotas struct {
 	Daily   int64 `json:"daily,omitempty" yaml:"daily,omitempty"`
 	Weekly  int64 `json:"weekly,omitempty" yaml:"weekly,omitempty"`
 	Monthly int64 `json:"monthly,omitempty" yaml:"monthly,omitempty"`
+	// DeliveredDaily is not a credit quota: messages delivered per UTC day
+	// (00:00 UTC refill), enforced by the node's delivery metering
+	// (docs/rest.md), not by the limiter.
+	DeliveredDaily int64 `json:"delivered_daily,omitempty" yaml:"delivered_daily,omitempty"`
+}
+
+// credit is q without DeliveredDaily: the quotas the limiter enforces.
+func (q Quotas) credit() Quotas {
+	q.DeliveredDaily = 0
+	return q
 }
 
 func (q Quotas) any() bool { return q.Total > 0 || q.Daily > 0 || q.Weekly > 0 || q.Monthly > 0 }

@@ -183,6 +183,10 @@ type KeyTraffic struct {
 	MsgsIn      int64  `json:"msgs_in"`
 	MsgsOut     int64  `json:"msgs_out"`
 	Connections int    `json:"connections"` // live now
+	// MessagesDelivered and BytesDelivered are the delivery meter's counts
+	// of the key's live sessions on this node (since they connected).
+	MessagesDelivered int64 `json:"messages_delivered"`
+	BytesDelivered    int64 `json:"bytes_delivered"`
 }
 
 // KeyRefusal is a key's refusals on this node in the window.
@@ -204,15 +208,17 @@ func (n *Node) handleTopKeys(w http.ResponseWriter, r *http.Request) {
 		limit = v
 	}
 	now := time.Now()
-	conns := map[string]int{}
+	live := map[string]broker.KeyStat{}
 	if n.broker != nil {
 		for _, k := range n.broker.TopKeys(math.MaxInt) {
-			conns[k.Prefix] = k.Connections
+			live[k.Prefix] = k
 		}
 	}
 	out := TopKeysView{Node: n.cfg.NodeID, WindowMS: topWindow.Milliseconds(), Traffic: []KeyTraffic{}, Refusals: []KeyRefusal{}}
 	for _, c := range n.view.traffic.top.top(limit, now) {
-		out.Traffic = append(out.Traffic, KeyTraffic{Prefix: c.Key, MsgsIn: c.Parts["in"], MsgsOut: c.Parts["out"], Connections: conns[c.Key]})
+		k := live[c.Key]
+		out.Traffic = append(out.Traffic, KeyTraffic{Prefix: c.Key, MsgsIn: c.Parts["in"], MsgsOut: c.Parts["out"], Connections: k.Connections,
+			MessagesDelivered: k.Delivered.Msgs, BytesDelivered: k.Delivered.Bytes})
 	}
 	for _, c := range n.view.refusals.t.top(limit, now) {
 		out.Refusals = append(out.Refusals, KeyRefusal{Prefix: c.Key, Refusals: c.Weight, Codes: c.Parts})

@@ -32,6 +32,7 @@ type admitter struct {
 	keyring    *auth.Keyring
 	limiter    *limiter.Limiter
 	usage      *auth.Usage
+	meter      *meter // delivered_daily; nil in tests that build an admitter without it
 	events     *eventWriter
 	trusted    []netip.Prefix
 	allowQuery bool
@@ -79,7 +80,12 @@ func (a *admitter) Admit(ctx context.Context, r *http.Request, now time.Time) (b
 	if id.KeyPrefix != "" {
 		a.usage.Add(id.KeyPrefix, 0, now) // last_used_at at connect
 	}
-	return id, &budget{conn: conn, limiter: a.limiter, usage: a.usage, prefix: id.KeyPrefix, refusals: a.refusals}, nil
+	b := &budget{conn: conn, limiter: a.limiter, usage: a.usage, prefix: id.KeyPrefix, refusals: a.refusals}
+	if a.meter != nil && req.Quotas.DeliveredDaily > 0 {
+		b.meter, b.quota = a.meter, a.meter.admitted(id.KeyPrefix, req.Quotas.DeliveredDaily)
+		return id, &gatedBudget{b}, nil
+	}
+	return id, b, nil
 }
 
 // verify checks a presented key. Unknown, malformed and revoked keys are

@@ -19,24 +19,44 @@ type budget struct {
 	// refusals counts the key's refused frames for the console (nil:
 	// not counted).
 	refusals refusalRecorder
+	// meter and quota: the key's delivered_daily (meter.go); nil: none.
+	meter *meter
+	quota *keyQuota
+}
+
+// gatedBudget is the budget of a key with a delivered_daily quota: it
+// also implements broker.PublicGate.
+type gatedBudget struct{ *budget }
+
+// PublicRefused implements broker.PublicGate.
+func (g *gatedBudget) PublicRefused(now time.Time) (time.Duration, bool) {
+	return g.quota.PublicRefused(now)
 }
 
 // Charge implements broker.Budget: 0 allocations, no I/O.
 func (b *budget) Charge(op broker.Op, now time.Time) broker.Decision {
-	if b.prefix != "" {
-		b.usage.Add(b.prefix, 1, now)
-	}
 	var d limiter.Decision
+	var cost int64
 	costs := b.limiter.Costs() // reloadable
 	switch op {
 	case broker.OpSubscribe:
-		d = b.conn.Charge(costs.Subscribe, now)
+		cost = costs.Subscribe
+		d = b.conn.Charge(cost, now)
 	case broker.OpUnsubscribe: // a real unsubscribe: never refused
-		d = b.conn.Count(costs.Unsubscribe, now)
+		cost = costs.Unsubscribe
+		d = b.conn.Count(cost, now)
 	case broker.OpUnsubscribeNotJoined: // junk: refusable like any frame
-		d = b.conn.Charge(costs.Unsubscribe, now)
+		cost = costs.Unsubscribe
+		d = b.conn.Charge(cost, now)
 	default:
-		d = b.conn.Charge(costs.Ping, now)
+		cost = costs.Ping
+		d = b.conn.Charge(cost, now)
+	}
+	if b.prefix != "" {
+		if !d.Allowed {
+			cost = 0
+		}
+		b.usage.AddCharged(b.prefix, 1, cost, now) // usage_today.credits
 	}
 	return b.decision(d, now)
 }
@@ -68,11 +88,20 @@ func (b *budget) ChargeReplay(msgs int, now time.Time) broker.Decision {
 	if cost <= 0 {
 		return broker.Decision{Allowed: true}
 	}
-	return b.decision(b.conn.Charge(cost, now), now)
+	d := b.conn.Charge(cost, now)
+	if d.Allowed && b.prefix != "" {
+		b.usage.AddCharged(b.prefix, 0, cost, now)
+	}
+	return b.decision(d, now)
 }
 
 // MaxSubscriptions implements broker.Budget.
 func (b *budget) MaxSubscriptions() int { return b.conn.MaxSubscriptions() }
 
 // Release implements broker.Budget.
-func (b *budget) Release(time.Time) { b.conn.Release() }
+func (b *budget) Release(time.Time) {
+	b.conn.Release()
+	if b.quota != nil {
+		b.meter.released(b.prefix, b.quota)
+	}
+}

@@ -34,6 +34,7 @@ type control struct {
 	sessions sessions // nil in sidecar mode
 	timeout  time.Duration
 	log      zerolog.Logger
+	meter    *meter // delivered_daily of live keys; nil: none
 }
 
 // Recheck periods: every interval (Config.RecheckInterval, 30 s by
@@ -90,6 +91,9 @@ func (c *control) refresh(prefix string) error {
 	c.sessions.SetKeyExpiry(prefix, rec.ExpiresAt)
 	c.sessions.SetKeyScopes(prefix, rec.Scopes)
 	c.limiter.SetOverrides(prefix, rec.Limits, rec.Quotas, now)
+	if c.meter != nil {
+		c.meter.setLimit(prefix, rec.Quotas.DeliveredDaily)
+	}
 	return nil
 }
 

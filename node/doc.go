@@ -34,6 +34,9 @@
 //     not sent a whole request (limits.node.max_pending_per_ip).
 //   - purge.go: the job that deletes revoked keys past the retention.
 //   - usage.go: a key's live budget for the status endpoint and operators.
+//   - meter.go: delivery metering (the sessions' delivered frames and
+//     bytes folded into the key's usage at each usage flush) and
+//     quotas.delivered_daily (public subscriptions ended until 00:00 UTC).
 //   - http.go: the two muxes, the /readyz handler, pprof (its cmdline
 //     with secrets redacted).
 //   - admin.go, stats.go, topkeys.go, nodes.go: the operator console's

@@ -89,3 +89,10 @@ func P99Delta(prev, cur [][2]float64, n uint64) *float64 {
 	}
 	return p99Delta(conv(prev), conv(cur), n)
 }
+
+// FlushUsage runs one usage flush at now, as the node does every second:
+// the sessions' delivery counts are folded in (and delivery quotas
+// checked), then the batch goes to the store.
+func (n *Node) FlushUsage(now time.Time) error {
+	return n.usage.FlushAt(context.Background(), now)
+}

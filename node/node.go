@@ -43,6 +43,7 @@ type Node struct {
 	rdb       redis.UniversalClient
 	store     auth.Store
 	usage     *auth.Usage
+	meter     *meter
 	keyring   *auth.Keyring
 	limiter   *limiter.Limiter
 	events    *eventWriter
@@ -143,9 +144,12 @@ func New(cfg Config) (_ *Node, err error) {
 	// The keyring and the key rechecks read through the guard: while the
 	// store is known down they fail at once (cached keys stay admitted).
 	n.keyring = auth.NewKeyring(auth.KeyringOptions{Store: n.health.guard, LookupTimeout: lookupTimeout})
-	n.usage = auth.NewUsage(auth.UsageOptions{Store: n.store, Logger: &n.log})
+	n.meter = newMeter(nil, n.health.guard, n.log)
+	n.meter.broker = func() *broker.Server { return n.broker }
+	n.usage = auth.NewUsage(auth.UsageOptions{Store: n.store, Logger: &n.log, Collect: n.meter.collect})
+	n.meter.usage = n.usage
 	n.events = newEventWriter(n.store, cfg.NodeID, cfg.EventQueue, n.log, n.reg)
-	n.control = &control{store: n.health.guard, keyring: n.keyring, limiter: n.limiter, timeout: time.Second, log: n.log}
+	n.control = &control{store: n.health.guard, keyring: n.keyring, limiter: n.limiter, timeout: time.Second, log: n.log, meter: n.meter}
 	n.view = newOpsView(n, time.Now())
 	if !cfg.Sidecar {
 		if err := n.buildBroker(); err != nil {
@@ -236,7 +240,7 @@ func (n *Node) buildBroker() (err error) {
 	bo := n.cfg.Sessions
 	bo.Hub = n.hub
 	bo.Sources = n.sources
-	bo.Admitter = &admitter{keyring: n.keyring, limiter: n.limiter, usage: n.usage, events: n.events,
+	bo.Admitter = &admitter{keyring: n.keyring, limiter: n.limiter, usage: n.usage, meter: n.meter, events: n.events,
 		storeLog: n.log.Sample(&zerolog.BurstSampler{Burst: 1, Period: time.Second}),
 		trusted:  n.cfg.TrustedProxies, allowQuery: n.cfg.AllowQueryKey, refusals: n.view.refusals}
 	bo.OnClose = n.sessionClosed
@@ -245,6 +249,7 @@ func (n *Node) buildBroker() (err error) {
 	bo.NodeID = n.cfg.NodeID
 	bo.AllowedOrigins = n.cfg.AllowedOrigins
 	bo.NoCompression = n.cfg.DisableCompression
+	bo.MeterDelivery = true
 	if bo.ExpiryNotice == 0 {
 		bo.ExpiryNotice = n.cfg.File.Keys.ExpiryNotice
 		if bo.ExpiryNotice == 0 {

@@ -57,6 +57,7 @@ func Run(t *testing.T, open Opener) {
 		{"UpdateConcurrent", testUpdateConcurrent},
 		{"Delete", testDelete},
 		{"AddUsage", testAddUsage},
+		{"AddUsageMetered", testAddUsageMetered},
 		{"Events", testEvents},
 		{"AppendEvents", testAppendEvents},
 		{"Signatures", testSignatures},
@@ -458,6 +459,47 @@ func testAddUsage(t *testing.T, s auth.Store) {
 	recs := list(t, s, auth.Filter{Account: "acct1"})
 	if len(recs) != 2 || recs[0].RequestCount != 7 || recs[1].RequestCount != 1 {
 		t.Fatalf("List usage: %+v", recs)
+	}
+}
+
+// testAddUsageMetered: delivered messages, bytes and credits add up per
+// UTC day and in total; a later day resets today's counters, a late batch
+// of an earlier day counts in the totals only; an update keeps them.
+func testAddUsageMetered(t *testing.T, s auth.Store) {
+	a := NewRecord("acct1", 1)
+	mustCreate(t, s, a, 5)
+	day := auth.UTCDay(T0)
+	must := func(d auth.UsageDelta) {
+		t.Helper()
+		if err := s.AddUsage(ctx, map[string]auth.UsageDelta{a.Prefix: d}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := func(msgs, bytes, credits int64) auth.UsageCounters {
+		return auth.UsageCounters{MessagesDelivered: msgs, BytesDelivered: bytes, Credits: credits}
+	}
+	must(auth.UsageDelta{Day: day, Metered: m(10, 1000, 3)})
+	must(auth.UsageDelta{Count: 1, Day: day, Metered: m(5, 500, 1)})
+	g, _ := s.Get(ctx, a.Prefix)
+	if g.Today(T0) != m(15, 1500, 4) || g.UsageTotal != m(15, 1500, 4) || g.RequestCount != 1 {
+		t.Fatalf("day 1: today %+v total %+v", g.Today(T0), g.UsageTotal)
+	}
+	if _, err := s.Update(ctx, a.Prefix, 0, func(r *auth.Record) error { r.Alias = "renamed"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	next := auth.NextUTCMidnight(T0)
+	if g, _ := s.Get(ctx, a.Prefix); g.Today(next) != (auth.UsageCounters{}) || g.Today(T0) != m(15, 1500, 4) {
+		t.Fatalf("after update / read next day: today %+v, %+v", g.Today(T0), g.Today(next))
+	}
+	must(auth.UsageDelta{Day: day + 1, Metered: m(2, 200, 0)})
+	must(auth.UsageDelta{Day: day, Metered: m(1, 100, 0)}) // late batch of the day before
+	g, _ = s.Get(ctx, a.Prefix)
+	if g.Today(next) != m(2, 200, 0) || g.UsageTotal != m(18, 1800, 4) || g.Alias != "renamed" {
+		t.Fatalf("day 2: today %+v total %+v", g.Today(next), g.UsageTotal)
+	}
+	recs := list(t, s, auth.Filter{Account: "acct1"})
+	if len(recs) != 1 || recs[0].UsageTotal != m(18, 1800, 4) {
+		t.Fatalf("List metered usage: %+v", recs)
 	}
 }
 

@@ -138,6 +138,7 @@ func keysLimitFlags(fs *pflag.FlagSet, lim *auth.Limits, quo *auth.Quotas) {
 	fs.Int64Var(&quo.Daily, "quota-daily", 0, "rolling daily quota in credits (0: none)")
 	fs.Int64Var(&quo.Weekly, "quota-weekly", 0, "rolling weekly quota in credits (0: none)")
 	fs.Int64Var(&quo.Monthly, "quota-monthly", 0, "rolling monthly quota in credits (0: none)")
+	fs.Int64Var(&quo.DeliveredDaily, "quota-delivered-daily", 0, "messages delivered per UTC day; public subscriptions end when used up (0: none)")
 }
 
 func keysListCmd(o *keysOpts) *cobra.Command {
@@ -246,6 +247,9 @@ func keysUpdateCmd(o *keysOpts) *cobra.Command {
 		}
 		if changed("quota-monthly") {
 			qp.Monthly = &quo.Monthly
+		}
+		if changed("quota-delivered-daily") {
+			qp.DeliveredDaily = &quo.DeliveredDaily
 		}
 		if lp != (auth.LimitsPatch{}) {
 			p.Limits = &lp
@@ -445,12 +449,17 @@ func keysDetail(out io.Writer, k auth.KeyView) error {
 	for _, q := range []struct {
 		n string
 		v int64
-	}{{"total", k.Quotas.Total}, {"daily", k.Quotas.Daily}, {"weekly", k.Quotas.Weekly}, {"monthly", k.Quotas.Monthly}} {
+	}{{"total", k.Quotas.Total}, {"daily", k.Quotas.Daily}, {"weekly", k.Quotas.Weekly}, {"monthly", k.Quotas.Monthly}, {"delivered_daily", k.Quotas.DeliveredDaily}} {
 		if q.v != 0 {
 			quotas = append(quotas, fmt.Sprintf("%s %d", q.n, q.v))
 		}
 	}
 	row("quotas", keysDash(strings.Join(quotas, ", ")))
+	u := func(c auth.UsageCounters) string {
+		return fmt.Sprintf("%d messages, %d bytes delivered; %d credits", c.MessagesDelivered, c.BytesDelivered, c.Credits)
+	}
+	row("usage today (UTC)", u(k.UsageToday))
+	row("usage total", u(k.UsageTotal))
 	if k.Live != nil {
 		row("live credits", fmt.Sprintf("%d of %d left, full at %s", k.Live.Credits.Remaining, k.Live.Credits.Limit, k.Live.Credits.ResetAt.UTC().Format(time.RFC3339)))
 		row("live connections", k.Live.Connections)
