@@ -17,7 +17,7 @@ type keyAdmitter struct{ n int }
 
 func (a keyAdmitter) Admit(_ context.Context, r *http.Request, _ time.Time) (broker.Identity, broker.Budget, *proto.Refusal) {
 	k := r.Header.Get("X-Key")
-	return broker.Identity{Kind: broker.KeyHolder, ID: "key:" + k, KeyPrefix: k}, cappedBudget{a.n}, nil
+	return broker.Identity{Kind: broker.KeyHolder, ID: "key:" + k, KeyPrefix: k}, cappedBudget(a), nil
 }
 
 func (e *env) dialKey(prefix string) *client {
