@@ -373,7 +373,7 @@ func (l *Limiter) admitLocalLocked(id *identity, n int64) error {
 	}
 	if p.hasQuotas {
 		if w := id.quota.check(&p.quotas, n, 1); w != QuotaNone {
-			return newQuotaRefusal(w, p.quotas.limit(w), id.quota.used(w, n), time.Duration(id.quota.retry(&p.quotas, w, n, 1)))
+			return newQuotaRefusal(w, p.quotas.limit(w), id.quota.used(w, p.quotas.Calendar, n), time.Duration(id.quota.retry(&p.quotas, w, n, 1)))
 		}
 	}
 	id.conns++
