@@ -92,6 +92,9 @@ type QuotasPatch struct {
 	Daily   *int64 `json:"daily,omitempty"`
 	Weekly  *int64 `json:"weekly,omitempty"`
 	Monthly *int64 `json:"monthly,omitempty"`
+	// Calendar switches the daily, weekly and monthly quotas between UTC
+	// calendar periods (true) and rolling windows (false).
+	Calendar *bool `json:"calendar,omitempty"`
 }
 
 func (p *LimitsPatch) apply(l *Limits) {
@@ -113,6 +116,7 @@ func (p *QuotasPatch) apply(q *Quotas) {
 	setField(&q.Daily, p.Daily)
 	setField(&q.Weekly, p.Weekly)
 	setField(&q.Monthly, p.Monthly)
+	setField(&q.Calendar, p.Calendar)
 }
 
 // OptionalTime is a JSON field that may be absent (Set false), null (Set,
@@ -153,9 +157,21 @@ type LiveUsage interface {
 
 // KeyUsage is a key's live use.
 type KeyUsage struct {
-	Credits     BudgetUsage  `json:"credits"`
-	Quotas      []QuotaUsage `json:"quotas,omitempty"`
-	Connections int          `json:"connections"`
+	Credits BudgetUsage `json:"credits"`
+	// Quotas reports each configured quota under its window name
+	// ("daily", "weekly", "monthly", "total"); AddQuota fills it.
+	Quotas      map[string]QuotaUsage `json:"quotas,omitempty"`
+	Connections int                   `json:"connections"`
+}
+
+// AddQuota reports the quota named window: limit, used, and resetAt, when
+// it next frees capacity (the zero Time for a quota that never refills,
+// such as total).
+func (u *KeyUsage) AddQuota(window string, limit, used int64, resetAt time.Time) {
+	if u.Quotas == nil {
+		u.Quotas = make(map[string]QuotaUsage, 4)
+	}
+	u.Quotas[window] = QuotaUsage{Limit: limit, Used: used, ResetAt: timePtr(resetAt)}
 }
 
 // BudgetUsage is the state of the rolling credit budget.
@@ -165,11 +181,15 @@ type BudgetUsage struct {
 	ResetAt   time.Time `json:"reset_at"` // when the budget is full again
 }
 
-// QuotaUsage is the state of one rolling quota.
+// QuotaUsage is the state of one quota (`quotas.<window>`).
 type QuotaUsage struct {
-	Window string `json:"window"` // total, daily, weekly or monthly
-	Limit  int64  `json:"limit"`
-	Used   int64  `json:"used"`
+	Limit int64 `json:"limit"`
+	Used  int64 `json:"used"`
+	// ResetAt is when the quota next frees capacity, in UTC: the next
+	// calendar boundary for a calendar quota; for a rolling one, when its
+	// oldest use still in the window leaves it (the time of the request
+	// when nothing is used). Absent for total, which never refills.
+	ResetAt *time.Time `json:"reset_at,omitempty"`
 }
 
 // KeyStatus is the data of GET /api/v1/api_keys/status.
@@ -180,6 +200,8 @@ type KeyStatus struct {
 	LastUsedAt    *time.Time  `json:"last_used_at"`
 	RequestCount  int64       `json:"request_count"`
 	RateLimit     BudgetUsage `json:"rate_limit"`
+	// Quotas reports each configured quota of the key (KeyUsage.Quotas).
+	Quotas map[string]QuotaUsage `json:"quotas,omitempty"`
 }
 
 // AccountKey is one key in the account list endpoint.

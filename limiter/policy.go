@@ -40,6 +40,9 @@ type Quotas struct {
 
 func (q Quotas) any() bool { return q.Total > 0 || q.Daily > 0 || q.Weekly > 0 || q.Monthly > 0 }
 
+// Limit is the quota of window w; 0 means none.
+func (q Quotas) Limit(w QuotaWindow) int64 { return q.limit(w) }
+
 func (q Quotas) limit(w QuotaWindow) int64 {
 	switch w {
 	case QuotaTotal:
