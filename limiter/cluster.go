@@ -67,7 +67,7 @@ func idleKeep(l *Limiter, id *identity) int64 {
 		return 0
 	}
 	c := l.Costs()
-	return max(idleLease, c.Subscribe, c.Unsubscribe, c.Ping)
+	return max(idleLease, c.Subscribe.Max(), c.Unsubscribe.Max(), c.Ping)
 }
 
 // Redis keys of an identity; the hash tag keeps them in one slot.
