@@ -85,9 +85,13 @@ func TestConfig_ValidateNamesFieldAndValue(t *testing.T) {
 		{func(c *limiter.Config) { c.Tiers.Key.MaxSubscriptions = 0 }, "tiers.key.max_subscriptions = 0"},
 		{func(c *limiter.Config) { c.Costs.Ping = -2 }, "costs.ping = -2"},
 		{func(c *limiter.Config) { c.Costs.Subscribe.Default = -1 }, "costs.subscribe = -1: must be >= 0"},
-		{func(c *limiter.Config) { c.Costs.Unsubscribe = limiter.SourceCosts{Default: 1, BySource: map[string]int64{"book": -5}} },
+		{func(c *limiter.Config) {
+			c.Costs.Unsubscribe = limiter.SourceCosts{Default: 1, BySource: map[string]int64{"book": -5}}
+		},
 			"costs.unsubscribe.book = -5: must be >= 0"},
-		{func(c *limiter.Config) { c.Costs.Subscribe = limiter.SourceCosts{Default: -1, BySource: map[string]int64{"book": 5}} },
+		{func(c *limiter.Config) {
+			c.Costs.Subscribe = limiter.SourceCosts{Default: -1, BySource: map[string]int64{"book": 5}}
+		},
 			"costs.subscribe.default = -1: must be >= 0"},
 		{func(c *limiter.Config) { c.Violations.MaxRefusals = 0 }, "violations.max_refusals = 0"},
 		{func(c *limiter.Config) { c.Violations.Cooldowns = nil }, "violations.cooldowns = []"},
