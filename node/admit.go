@@ -31,6 +31,7 @@ type admitter struct {
 	keyring    *auth.Keyring
 	limiter    *limiter.Limiter
 	usage      *auth.Usage
+	costs      *costs
 	events     *eventWriter
 	trusted    []netip.Prefix
 	allowQuery bool
@@ -73,7 +74,7 @@ func (a *admitter) Admit(ctx context.Context, r *http.Request, now time.Time) (b
 	if id.KeyPrefix != "" {
 		a.usage.Add(id.KeyPrefix, 0, now) // last_used_at at connect
 	}
-	return id, &budget{conn: conn, limiter: a.limiter, usage: a.usage, prefix: id.KeyPrefix, refusals: a.refusals}, nil
+	return id, &budget{conn: conn, limiter: a.limiter, usage: a.usage, costs: a.costs, prefix: id.KeyPrefix, refusals: a.refusals}, nil
 }
 
 // verify checks a presented key. Unknown, malformed and revoked keys are

@@ -5,6 +5,7 @@ import (
 
 	"floodgate/auth"
 	"floodgate/broker"
+	"floodgate/fanout"
 	"floodgate/limiter"
 )
 
@@ -15,28 +16,31 @@ type budget struct {
 	conn    *limiter.Conn
 	limiter *limiter.Limiter
 	usage   *auth.Usage
+	costs   *costs // the node's limits.costs by source, swapped on reload
 	prefix  string // "" for anonymous connections
 	// refusals counts the key's refused frames for the console (nil:
 	// not counted).
 	refusals refusalRecorder
 }
 
-// Charge implements broker.Budget: 0 allocations, no I/O.
-func (b *budget) Charge(op broker.Op, now time.Time) broker.Decision {
+// Charge implements broker.Budget: the cost of op (of src, for a subscribe
+// or unsubscribe: one slice index) at now. A cost of 0 charges the
+// connection's message rate only. 0 allocations, no I/O.
+func (b *budget) Charge(op broker.Op, src *fanout.Source, now time.Time) broker.Decision {
 	if b.prefix != "" {
 		b.usage.Add(b.prefix, 1, now)
 	}
 	var d limiter.Decision
-	costs := b.limiter.Costs() // reloadable
+	t := b.costs.p.Load() // reloadable
 	switch op {
 	case broker.OpSubscribe:
-		d = b.conn.Charge(costs.Subscribe, now)
+		d = b.conn.Charge(cost(t.subscribe, t.subDefault, src), now)
 	case broker.OpUnsubscribe: // a real unsubscribe: never refused
-		d = b.conn.Count(costs.Unsubscribe, now)
+		d = b.conn.Count(cost(t.unsubscribe, t.unsubDefault, src), now)
 	case broker.OpUnsubscribeNotJoined: // junk: refusable like any frame
-		d = b.conn.Charge(costs.Unsubscribe, now)
+		d = b.conn.Charge(cost(t.unsubscribe, t.unsubDefault, src), now)
 	default:
-		d = b.conn.Charge(costs.Ping, now)
+		d = b.conn.Charge(b.limiter.Costs().Ping, now)
 	}
 	return b.decision(d, now)
 }
