@@ -182,7 +182,8 @@ function factsOf(k) {
     ['Live connections', h('span', { id: 'detail-conns' }, live ? num(live.connections) : '—')],
     ['Credits', live ? budget(live.credits.remaining, live.credits.limit, 'remaining') : limitText(k.limits.credits_per_minute, '/min')],
   ];
-  if (live && live.quotas) for (const q of live.quotas) rows.push([`Quota ${q.window}`, budget(q.used, q.limit, 'used', q.reset_at)]);
+  // live.quotas: {"<window>": {limit, used, reset_at}} (rest.md, Quotas).
+  if (live && live.quotas) for (const [w, q] of Object.entries(live.quotas)) rows.push([`Quota ${q.window || w}`, budget(q.used, q.limit, 'used', q.reset_at)]);
   if (Array.isArray(k.scopes)) rows.push(['Scopes', k.scopes.join(', ') || 'none']);
   const dt = deliveredToday(k);
   if (dt !== null) rows.push(['Delivered today', num(dt)]);
