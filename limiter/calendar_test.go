@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"floodgate/limiter"
 )
 
@@ -145,7 +147,13 @@ func TestQuota_CalendarSwitchKeepsUse(t *testing.T) {
 
 func TestCluster_CalendarQuotaAcrossNodes(t *testing.T) {
 	_, rc := newMiniredis(t)
-	nodes := clusterNodes(t, rc, "cal:", 2, fastConns())
+	runCalendarQuota(t, rc, "cal:")
+}
+
+// runCalendarQuota spends a calendar daily quota of 200 from two nodes
+// sharing rc, ten minutes before midnight UTC, then crosses midnight.
+func runCalendarQuota(t *testing.T, rc redis.UniversalClient, prefix string) {
+	nodes := clusterNodes(t, rc, prefix, 2, fastConns())
 	req := keyReq("CalClust")
 	req.Quotas = limiter.Quotas{Daily: 200, Calendar: true}
 	ctx := context.Background()
