@@ -215,3 +215,41 @@ func runCalendarQuota(t *testing.T, rc redis.UniversalClient, prefix string) {
 	}
 	allHealthy(t, nodes)
 }
+
+// Charging a key with calendar quotas allocates nothing, across period
+// boundaries and refusals too.
+func TestCharge_CalendarQuotaZeroAllocs(t *testing.T) {
+	l := newLimiter(t, fastConns())
+	req := keyReq("CalAlloc")
+	req.Quotas = limiter.Quotas{Daily: 1 << 30, Weekly: 1 << 30, Monthly: 1 << 30, Calendar: true}
+	c := mustAdmit(t, l, req, t0)
+	now := t0
+	if n := testing.AllocsPerRun(1000, func() {
+		now = now.Add(time.Hour) // crosses days, weeks and months
+		c.Charge(1, now)
+		c.Charge(0, now)
+		c.Count(1, now)
+	}); n != 0 {
+		t.Fatalf("%v allocs per three frames", n)
+	}
+}
+
+// BenchmarkCharge_Quota_* charge a key with daily, weekly and monthly
+// quotas (never reached), rolling or calendar.
+func BenchmarkCharge_Quota_Rolling(b *testing.B)  { benchQuota(b, false) }
+func BenchmarkCharge_Quota_Calendar(b *testing.B) { benchQuota(b, true) }
+
+func benchQuota(b *testing.B, calendar bool) {
+	l := newLimiter(b, fastConns())
+	req := keyReq("BenchQta")
+	req.Quotas = limiter.Quotas{Daily: 1 << 40, Weekly: 1 << 40, Monthly: 1 << 40, Calendar: calendar}
+	c := mustAdmit(b, l, req, t0)
+	now := t0
+	b.ReportAllocs()
+	for b.Loop() {
+		now = now.Add(200 * time.Millisecond)
+		if !c.Charge(1, now).Allowed {
+			b.Fatal("refused")
+		}
+	}
+}
