@@ -270,27 +270,42 @@ func (s *Sidecar) handleStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	count, last := s.usage(&rec)
 	today, total := s.metered(&rec, now)
+	live := s.liveUsage(&rec, now)
 	st := KeyStatus{
 		Status: rec.EffectiveStatus(now), WalletAddress: rec.Account, CreatedAt: rec.CreatedAt.UTC(),
-		LastUsedAt: timePtr(last), RequestCount: count, RateLimit: s.budget(&rec, now),
+		LastUsedAt: timePtr(last), RequestCount: count, RateLimit: live.Credits, Quotas: live.Quotas,
 		UsageToday: today, UsageTotal: total,
 		ExpiresAt: timePtr(rec.ExpiresAt), Scopes: rec.Scopes.Names(),
 	}
 	writeData(w, http.StatusOK, st)
 }
 
-// budget is the live credit budget of rec, or the full budget when the
-// limiter does not report one.
-func (s *Sidecar) budget(rec *Record, now time.Time) BudgetUsage {
+// liveUsage is the live credit budget and quota use of rec, or, when the
+// limiter does not report them, the full budget and unused quotas.
+func (s *Sidecar) liveUsage(rec *Record, now time.Time) KeyUsage {
 	if s.opts.LiveUsage != nil {
 		if u, ok := s.opts.LiveUsage.KeyUsage(rec.Prefix, now); ok {
 			u.Credits.ResetAt = u.Credits.ResetAt.UTC()
-			return u.Credits
+			return u
 		}
 	}
 	limit := int64(rec.Limits.CreditsPerMinute)
 	if limit == 0 {
 		limit = int64(s.opts.DefaultCreditsPerMinute)
 	}
-	return BudgetUsage{Limit: limit, Remaining: limit, ResetAt: now.UTC()}
+	u := KeyUsage{Credits: BudgetUsage{Limit: limit, Remaining: limit, ResetAt: now.UTC()}}
+	q := rec.Quotas
+	for _, w := range []limiter.QuotaWindow{limiter.QuotaDaily, limiter.QuotaWeekly, limiter.QuotaMonthly, limiter.QuotaTotal} {
+		if lim := q.Limit(w); lim > 0 {
+			reset := now
+			switch {
+			case w == limiter.QuotaTotal:
+				reset = time.Time{}
+			case q.Calendar:
+				_, reset = limiter.CalendarPeriod(w, now)
+			}
+			u.AddQuota(w.String(), lim, 0, reset)
+		}
+	}
+	return u
 }

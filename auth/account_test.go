@@ -397,3 +397,27 @@ func TestStatusUsageRollsOverAtUTCMidnight(t *testing.T) {
 		t.Fatalf("operator view: %+v %+v", v.UsageToday, v.UsageTotal)
 	}
 }
+
+// Without a limiter the status endpoint reports each configured quota
+// unused, reset_at at the next calendar boundary (calendar quotas) and no
+// reset_at for total.
+func TestStatus_CalendarQuotasWithoutLimiter(t *testing.T) {
+	f := newFixture(t, nil)
+	ck := f.adminCreate(`{"account":"` + newWallet(1).account + `","quotas":{"daily":100,"weekly":500,"total":9000,"calendar":true}}`)
+	r := f.do("GET", pathStatus, nil, map[string]string{"PF-API-KEY": ck.APIKey})
+	// t0 is Tuesday 2025-05-20 12:00:00.001 UTC.
+	want := `"quotas":{"daily":{"limit":100,"used":0,"reset_at":"2025-05-21T00:00:00Z"},"total":{"limit":9000,"used":0},"weekly":{"limit":500,"used":0,"reset_at":"2025-05-26T00:00:00Z"}}`
+	if r.status != 200 || !strings.Contains(r.raw, want) {
+		t.Fatalf("%d %s\nwant %s", r.status, r.raw, want)
+	}
+	// calendar alone (no daily, weekly or monthly quota) is accepted and
+	// changes nothing; the status has no quotas.
+	ck = f.adminCreate(`{"account":"` + newWallet(2).account + `","quotas":{"calendar":true}}`)
+	if !ck.Key.Quotas.Calendar {
+		t.Fatalf("calendar flag not kept: %+v", ck.Key.Quotas)
+	}
+	r = f.do("GET", pathStatus, nil, map[string]string{"PF-API-KEY": ck.APIKey})
+	if r.status != 200 || strings.Contains(r.raw, `"quotas"`) {
+		t.Fatalf("%d %s", r.status, r.raw)
+	}
+}

@@ -117,6 +117,11 @@ func (s *Sidecar) handleAdminList(w http.ResponseWriter, r *http.Request) {
 		if status != "" && v.Status != status {
 			continue // "active" excludes expired keys; "expired" is derived
 		}
+		if s.opts.LiveUsage != nil {
+			if u, ok := s.opts.LiveUsage.KeyUsage(recs[i].Prefix, now); ok {
+				v.Live = &u
+			}
+		}
 		out.Keys = append(out.Keys, v)
 	}
 	writeData(w, http.StatusOK, out)

@@ -119,13 +119,33 @@ func TestAdmin_CreateShowList(t *testing.T) {
 func TestAdmin_ShowLive(t *testing.T) {
 	live := liveUsage{}
 	f := newFixture(t, func(o *auth.Options) { o.LiveUsage = live })
-	ck := f.adminCreate(`{"account":"` + newWallet(1).account + `"}`)
-	live[ck.Key.Prefix] = auth.KeyUsage{Credits: auth.BudgetUsage{Limit: 300, Remaining: 12}, Connections: 2,
-		Quotas: []auth.QuotaUsage{{Window: "daily", Limit: 100, Used: 40}}}
+	ck := f.adminCreate(`{"account":"` + newWallet(1).account + `","quotas":{"daily":100,"total":5000,"calendar":true}}`)
+	u := auth.KeyUsage{Credits: auth.BudgetUsage{Limit: 300, Remaining: 12}, Connections: 2}
+	u.AddQuota("daily", 100, 40, time.Date(2030, 1, 4, 0, 0, 0, 0, time.UTC))
+	u.AddQuota("total", 5000, 40, time.Time{})
+	live[ck.Key.Prefix] = u
 	var v auth.KeyView
-	wantOK(t, f.admin("GET", "/admin/v1/keys/"+ck.Key.Prefix, nil), 200, &v)
-	if v.Live == nil || v.Live.Credits.Remaining != 12 || v.Live.Connections != 2 || v.Live.Quotas[0].Used != 40 {
+	r := f.admin("GET", "/admin/v1/keys/"+ck.Key.Prefix, nil)
+	wantOK(t, r, 200, &v)
+	if v.Live == nil || v.Live.Credits.Remaining != 12 || v.Live.Connections != 2 || v.Live.Quotas["daily"].Used != 40 {
 		t.Fatalf("live: %+v", v.Live)
+	}
+	// quotas.<window> with limit, used, reset_at (none for total); the
+	// configured quotas keep their shape.
+	for _, want := range []string{
+		`"quotas":{"total":5000,"daily":100,"calendar":true}`,
+		`"quotas":{"daily":{"limit":100,"used":40,"reset_at":"2030-01-04T00:00:00Z"},"total":{"limit":5000,"used":40}}`,
+	} {
+		if !strings.Contains(r.raw, want) {
+			t.Errorf("GET %s lacks %s", r.raw, want)
+		}
+	}
+	// The list reports the same live use per key.
+	var list auth.KeyList
+	wantOK(t, f.admin("GET", "/admin/v1/keys", nil), 200, &list)
+	if len(list.Keys) != 1 || list.Keys[0].Live == nil || list.Keys[0].Live.Quotas["daily"].Used != 40 ||
+		list.Keys[0].Live.Quotas["daily"].ResetAt == nil || list.Keys[0].Live.Quotas["total"].ResetAt != nil {
+		t.Fatalf("list: %+v", list.Keys)
 	}
 }
 

@@ -113,6 +113,9 @@ type QuotasPatch struct {
 	Monthly *int64 `json:"monthly,omitempty"`
 	// DeliveredDaily: messages delivered per UTC day (usage_today).
 	DeliveredDaily *int64 `json:"delivered_daily,omitempty"`
+	// Calendar switches the daily, weekly and monthly quotas between UTC
+	// calendar periods (true) and rolling windows (false).
+	Calendar *bool `json:"calendar,omitempty"`
 }
 
 func (p *LimitsPatch) apply(l *Limits) {
@@ -135,6 +138,7 @@ func (p *QuotasPatch) apply(q *Quotas) {
 	setField(&q.Weekly, p.Weekly)
 	setField(&q.Monthly, p.Monthly)
 	setField(&q.DeliveredDaily, p.DeliveredDaily)
+	setField(&q.Calendar, p.Calendar)
 }
 
 // OptionalTime is a JSON field that may be absent (Set false), null (Set,
@@ -175,9 +179,21 @@ type LiveUsage interface {
 
 // KeyUsage is a key's live use.
 type KeyUsage struct {
-	Credits     BudgetUsage  `json:"credits"`
-	Quotas      []QuotaUsage `json:"quotas,omitempty"`
-	Connections int          `json:"connections"`
+	Credits BudgetUsage `json:"credits"`
+	// Quotas reports each configured quota under its window name
+	// ("daily", "weekly", "monthly", "total"); AddQuota fills it.
+	Quotas      map[string]QuotaUsage `json:"quotas,omitempty"`
+	Connections int                   `json:"connections"`
+}
+
+// AddQuota reports the quota named window: limit, used, and resetAt, when
+// it next frees capacity (the zero Time for a quota that never refills,
+// such as total).
+func (u *KeyUsage) AddQuota(window string, limit, used int64, resetAt time.Time) {
+	if u.Quotas == nil {
+		u.Quotas = make(map[string]QuotaUsage, 4)
+	}
+	u.Quotas[window] = QuotaUsage{Limit: limit, Used: used, ResetAt: timePtr(resetAt)}
 }
 
 // BudgetUsage is the state of the rolling credit budget.
@@ -187,11 +203,15 @@ type BudgetUsage struct {
 	ResetAt   time.Time `json:"reset_at"` // when the budget is full again
 }
 
-// QuotaUsage is the state of one rolling quota.
+// QuotaUsage is the state of one quota (`quotas.<window>`).
 type QuotaUsage struct {
-	Window string `json:"window"` // total, daily, weekly or monthly
-	Limit  int64  `json:"limit"`
-	Used   int64  `json:"used"`
+	Limit int64 `json:"limit"`
+	Used  int64 `json:"used"`
+	// ResetAt is when the quota next frees capacity, in UTC: the next
+	// calendar boundary for a calendar quota; for a rolling one, when its
+	// oldest use still in the window leaves it (the time of the request
+	// when nothing is used). Absent for total, which never refills.
+	ResetAt *time.Time `json:"reset_at,omitempty"`
 }
 
 // KeyStatus is the data of GET /api/v1/api_keys/status.
@@ -207,6 +227,8 @@ type KeyStatus struct {
 	// UsageToday and UsageTotal: as in KeyView.
 	UsageToday UsageCounters `json:"usage_today"`
 	UsageTotal UsageCounters `json:"usage_total"`
+	// Quotas reports each configured quota of the key (KeyUsage.Quotas).
+	Quotas map[string]QuotaUsage `json:"quotas,omitempty"`
 }
 
 // AccountKey is one key in the account list endpoint.

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"floodgate/fanout"
 	"floodgate/internal/proto"
 )
 
@@ -20,7 +21,7 @@ func (AdmitAll) Admit(context.Context, *http.Request, time.Time) (Identity, Budg
 
 type unlimited struct{}
 
-func (unlimited) Charge(Op, time.Time) Decision        { return Decision{Allowed: true} }
-func (unlimited) ChargeReplay(int, time.Time) Decision { return Decision{Allowed: true} }
-func (unlimited) MaxSubscriptions() int                { return 0 }
-func (unlimited) Release(time.Time)                    {}
+func (unlimited) Charge(Op, *fanout.Source, time.Time) Decision { return Decision{Allowed: true} }
+func (unlimited) ChargeReplay(int, time.Time) Decision          { return Decision{Allowed: true} }
+func (unlimited) MaxSubscriptions() int                         { return 0 }
+func (unlimited) Release(time.Time)                             {}

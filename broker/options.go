@@ -115,10 +115,13 @@ type Decision struct {
 // Budget throttles one connection. Charge is called from the session's read
 // loop only; Release once, when the session ends.
 type Budget interface {
-	// Charge accounts for one client frame of kind op at now. It must not
-	// block or do I/O; OpUnsubscribe (a real unsubscribe) must never be
-	// refused, OpUnsubscribeNotJoined is charged like any frame.
-	Charge(op Op, now time.Time) Decision
+	// Charge accounts for one client frame of kind op at now. src is the
+	// source a subscribe or unsubscribe names (nil when it names none the
+	// table knows, and for other frames), so that a cost may depend on it
+	// (src.Index). It must not block, allocate or do I/O; OpUnsubscribe
+	// (a real unsubscribe) must never be refused, OpUnsubscribeNotJoined
+	// is charged like any frame.
+	Charge(op Op, src *fanout.Source, now time.Time) Decision
 	// ChargeReplay accounts for a replay of msgs messages (a subscribe
 	// with "since"), charged before the replay starts; like Charge it must
 	// not block or do I/O. A refusal is sent as the subscribe's error.

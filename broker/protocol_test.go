@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"floodgate/broker"
+	"floodgate/fanout"
 	"floodgate/internal/proto"
 
 	"github.com/coder/websocket"
@@ -159,7 +160,7 @@ func (c capSubs) Admit(context.Context, *http.Request, time.Time) (broker.Identi
 
 type cappedBudget struct{ n int }
 
-func (b cappedBudget) Charge(broker.Op, time.Time) broker.Decision {
+func (b cappedBudget) Charge(broker.Op, *fanout.Source, time.Time) broker.Decision {
 	return broker.Decision{Allowed: true}
 }
 func (b cappedBudget) ChargeReplay(int, time.Time) broker.Decision {

@@ -366,7 +366,13 @@ func (s *session) handle(msg []byte, now time.Time) {
 	var perr *fanout.ParamError
 	var detail string
 	var joined *subscription
-	if op == OpUnsubscribe {
+	switch op {
+	case OpSubscribe:
+		// Resolved before the charge: the cost may depend on the source.
+		if ferr == nil {
+			ch, perr, detail = s.channelOf(&req)
+		}
+	case OpUnsubscribe:
 		if ferr == nil {
 			ch, perr, detail = s.channelOf(&req)
 			if perr == nil {
@@ -379,7 +385,7 @@ func (s *session) handle(msg []byte, now time.Time) {
 			op = OpUnsubscribeNotJoined
 		}
 	}
-	d := s.budget.Charge(op, now)
+	d := s.budget.Charge(op, ch.Source, now)
 	if !d.Allowed {
 		code := d.Code
 		if code == "" {
@@ -410,7 +416,7 @@ func (s *session) handle(msg []byte, now time.Time) {
 		r.b = appendPong(r.b, req.id, &d)
 		s.reply(r)
 	case OpSubscribe:
-		s.subscribe(&req, &d)
+		s.subscribe(&req, &ch, perr, detail, &d)
 	case OpUnsubscribe:
 		switch {
 		case perr != nil:
@@ -430,9 +436,11 @@ func closeReasonFor(code string) CloseReason {
 	return ReasonRateLimit
 }
 
-func (s *session) subscribe(req *request, d *Decision) {
+// subscribe runs a subscribe whose channel handle resolved into ref (or
+// failed with perr and detail).
+func (s *session) subscribe(req *request, refp *fanout.Channel, perr *fanout.ParamError, detail string, d *Decision) {
 	srv := s.srv
-	ref, perr, detail := s.channelOf(req)
+	ref := *refp
 	if perr != nil {
 		s.replyError(frameError{perr.Code, perr.Message}, detail, 0, req.id, d)
 		return

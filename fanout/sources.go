@@ -118,6 +118,9 @@ type Source struct {
 	// stream (SourceSpec.History); whether the node runs history at all is
 	// the Hub's (HasHistory).
 	History bool
+	// Index is the source's position in the table, 0 to Sources.Len()-1:
+	// callers keep per-source numbers (limits.costs) in a slice by it.
+	Index int
 
 	prefix   string // subject prefix + "." + name
 	envelope string // {"channel":"<name>","data":
@@ -197,6 +200,7 @@ func NewSources(cfg SourcesConfig) (*Sources, error) {
 		}
 		src := &Source{
 			Name:         spec.Name,
+			Index:        i,
 			Conflatable:  conflatableByDefault(spec.Name),
 			AccountParam: -1,
 			prefix:       prefix + "." + spec.Name,
@@ -293,6 +297,9 @@ func (t *Sources) HistorySubjects() []string {
 
 // Lookup returns the source named name, or nil. It does not allocate.
 func (t *Sources) Lookup(name []byte) *Source { return t.byName[string(name)] }
+
+// Len is the number of sources; Source.Index is below it.
+func (t *Sources) Len() int { return len(t.byName) }
 
 // Prefix returns the subject prefix.
 func (t *Sources) Prefix() string { return t.prefix }

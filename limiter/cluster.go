@@ -67,7 +67,7 @@ func idleKeep(l *Limiter, id *identity) int64 {
 		return 0
 	}
 	c := l.Costs()
-	return max(idleLease, c.Subscribe, c.Unsubscribe, c.Ping)
+	return max(idleLease, c.Subscribe.Max(), c.Unsubscribe.Max(), c.Ping)
 }
 
 // Redis keys of an identity; the hash tag keeps them in one slot.
@@ -75,7 +75,19 @@ func (l *Limiter) key(name, suffix string) string {
 	return l.opts.KeyPrefix + "{" + name + "}:" + suffix
 }
 
-func quotaArgs(q *Quotas) []any { return []any{q.Daily, q.Weekly, q.Monthly, q.Total} }
+// quotaArgs are the quota arguments of the scripts at now (Unix ns): the
+// limits daily, weekly, monthly, total; the calendar flag; the current
+// calendar periods of the three windows and their ends (Unix us).
+func quotaArgs(q *Quotas, now int64) []any {
+	cal := 0
+	if q.Calendar {
+		cal = 1
+	}
+	pd, _, ed := calendarPeriod(QuotaDaily, now)
+	pw, _, ew := calendarPeriod(QuotaWeekly, now)
+	pm, _, em := calendarPeriod(QuotaMonthly, now)
+	return []any{q.Daily, q.Weekly, q.Monthly, q.Total, cal, pd, pw, pm, us(ed), us(ew), us(em)}
+}
 
 func us(ns int64) int64 { return ns / 1000 }
 
@@ -115,7 +127,7 @@ func (l *Limiter) redisAdmit(ctx context.Context, name string, p *policy, want, 
 	defer cancel()
 	keys := []string{l.key(name, "conns"), l.key(name, "connect"), l.key(name, "credits"), l.key(name, "quota"), l.key(name, "total")}
 	args := append([]any{us(n), l.opts.NodeID, us(3 * int64(l.opts.Heartbeat)), p.maxConns, p.connects, us(p.connectWin),
-		p.credits, us(p.creditWindow), want, l.opts.ExpectedNodes}, quotaArgs(&p.quotas)...)
+		p.credits, us(p.creditWindow), want, l.opts.ExpectedNodes}, quotaArgs(&p.quotas, n)...)
 	v, err := admitScript.Run(ctx, l.redis, keys, args...).Int64Slice()
 	if err != nil {
 		return admitResult{}, err
@@ -320,7 +332,7 @@ func (l *Limiter) exec(ctx context.Context, ops []syncOp) error {
 			name, p := op.id.name, op.pol
 			op.lease, op.bop = nil, nil
 			if op.want > 0 || op.ret > 0 || op.debt > 0 {
-				args := append([]any{us(op.now), p.credits, us(p.creditWindow), op.want, l.opts.ExpectedNodes, op.ret, op.debt}, quotaArgs(&p.quotas)...)
+				args := append([]any{us(op.now), p.credits, us(p.creditWindow), op.want, l.opts.ExpectedNodes, op.ret, op.debt}, quotaArgs(&p.quotas, op.now)...)
 				op.lease = leaseScript.EvalSha(pctx, pipe, []string{l.key(name, "credits"), l.key(name, "quota"), l.key(name, "total")}, args...)
 			}
 			if op.beat {
@@ -385,5 +397,6 @@ func (l *Limiter) clusterUsage(ctx context.Context, name string, p *policy, n in
 	ctx, cancel := context.WithTimeout(ctx, l.opts.RedisTimeout)
 	defer cancel()
 	keys := []string{l.key(name, "credits"), l.key(name, "quota"), l.key(name, "total"), l.key(name, "conns")}
-	return peekScript.Run(ctx, l.redis, keys, us(n), p.credits, us(p.creditWindow)).Int64Slice()
+	args := append([]any{us(n), p.credits, us(p.creditWindow)}, quotaArgs(&p.quotas, n)...)
+	return peekScript.Run(ctx, l.redis, keys, args...).Int64Slice()
 }

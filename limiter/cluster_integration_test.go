@@ -61,6 +61,11 @@ func TestIntegrationCluster_QuotaAcrossNodes(t *testing.T) {
 	runQuota(t, rc, prefix)
 }
 
+func TestIntegrationCluster_CalendarQuotaAcrossNodes(t *testing.T) {
+	rc, prefix := realRedis(t)
+	runCalendarQuota(t, rc, prefix)
+}
+
 // redisCluster starts a private three-shard Redis Cluster (testdeps) and
 // returns a client as the node builds it: context deadlines honoured, no
 // retries.
@@ -91,6 +96,11 @@ func TestIntegrationRedisCluster_ConnectionsAndConnectRate(t *testing.T) {
 func TestIntegrationRedisCluster_QuotaAcrossNodes(t *testing.T) {
 	_, c := redisCluster(t)
 	runQuota(t, c, "floodgate-test:")
+}
+
+func TestIntegrationRedisCluster_CalendarQuotaAcrossNodes(t *testing.T) {
+	_, c := redisCluster(t)
+	runCalendarQuota(t, c, "floodgate-test:")
 }
 
 // TestIntegrationRedisCluster_IdentitiesSpreadOverShards: the identities'

@@ -84,11 +84,14 @@ type Tier struct {
 	MaxSubscriptions int `yaml:"max_subscriptions"`
 }
 
-// Costs are the credits charged per client frame, by method.
+// Costs are the credits charged per client frame, by method. Subscribe
+// and Unsubscribe may differ by source (SourceCosts); a cost of 0 exempts
+// the frame from the credit budget, not from the connection's message
+// rate.
 type Costs struct {
-	Subscribe   int64 `yaml:"subscribe"`   // 1
-	Unsubscribe int64 `yaml:"unsubscribe"` // 1, counted but never refused
-	Ping        int64 `yaml:"ping"`        // 1
+	Subscribe   SourceCosts `yaml:"subscribe"`   // 1
+	Unsubscribe SourceCosts `yaml:"unsubscribe"` // 1, counted but never refused
+	Ping        int64       `yaml:"ping"`        // 1
 	// Replay is charged per 100 messages (rounded up) of a replay (a
 	// subscribe with "since"), on top of the subscribe, before the replay
 	// starts. 1.
@@ -133,7 +136,7 @@ func DefaultConfig() Config {
 				MaxSubscriptions: 500,
 			},
 		},
-		Costs: Costs{Subscribe: 1, Unsubscribe: 1, Ping: 1, Replay: 1},
+		Costs: Costs{Subscribe: SourceCosts{Default: 1}, Unsubscribe: SourceCosts{Default: 1}, Ping: 1, Replay: 1},
 		Violations: Violations{
 			MaxRefusals: 10, Window: 10 * time.Second,
 			Cooldowns:   []time.Duration{30 * time.Second, 2 * time.Minute, 10 * time.Minute},
@@ -185,10 +188,12 @@ func (c *Config) Validate() error {
 			bad(t.name+".max_subscriptions", t.t.MaxSubscriptions, "must be > 0")
 		}
 	}
+	c.Costs.Subscribe.validate("costs.subscribe", bad)
+	c.Costs.Unsubscribe.validate("costs.unsubscribe", bad)
 	for _, f := range []struct {
 		name string
 		v    int64
-	}{{"costs.subscribe", c.Costs.Subscribe}, {"costs.unsubscribe", c.Costs.Unsubscribe}, {"costs.ping", c.Costs.Ping}, {"costs.replay", c.Costs.Replay}} {
+	}{{"costs.ping", c.Costs.Ping}, {"costs.replay", c.Costs.Replay}} {
 		if f.v < 0 || f.v > maxCredits {
 			bad(f.name, f.v, "must be >= 0")
 		}

@@ -142,8 +142,10 @@ func (c *Conn) MaxSubscriptions() int {
 // Charge charges one client frame costing cost credits at now against the
 // connection's message rate (1 message), the identity's credits and the
 // key's quotas. If any refuses, nothing is charged and the refusal counts
-// toward the violation limit. 0 allocations; it takes the identity's mutex
-// and never blocks on I/O.
+// toward the violation limit. A cost of 0 charges the message rate only:
+// credits and quotas are not consulted (a frame exempt from the credit
+// budget, limits.costs). 0 allocations; it takes the identity's mutex and
+// never blocks on I/O.
 func (c *Conn) Charge(cost int64, now time.Time) Decision {
 	return c.charge(cost, now.UnixNano(), false)
 }
@@ -169,7 +171,7 @@ func (c *Conn) charge(cost, now int64, force bool) Decision {
 			budget = BudgetConn
 		}
 	}
-	if budget == BudgetNone {
+	if budget == BudgetNone && cost > 0 {
 		budget, quota, wait = id.takeLocked(c.l, cost, now, force)
 	}
 	if budget == BudgetNone {

@@ -20,7 +20,10 @@
 //	ref.SetHeaders(w.Header())                // Retry-After, RateLimit, RateLimit-Policy
 //	defer conn.Release()
 //	// per client frame, in the read loop
-//	d := conn.Charge(l.Costs().Subscribe, now) // or Count(cost, now) for unsubscribe
+//	d := conn.Charge(cost, now)               // or Count(cost, now) for unsubscribe
+//	// cost: l.Costs().Ping, or Subscribe/Unsubscribe priced by source
+//	// (SourceCosts; the node keeps them in a slice by source index).
+//	// A cost of 0 charges the connection's message rate only.
 //	if !d.Allowed { reply error d.Code(), d.Message(), d.RetryAfterMs() }
 //	rl := {r: d.Remaining, q: d.Limit, t: d.ResetSeconds()}
 //	if d.Close { close 1008 d.CloseReason() }
@@ -58,8 +61,15 @@
 // again; forgotten after ForgetAfter without offence). A quota refusal also
 // sets Close. Rolling quotas keep 60 buckets per window: usage leaves the
 // window between W and W+W/60 after it happened (never early); Total is a
-// lifetime counter. Locally, quota usage lives in memory (lost on restart);
-// in cluster mode it lives in Redis. Quotas count from when they are set.
+// lifetime counter. With Quotas.Calendar, daily, weekly and monthly are UTC
+// calendar periods instead (CalendarPeriod: the day from 00:00, the week
+// from Monday, the month from the 1st): one sum per window for the current
+// period, started again in a new one; a refusal waits until the period
+// ends. Both kinds are always counted, so switching keeps the use. Usage
+// reports each quota's reset time. Locally, quota usage lives in memory
+// (lost on restart); in cluster mode it lives in Redis (the quota hash of
+// the identity holds the rolling buckets and, per window, the current
+// calendar period's number and sum). Quotas count from when they are set.
 //
 // Overrides (Limits, Quotas) ride on every Admit and can be changed with
 // SetOverrides; live connections see them on their next frame, the credits

@@ -30,7 +30,7 @@ const BudgetCount = numBudgets
 // trip per frame (benchmark reference).
 func TakeOnce(ctx context.Context, rc redis.UniversalClient, prefix string, now time.Time) error {
 	return leaseScript.Run(ctx, rc, []string{prefix + ":credits", prefix + ":quota", prefix + ":total"},
-		now.UnixMicro(), 1<<30, 60_000_000, 1, 1, 0, 0, 0, 0, 0, 0).Err()
+		now.UnixMicro(), 1<<30, 60_000_000, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0).Err()
 }
 
 // CellSize is the size of an identity cell struct (tests).

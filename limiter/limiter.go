@@ -183,6 +183,7 @@ type settings struct {
 
 func (l *Limiter) newSettings(cfg Config) *settings {
 	cfg.Violations.Cooldowns = append([]time.Duration(nil), cfg.Violations.Cooldowns...)
+	cfg.Costs = cfg.Costs.clone()
 	set := &settings{cfg: cfg}
 	for k, t := range []Tier{cfg.Tiers.Anonymous, cfg.Tiers.Key} {
 		set.tiers[k] = makePolicy(TierKind(k), t, Limits{}, Quotas{}, 1)
@@ -221,10 +222,12 @@ func (l *Limiter) Reload(cfg Config, now time.Time) error {
 func (l *Limiter) Config() Config {
 	c := l.set.Load().cfg
 	c.Violations.Cooldowns = append([]time.Duration(nil), c.Violations.Cooldowns...)
+	c.Costs = c.Costs.clone()
 	return c
 }
 
-// Costs returns the credits per client method.
+// Costs returns the credits per client method. Its per-source maps are
+// the limiter's own: read them, do not change them.
 func (l *Limiter) Costs() Costs { return l.set.Load().cfg.Costs }
 
 // Tier returns the tier numbers of kind.
@@ -375,7 +378,7 @@ func (l *Limiter) admitLocalLocked(id *identity, n int64) error {
 	}
 	if p.hasQuotas {
 		if w := id.quota.check(&p.quotas, n, 1); w != QuotaNone {
-			return newQuotaRefusal(w, p.quotas.limit(w), id.quota.used(w, n), time.Duration(id.quota.retry(&p.quotas, w, n, 1)))
+			return newQuotaRefusal(w, p.quotas.limit(w), id.quota.used(w, p.quotas.Calendar, n), time.Duration(id.quota.retry(&p.quotas, w, n, 1)))
 		}
 	}
 	id.conns++

@@ -24,14 +24,18 @@ type Limits struct {
 	ConnMessagesPerSecond float64 `json:"conn_messages_per_second,omitempty" yaml:"conn_messages_per_second,omitempty"`
 }
 
-// Quotas are a key's rolling quotas in credits (docs/rest.md `quotas`); 0 means
-// none. Total is over the key's lifetime; Daily, Weekly and Monthly are
-// rolling windows of 24 h, 7 d and 30 d.
+// Quotas are a key's quotas (docs/rest.md `quotas`); 0 means none.
+// Total, Daily, Weekly and Monthly are in credits: Total over the key's
+// lifetime; Daily, Weekly and Monthly rolling windows of 24 h, 7 d and
+// 30 d, or, with Calendar, the UTC calendar periods (day from 00:00, week
+// from Monday 00:00, month from the 1st 00:00; CalendarPeriod). Calendar
+// without a daily, weekly or monthly quota changes nothing.
 type Quotas struct {
-	Total   int64 `json:"total,omitempty" yaml:"total,omitempty"`
-	Daily   int64 `json:"daily,omitempty" yaml:"daily,omitempty"`
-	Weekly  int64 `json:"weekly,omitempty" yaml:"weekly,omitempty"`
-	Monthly int64 `json:"monthly,omitempty" yaml:"monthly,omitempty"`
+	Total    int64 `json:"total,omitempty" yaml:"total,omitempty"`
+	Daily    int64 `json:"daily,omitempty" yaml:"daily,omitempty"`
+	Weekly   int64 `json:"weekly,omitempty" yaml:"weekly,omitempty"`
+	Monthly  int64 `json:"monthly,omitempty" yaml:"monthly,omitempty"`
+	Calendar bool  `json:"calendar,omitempty" yaml:"calendar,omitempty"`
 	// DeliveredDaily is not a credit quota: messages delivered per UTC day
 	// (00:00 UTC refill), enforced by the node's delivery metering
 	// (docs/rest.md), not by the limiter.
@@ -45,6 +49,9 @@ func (q Quotas) credit() Quotas {
 }
 
 func (q Quotas) any() bool { return q.Total > 0 || q.Daily > 0 || q.Weekly > 0 || q.Monthly > 0 }
+
+// Limit is the quota of window w; 0 means none.
+func (q Quotas) Limit(w QuotaWindow) int64 { return q.limit(w) }
 
 func (q Quotas) limit(w QuotaWindow) int64 {
 	switch w {
@@ -92,6 +99,7 @@ func (w QuotaWindow) String() string {
 }
 
 // Duration is the rolling window length; 0 for QuotaTotal and QuotaNone.
+// A calendar window's period is CalendarPeriod.
 func (w QuotaWindow) Duration() time.Duration {
 	switch w {
 	case QuotaDaily:

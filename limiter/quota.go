@@ -90,17 +90,25 @@ func (r *ring) wait(now, width, window, target int64) int64 {
 }
 
 // quotaState is the local usage of a key's quotas. It exists only for keys
-// with quotas (about 3 KiB each).
+// with quotas (about 3 KiB each). Both the rolling rings and the calendar
+// buckets are always kept, so a key switched between the two kinds
+// reports (and is held to) what it used.
 type quotaState struct {
 	total int64
-	rings [3]ring // daily, weekly, monthly
+	rings [3]ring      // daily, weekly, monthly
+	cal   [3]calBucket // daily, weekly, monthly: the current UTC period
 }
 
 func bucketWidth(w QuotaWindow) int64 { return int64(w.Duration()) / quotaBuckets }
 
-func (q *quotaState) used(w QuotaWindow, now int64) int64 {
-	if w == QuotaTotal {
+// used is the use of window w at now; cal selects the calendar period
+// rather than the rolling window.
+func (q *quotaState) used(w QuotaWindow, cal bool, now int64) int64 {
+	switch {
+	case w == QuotaTotal:
 		return q.total
+	case cal:
+		return q.cal[w-QuotaDaily].usedAt(now)
 	}
 	return q.rings[w-QuotaDaily].usedAt(now, bucketWidth(w), int64(w.Duration()))
 }
@@ -108,7 +116,7 @@ func (q *quotaState) used(w QuotaWindow, now int64) int64 {
 // check returns the first quota that cost would exceed, in quotaCheckOrder.
 func (q *quotaState) check(p *Quotas, now, cost int64) QuotaWindow {
 	for _, w := range quotaCheckOrder {
-		if lim := p.limit(w); lim > 0 && q.used(w, now)+cost > lim {
+		if lim := p.limit(w); lim > 0 && q.used(w, p.Calendar, now)+cost > lim {
 			return w
 		}
 	}
@@ -120,15 +128,40 @@ func (q *quotaState) add(now, cost int64) {
 	for i := range q.rings {
 		w := QuotaDaily + QuotaWindow(i)
 		q.rings[i].add(now, bucketWidth(w), cost)
+		q.cal[i].add(w, now, cost)
 	}
 }
 
-// retry is how long until cost fits under quota w (0 for total: never).
+// retry is how long until cost fits under quota w (0 for total: never):
+// for a calendar quota, until the period ends.
 func (q *quotaState) retry(p *Quotas, w QuotaWindow, now, cost int64) int64 {
 	if w == QuotaTotal || w == QuotaNone {
 		return 0
 	}
+	if p.Calendar {
+		_, _, end := calendarPeriod(w, now)
+		return end - now
+	}
 	return q.rings[w-QuotaDaily].wait(now, bucketWidth(w), int64(w.Duration()), p.limit(w)-cost)
+}
+
+// resetIn is how long from now until quota w next frees capacity: the end
+// of the calendar period, or when the oldest use still in the rolling
+// window leaves it (0 with nothing used; for an exhausted quota this is
+// the Retry-After of a cost of 1). 0 for total.
+func (q *quotaState) resetIn(p *Quotas, w QuotaWindow, now int64) int64 {
+	if w == QuotaTotal || w == QuotaNone {
+		return 0
+	}
+	if p.Calendar {
+		_, _, end := calendarPeriod(w, now)
+		return end - now
+	}
+	used := q.used(w, false, now)
+	if used <= 0 {
+		return 0
+	}
+	return q.rings[w-QuotaDaily].wait(now, bucketWidth(w), int64(w.Duration()), used-1)
 }
 
 func (q *quotaState) idle(now int64) bool {
@@ -137,7 +170,7 @@ func (q *quotaState) idle(now int64) bool {
 	}
 	for i := range q.rings {
 		w := QuotaDaily + QuotaWindow(i)
-		if q.rings[i].usedAt(now, bucketWidth(w), int64(w.Duration())) != 0 {
+		if q.rings[i].usedAt(now, bucketWidth(w), int64(w.Duration())) != 0 || q.cal[i].usedAt(now) != 0 {
 			return false
 		}
 	}

@@ -10,8 +10,13 @@ import "github.com/redis/go-redis/v9"
 // Quotas: a hash of buckets "<window>:<bucket index>" (window 1 daily,
 // 2 weekly, 3 monthly; 60 buckets per window) each with the time of its
 // latest use in "<window>:<bucket index>:t", the same rolling rule as the
-// local quotaState, and a string with the lifetime total. Connections: a hash
-// with "<node>" = live count and "<node>@" = expiry of that count.
+// local quotaState, and a string with the lifetime total. Calendar quotas
+// (UTC day, week from Monday, month) use two more fields of the quota hash
+// per window: "c<window>" the current period's number (computed by the
+// caller, calendarPeriod) and "c<window>:n" its sum; a use in a new period
+// starts the sum again, so an old period needs no cleanup. Both kinds are
+// always kept. Connections: a hash with "<node>" = live count and
+// "<node>@" = expiry of that count.
 const luaCommon = `
 local NB = 60
 local QW = {86400000000, 604800000000, 2592000000000}
@@ -58,9 +63,20 @@ local function qwait(vals, s, target, i, now)
   return QW[i]
 end
 
-local function qadd(kq, kt, now, n)
+-- calendar window i: the sum of the current period ql.p[i] (0 for an
+-- older period's sum)
+local function csum(kq, i, ql)
+  local v = redis.call('HMGET', kq, 'c' .. i, 'c' .. i .. ':n')
+  if v[1] == ql.p[i] then return tonumber(v[2] or '0') end
+  return 0
+end
+
+local function qadd(kq, kt, now, n, ql)
   redis.call('INCRBY', kt, n)
   for i = 1, 3 do
+    local c = csum(kq, i, ql) + n
+    if c < 0 then c = 0 end
+    redis.call('HSET', kq, 'c' .. i, ql.p[i], 'c' .. i .. ':n', fmt(c))
     local width = QW[i] / NB
     local f = i .. ':' .. fmt(math.floor(now / width))
     redis.call('HINCRBY', kq, f, n)
@@ -92,10 +108,14 @@ local function qcheck(kq, kt, ql, now, need)
   end
   for i = 3, 1, -1 do
     if ql[i] > 0 then
-      local s, vals = qsum(kq, i, now)
+      local s, vals
+      if ql.cal then s = csum(kq, i, ql) else s, vals = qsum(kq, i, now) end
       local l = ql[i] - s
       if l < left then left = l end
-      if l < need and win == 0 then win = i; wait = qwait(vals, s, ql[i] - need, i, now) end
+      if l < need and win == 0 then
+        win = i
+        if ql.cal then wait = ql.e[i] - now else wait = qwait(vals, s, ql[i] - need, i, now) end
+      end
     end
   end
   return win, wait, left
@@ -112,11 +132,11 @@ local function lease(kc, kq, kt, now, L, W, want, nodes, ret, debt, ql)
   if ret > 0 then
     tat = tat - ret * T
     if tat < now then tat = now end
-    if hasq then qadd(kq, kt, now, -ret) end
+    if hasq then qadd(kq, kt, now, -ret, ql) end
   end
   if debt > 0 then
     tat = math.min(tat + debt * T, now + 2 * W)
-    if hasq then qadd(kq, kt, now, debt) end
+    if hasq then qadd(kq, kt, now, debt, ql) end
   end
   local avail = math.floor((now + W - tat) / T + 1e-6)
   if avail < 0 then avail = 0 end
@@ -127,7 +147,7 @@ local function lease(kc, kq, kt, now, L, W, want, nodes, ret, debt, ql)
     local left
     qwin, qw, left = qcheck(kq, kt, ql, now, 1)
     if left < grant then grant = math.max(left, 0) end
-    if grant > 0 then qadd(kq, kt, now, grant) end
+    if grant > 0 then qadd(kq, kt, now, grant, ql) end
   end
   if grant > 0 then tat = tat + grant * T end
   if tat > now then
@@ -138,13 +158,20 @@ local function lease(kc, kq, kt, now, L, W, want, nodes, ret, debt, ql)
   return {grant, math.floor(tat), avail - grant, qwin, math.floor(qw)}
 end
 
+-- quota arguments from a[i]: limits daily, weekly, monthly, total; the
+-- calendar flag ('1' or '0'); the current calendar periods (day, week,
+-- month numbers) and their ends (Unix us).
 local function qlimits(a, i)
-  return {tonumber(a[i]), tonumber(a[i + 1]), tonumber(a[i + 2]), tonumber(a[i + 3])}
+  local ql = {tonumber(a[i]), tonumber(a[i + 1]), tonumber(a[i + 2]), tonumber(a[i + 3])}
+  ql.cal = a[i + 4] == '1'
+  ql.p = {a[i + 5], a[i + 6], a[i + 7]}
+  ql.e = {tonumber(a[i + 8]), tonumber(a[i + 9]), tonumber(a[i + 10])}
+  return ql
 end
 `
 
 // leaseScript: KEYS credit tat, quota hash, quota total; ARGV now, L, W,
-// want, nodes, ret, debt, quota daily, weekly, monthly, total.
+// want, nodes, ret, debt, then the quota arguments (quotaArgs).
 var leaseScript = redis.NewScript(luaCommon + `
 local a = ARGV
 return lease(KEYS[1], KEYS[2], KEYS[3], tonumber(a[1]), tonumber(a[2]), tonumber(a[3]),
@@ -153,7 +180,7 @@ return lease(KEYS[1], KEYS[2], KEYS[3], tonumber(a[1]), tonumber(a[2]), tonumber
 
 // admitScript: KEYS conns hash, connect tat, credit tat, quota hash, quota
 // total; ARGV now, node, node ttl, max conns, connects, connect window, L, W,
-// want, nodes, quota daily, weekly, monthly, total.
+// want, nodes, then the quota arguments (quotaArgs).
 // Returns {1, wait} connect rate, {2} connections, {3, window, wait} quota,
 // or {0, grant, tat, avail, quota window, quota wait}.
 var admitScript = redis.NewScript(luaCommon + `
@@ -203,17 +230,30 @@ return 1
 `)
 
 // peekScript: KEYS credit tat, quota hash, quota total, conns hash; ARGV now,
-// L, W. Returns {avail, tat, daily, weekly, monthly, total, connections}.
+// L, W, then the quota arguments (quotaArgs). Returns {avail, tat, daily,
+// weekly, monthly, total, connections, daily reset, weekly reset, monthly
+// reset}: the use of each window (its calendar period when the quotas are
+// calendar ones) and the time until it next frees capacity (us: the period
+// end; for a rolling window, when its oldest use leaves, 0 if none).
 var peekScript = redis.NewScript(luaCommon + `
 local now, L, W = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local ql = qlimits(ARGV, 4)
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local avail = math.floor((now + W - tat) * L / W + 1e-6)
 if avail < 0 then avail = 0 end
 if avail > L then avail = L end
-local d = qsum(KEYS[2], 1, now)
-local w = qsum(KEYS[2], 2, now)
-local mo = qsum(KEYS[2], 3, now)
+local used, reset = {0, 0, 0}, {0, 0, 0}
+for i = 1, 3 do
+  if ql.cal then
+    used[i] = csum(KEYS[2], i, ql)
+    reset[i] = ql.e[i] - now
+  else
+    local s, vals = qsum(KEYS[2], i, now)
+    used[i] = s
+    if s > 0 then reset[i] = qwait(vals, s, s - 1, i, now) end
+  end
+end
 local t = tonumber(redis.call('GET', KEYS[3]) or '0')
 local h = redis.call('HGETALL', KEYS[4])
 local m = {}
@@ -222,5 +262,5 @@ local c = 0
 for f, v in pairs(m) do
   if string.sub(f, -1) ~= '@' and tonumber(m[f .. '@'] or '0') >= now then c = c + tonumber(v) end
 end
-return {avail, math.floor(tat), d, w, mo, t, c}
+return {avail, math.floor(tat), used[1], used[2], used[3], t, c, math.floor(reset[1]), math.floor(reset[2]), math.floor(reset[3])}
 `)

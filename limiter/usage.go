@@ -29,6 +29,14 @@ type QuotaUsage struct {
 	Window QuotaWindow
 	Limit  int64
 	Used   int64
+	// Calendar reports a UTC calendar period rather than a rolling window.
+	Calendar bool
+	// ResetAt is when the quota next frees capacity: the end of the
+	// calendar period, or when the oldest use still in the rolling window
+	// leaves it (now when nothing is used; for an exhausted quota, the
+	// Retry-After of its refusal). Zero for QuotaTotal, which never
+	// refills.
+	ResetAt time.Time
 }
 
 // Usage reports the live budget of req's identity at now; an identity
@@ -60,19 +68,26 @@ func (l *Limiter) Usage(ctx context.Context, req Request, now time.Time) Usage {
 			u.Connections, u.Cluster = v[6], true
 			for _, w := range [...]QuotaWindow{QuotaDaily, QuotaWeekly, QuotaMonthly, QuotaTotal} {
 				if lim := pol.quotas.limit(w); lim > 0 {
-					u.Quotas = append(u.Quotas, QuotaUsage{Window: w, Limit: lim, Used: v[1+int(w)]})
+					q := QuotaUsage{Window: w, Limit: lim, Used: v[1+int(w)], Calendar: pol.quotas.Calendar && w != QuotaTotal}
+					if w != QuotaTotal && len(v) >= 10 {
+						q.ResetAt = now.Add(time.Duration(v[6+int(w)] * 1000))
+					}
+					u.Quotas = append(u.Quotas, q)
 				}
 			}
 			return u
 		}
 	}
+	if qs == nil {
+		qs = &quotaState{}
+	}
 	for _, w := range [...]QuotaWindow{QuotaDaily, QuotaWeekly, QuotaMonthly, QuotaTotal} {
 		if lim := pol.quotas.limit(w); lim > 0 {
-			var used int64
-			if qs != nil {
-				used = qs.used(w, n)
+			q := QuotaUsage{Window: w, Limit: lim, Used: qs.used(w, pol.quotas.Calendar, n), Calendar: pol.quotas.Calendar && w != QuotaTotal}
+			if w != QuotaTotal {
+				q.ResetAt = now.Add(time.Duration(qs.resetIn(&pol.quotas, w, n)))
 			}
-			u.Quotas = append(u.Quotas, QuotaUsage{Window: w, Limit: lim, Used: used})
+			u.Quotas = append(u.Quotas, q)
 		}
 	}
 	return u

@@ -33,6 +33,7 @@ type admitter struct {
 	limiter    *limiter.Limiter
 	usage      *auth.Usage
 	meter      *meter // delivered_daily; nil in tests that build an admitter without it
+	costs      *costs
 	events     *eventWriter
 	trusted    []netip.Prefix
 	allowQuery bool
@@ -80,7 +81,7 @@ func (a *admitter) Admit(ctx context.Context, r *http.Request, now time.Time) (b
 	if id.KeyPrefix != "" {
 		a.usage.Add(id.KeyPrefix, 0, now) // last_used_at at connect
 	}
-	b := &budget{conn: conn, limiter: a.limiter, usage: a.usage, prefix: id.KeyPrefix, refusals: a.refusals}
+	b := &budget{conn: conn, limiter: a.limiter, usage: a.usage, costs: a.costs, prefix: id.KeyPrefix, refusals: a.refusals}
 	if a.meter != nil && req.Quotas.DeliveredDaily > 0 {
 		b.meter, b.quota = a.meter, a.meter.admitted(id.KeyPrefix, req.Quotas.DeliveredDaily)
 		return id, &gatedBudget{b}, nil

@@ -5,6 +5,7 @@ import (
 
 	"floodgate/auth"
 	"floodgate/broker"
+	"floodgate/fanout"
 	"floodgate/limiter"
 )
 
@@ -15,6 +16,7 @@ type budget struct {
 	conn    *limiter.Conn
 	limiter *limiter.Limiter
 	usage   *auth.Usage
+	costs   *costs // the node's limits.costs by source, swapped on reload
 	prefix  string // "" for anonymous connections
 	// refusals counts the key's refused frames for the console (nil:
 	// not counted).
@@ -33,30 +35,32 @@ func (g *gatedBudget) PublicRefused(now time.Time) (time.Duration, bool) {
 	return g.quota.PublicRefused(now)
 }
 
-// Charge implements broker.Budget: 0 allocations, no I/O.
-func (b *budget) Charge(op broker.Op, now time.Time) broker.Decision {
+// Charge implements broker.Budget: the cost of op (of src, for a subscribe
+// or unsubscribe: one slice index) at now. A cost of 0 charges the
+// connection's message rate only. 0 allocations, no I/O.
+func (b *budget) Charge(op broker.Op, src *fanout.Source, now time.Time) broker.Decision {
 	var d limiter.Decision
-	var cost int64
-	costs := b.limiter.Costs() // reloadable
+	var c int64
+	t := b.costs.p.Load() // reloadable
 	switch op {
 	case broker.OpSubscribe:
-		cost = costs.Subscribe
-		d = b.conn.Charge(cost, now)
+		c = cost(t.subscribe, t.subDefault, src)
+		d = b.conn.Charge(c, now)
 	case broker.OpUnsubscribe: // a real unsubscribe: never refused
-		cost = costs.Unsubscribe
-		d = b.conn.Count(cost, now)
+		c = cost(t.unsubscribe, t.unsubDefault, src)
+		d = b.conn.Count(c, now)
 	case broker.OpUnsubscribeNotJoined: // junk: refusable like any frame
-		cost = costs.Unsubscribe
-		d = b.conn.Charge(cost, now)
+		c = cost(t.unsubscribe, t.unsubDefault, src)
+		d = b.conn.Charge(c, now)
 	default:
-		cost = costs.Ping
-		d = b.conn.Charge(cost, now)
+		c = b.limiter.Costs().Ping
+		d = b.conn.Charge(c, now)
 	}
 	if b.prefix != "" {
 		if !d.Allowed {
-			cost = 0
+			c = 0
 		}
-		b.usage.AddCharged(b.prefix, 1, cost, now) // usage_today.credits
+		b.usage.AddCharged(b.prefix, 1, c, now) // usage_today.credits
 	}
 	return b.decision(d, now)
 }

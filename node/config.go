@@ -198,10 +198,14 @@ func ParseFile(data []byte) (File, error) {
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
 		return f, err
 	}
-	if _, err := fanout.NewSources(f.Sources); err != nil {
+	sources, err := fanout.NewSources(f.Sources)
+	if err != nil {
 		return f, err
 	}
 	if err := f.Limits.Validate(); err != nil {
+		return f, err
+	}
+	if err := checkCosts(&f.Limits.Costs, sources); err != nil {
 		return f, err
 	}
 	if err := f.History.Validate(); err != nil {
@@ -312,10 +316,14 @@ func Check(cfg Config) error {
 			return err
 		}
 	}
-	if _, err := fanout.NewSources(cfg.File.Sources); err != nil {
+	sources, err := fanout.NewSources(cfg.File.Sources)
+	if err != nil {
 		return err
 	}
 	if err := cfg.File.Limits.Validate(); err != nil {
+		return err
+	}
+	if err := checkCosts(&cfg.File.Limits.Costs, sources); err != nil {
 		return err
 	}
 	if _, err := cfg.historyWanted(); err != nil {

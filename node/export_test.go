@@ -8,6 +8,7 @@ import (
 
 	"floodgate/auth"
 	"floodgate/broker"
+	"floodgate/fanout"
 	"floodgate/limiter"
 
 	dto "github.com/prometheus/client_model/go"
@@ -20,7 +21,13 @@ func NewTestBudget(lim *limiter.Limiter, usage *auth.Usage, prefix string, now t
 	if err != nil {
 		return nil, err
 	}
-	return &budget{conn: conn, limiter: lim, usage: usage, prefix: prefix}, nil
+	srcs, err := fanout.NewSources(fanout.SourcesConfig{})
+	if err != nil {
+		return nil, err
+	}
+	cs := &costs{}
+	cs.p.Store(newCostTable(lim.Costs(), srcs))
+	return &budget{conn: conn, limiter: lim, usage: usage, costs: cs, prefix: prefix}, nil
 }
 
 // ClientIP exposes clientIP.

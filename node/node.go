@@ -55,6 +55,7 @@ type Node struct {
 	broker    *broker.Server  // nil in sidecar mode
 	sidecar   *auth.Sidecar
 	sources   *fanout.Sources
+	costs     *costs       // limits.costs by source index; Reload swaps the table
 	wsSrv     *http.Server // nil in sidecar mode
 	apiSrv    *http.Server
 	wsLn      net.Listener     // nil in sidecar mode
@@ -89,6 +90,9 @@ func New(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkCosts(&cfg.File.Limits.Costs, sources); err != nil {
+		return nil, err
+	}
 	if _, err := cfg.historyWanted(); err != nil {
 		return nil, err
 	}
@@ -97,7 +101,8 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: *cfg.Logger, reg: prometheus.NewRegistry(), sources: sources,
-		adminHash: sha256.Sum256([]byte(cfg.AdminToken)), health: &health{}}
+		adminHash: sha256.Sum256([]byte(cfg.AdminToken)), health: &health{}, costs: &costs{}}
+	n.costs.p.Store(newCostTable(cfg.File.Limits.Costs, sources))
 	defer func() {
 		if err != nil {
 			n.release()
@@ -240,7 +245,7 @@ func (n *Node) buildBroker() (err error) {
 	bo := n.cfg.Sessions
 	bo.Hub = n.hub
 	bo.Sources = n.sources
-	bo.Admitter = &admitter{keyring: n.keyring, limiter: n.limiter, usage: n.usage, meter: n.meter, events: n.events,
+	bo.Admitter = &admitter{keyring: n.keyring, limiter: n.limiter, usage: n.usage, meter: n.meter, events: n.events, costs: n.costs,
 		storeLog: n.log.Sample(&zerolog.BurstSampler{Burst: 1, Period: time.Second}),
 		trusted:  n.cfg.TrustedProxies, allowQuery: n.cfg.AllowQueryKey, refusals: n.view.refusals}
 	bo.OnClose = n.sessionClosed
@@ -485,13 +490,17 @@ func (n *Node) release() {
 // Reload applies a new config file to the running node: tiers, costs and
 // every limit, on live connections, without dropping them, and the
 // pending-socket cap; it also re-reads the account verifier's allow list
-// (file:PATH). The sources table is not reloaded (it needs a restart). An
-// invalid file or allow list changes nothing.
+// (file:PATH). The sources table is not reloaded (it needs a restart):
+// per-source costs must name sources of the running table. An invalid
+// file or allow list changes nothing.
 func (n *Node) Reload(f File) error {
 	if _, err := fanout.NewSources(f.Sources); err != nil {
 		return err
 	}
 	if err := f.Limits.Validate(); err != nil {
+		return err
+	}
+	if err := checkCosts(&f.Limits.Costs, n.sources); err != nil {
 		return err
 	}
 	if fv, ok := n.verifier.(*auth.FileVerifier); ok {
@@ -502,6 +511,7 @@ func (n *Node) Reload(f File) error {
 	if err := n.limiter.Reload(f.Limits, time.Now()); err != nil {
 		return err
 	}
+	n.costs.p.Store(newCostTable(f.Limits.Costs, n.sources))
 	if n.hub != nil {
 		n.hub.SetMaxChannels(f.Limits.Node.MaxChannels)
 	}

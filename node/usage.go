@@ -30,8 +30,15 @@ func (u *liveUsage) KeyUsage(prefix string, now time.Time) (auth.KeyUsage, bool)
 		Credits:     auth.BudgetUsage{Limit: lu.Limit, Remaining: max(lu.Remaining, 0), ResetAt: lu.ResetAt},
 		Connections: int(lu.Connections),
 	}
-	for _, q := range lu.Quotas {
-		out.Quotas = append(out.Quotas, auth.QuotaUsage{Window: q.Window.String(), Limit: q.Limit, Used: q.Used})
-	}
+	quotaReport(&out, lu.Quotas)
 	return out, true
+}
+
+// quotaReport adds the limiter's quota use to out as quotas.<window>
+// (limit, used, reset_at; total has no reset_at). A quota of another
+// kind (another window name) is one more AddQuota.
+func quotaReport(out *auth.KeyUsage, qs []limiter.QuotaUsage) {
+	for _, q := range qs {
+		out.AddQuota(q.Window.String(), q.Limit, q.Used, q.ResetAt)
+	}
 }

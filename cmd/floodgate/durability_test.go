@@ -164,7 +164,7 @@ func TestKeysCLIAgainstServe(t *testing.T) {
 		t.Fatalf("list lacks the key:\n%s", out)
 	}
 	// update changes what its flags name, and nothing else.
-	out = run("update", created.Key.Prefix, "--credits-per-minute", "900", "--quota-daily", "5000", "--expires-at", "2031-01-02T03:04:05Z", "--json")
+	out = run("update", created.Key.Prefix, "--credits-per-minute", "900", "--quota-daily", "5000", "--calendar", "--expires-at", "2031-01-02T03:04:05Z", "--json")
 	var upd struct {
 		Alias     string `json:"alias"`
 		ExpiresAt string `json:"expires_at"`
@@ -173,10 +173,11 @@ func TestKeysCLIAgainstServe(t *testing.T) {
 			MaxConnections   int64 `json:"max_connections"`
 		} `json:"limits"`
 		Quotas struct {
-			Daily int64 `json:"daily"`
+			Daily    int64 `json:"daily"`
+			Calendar bool  `json:"calendar"`
 		} `json:"quotas"`
 	}
-	if err := json.Unmarshal([]byte(out), &upd); err != nil || upd.Limits.CreditsPerMinute != 900 || upd.Quotas.Daily != 5000 ||
+	if err := json.Unmarshal([]byte(out), &upd); err != nil || upd.Limits.CreditsPerMinute != 900 || upd.Quotas.Daily != 5000 || !upd.Quotas.Calendar ||
 		upd.ExpiresAt != "2031-01-02T03:04:05Z" || upd.Alias != "bot-1" || upd.Limits.MaxConnections != 0 {
 		t.Fatalf("update: %v %s", err, out)
 	}

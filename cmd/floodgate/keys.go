@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -135,9 +137,10 @@ func keysLimitFlags(fs *pflag.FlagSet, lim *auth.Limits, quo *auth.Quotas) {
 	fs.IntVar(&lim.MaxSubscriptions, "max-subscriptions", 0, "subscriptions per connection (0: tier default)")
 	fs.Float64Var(&lim.ConnMessagesPerSecond, "conn-messages-per-second", 0, "messages per second per connection (0: tier default)")
 	fs.Int64Var(&quo.Total, "quota-total", 0, "lifetime quota in credits (0: none)")
-	fs.Int64Var(&quo.Daily, "quota-daily", 0, "rolling daily quota in credits (0: none)")
-	fs.Int64Var(&quo.Weekly, "quota-weekly", 0, "rolling weekly quota in credits (0: none)")
-	fs.Int64Var(&quo.Monthly, "quota-monthly", 0, "rolling monthly quota in credits (0: none)")
+	fs.Int64Var(&quo.Daily, "quota-daily", 0, "daily quota in credits (0: none)")
+	fs.Int64Var(&quo.Weekly, "quota-weekly", 0, "weekly quota in credits (0: none)")
+	fs.Int64Var(&quo.Monthly, "quota-monthly", 0, "monthly quota in credits (0: none)")
+	fs.BoolVar(&quo.Calendar, "calendar", false, "daily, weekly and monthly quotas reset at UTC calendar boundaries (00:00, Monday, the 1st) instead of rolling over 24 h, 7 d, 30 d; --calendar=false switches back")
 	fs.Int64Var(&quo.DeliveredDaily, "quota-delivered-daily", 0, "messages delivered per UTC day; public subscriptions end when used up (0: none)")
 }
 
@@ -250,6 +253,9 @@ func keysUpdateCmd(o *keysOpts) *cobra.Command {
 		}
 		if changed("quota-delivered-daily") {
 			qp.DeliveredDaily = &quo.DeliveredDaily
+		}
+		if changed("calendar") {
+			qp.Calendar = &quo.Calendar
 		}
 		if lp != (auth.LimitsPatch{}) {
 			p.Limits = &lp
@@ -454,6 +460,9 @@ func keysDetail(out io.Writer, k auth.KeyView) error {
 			quotas = append(quotas, fmt.Sprintf("%s %d", q.n, q.v))
 		}
 	}
+	if k.Quotas.Calendar {
+		quotas = append(quotas, "calendar (UTC)")
+	}
 	row("quotas", keysDash(strings.Join(quotas, ", ")))
 	u := func(c auth.UsageCounters) string {
 		return fmt.Sprintf("%d messages, %d bytes delivered; %d credits", c.MessagesDelivered, c.BytesDelivered, c.Credits)
@@ -463,8 +472,13 @@ func keysDetail(out io.Writer, k auth.KeyView) error {
 	if k.Live != nil {
 		row("live credits", fmt.Sprintf("%d of %d left, full at %s", k.Live.Credits.Remaining, k.Live.Credits.Limit, k.Live.Credits.ResetAt.UTC().Format(time.RFC3339)))
 		row("live connections", k.Live.Connections)
-		for _, q := range k.Live.Quotas {
-			row("quota "+q.Window, fmt.Sprintf("%d of %d used", q.Used, q.Limit))
+		for _, w := range slices.Sorted(maps.Keys(k.Live.Quotas)) {
+			q := k.Live.Quotas[w]
+			v := fmt.Sprintf("%d of %d used", q.Used, q.Limit)
+			if q.ResetAt != nil {
+				v += ", frees at " + q.ResetAt.UTC().Format(time.RFC3339)
+			}
+			row("quota "+w, v)
 		}
 	} else {
 		row("live usage", "not available")

@@ -183,7 +183,8 @@ function factsOf(k) {
     ['Live connections', h('span', { id: 'detail-conns' }, live ? num(live.connections) : '—')],
     ['Credits', live ? budget(live.credits.remaining, live.credits.limit, 'remaining') : limitText(k.limits.credits_per_minute, '/min')],
   ];
-  if (live && live.quotas) for (const q of live.quotas) rows.push([`Quota ${q.window}`, budget(q.used, q.limit, 'used', q.reset_at)]);
+  // live.quotas: {"<window>": {limit, used, reset_at}} (docs/rest.md, Quotas).
+  if (live && live.quotas) for (const [w, q] of Object.entries(live.quotas)) rows.push([`Quota ${w}`, budget(q.used, q.limit, 'used', q.reset_at)]);
   const cidrs = k.allowed_cidrs || [];
   rows.push(['Scopes', h('span', { id: 'detail-scopes' }, scopeNames(k).join(', '))],
     ['Allowed IPs', h('span', { id: 'detail-cidrs', class: cidrs.length ? 'mono' : null }, cidrs.join(', ') || 'any')],
