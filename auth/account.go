@@ -228,8 +228,10 @@ var (
 )
 
 // GET /api/v1/api_keys/status: the IP block, then the per-IP budget
-// (limits.status_api), then the key; an unknown, malformed, wrong or
-// revoked key is a failed attempt of the IP, as at the upgrade.
+// (limits.status_api.per_ip_per_minute), then the key (an unknown,
+// malformed, wrong or revoked key, or a client IP outside its allowed_cidrs,
+// is a failed attempt of the IP, as at the upgrade), then the key's own
+// budget (limits.status_api.per_key_per_minute).
 func (s *Sidecar) handleStatus(w http.ResponseWriter, r *http.Request) {
 	now := s.opts.Now()
 	if s.ipBlocked(w, r, now) || !s.allowAPI(w, r, limiter.APIStatus, now) {
@@ -267,6 +269,14 @@ func (s *Sidecar) handleStatus(w http.ResponseWriter, r *http.Request) {
 	if !rec.AllowedCIDRs.Allows(s.opts.ClientIP(r)) {
 		s.failedKeyWith(w, r, now, errIPNotAllowed)
 		return
+	}
+	if s.opts.Limiter != nil {
+		// The key's own budget (status_api.per_key_per_minute), whatever
+		// the IP: polling one key from many IPs is refused too.
+		if d := s.opts.Limiter.AllowAPIKey(limiter.APIStatus, rec.Prefix, now); d.Refusal != nil {
+			writeRefusal(w, d.Refusal)
+			return
+		}
 	}
 	count, last := s.usage(&rec)
 	today, total := s.metered(&rec, now)

@@ -76,6 +76,34 @@ func TestStatus_IPBudget(t *testing.T) {
 	wantOK(t, f.do("GET", pathStatus, nil, hdr), 200, nil)
 }
 
+// TestStatus_KeyBudget: besides the per-IP budget, one key may be asked
+// about limits.status_api.per_key_per_minute times per minute whatever the
+// IP (docs/rest.md: 60): polling a key from many IPs is refused too, other
+// keys are unaffected, and the key's budget refills; a refused request is
+// not a failed key attempt.
+func TestStatus_KeyBudget(t *testing.T) {
+	cfg := limiter.DefaultConfig()
+	cfg.StatusAPI.PerKeyPerMinute = 4
+	f := newFixture(t, withLimiter(t, cfg))
+	w := newWallet(1)
+	key, other := f.createKey(w), f.createKey(w)
+	for i := 0; i < 4; i++ {
+		ip := "198.51.100." + string(rune('1'+i))
+		wantOK(t, f.do("GET", pathStatus, nil, from(ip, map[string]string{"PF-API-KEY": key})), 200, nil)
+	}
+	r := f.do("GET", pathStatus, nil, from("198.51.100.9", map[string]string{"PF-API-KEY": key}))
+	wantError(t, r, http.StatusTooManyRequests, "RATE_LIMITED", "Rate limit exceeded")
+	if r.header.Get("Retry-After") != "15" || r.header.Get("RateLimit-Policy") != `"status_api_key";q=4;w=60` || r.header.Get("RateLimit") != `"status_api_key";r=0;t=15` {
+		t.Fatalf("429 fields: %v", r.header)
+	}
+	wantOK(t, f.do("GET", pathStatus, nil, from("198.51.100.9", map[string]string{"PF-API-KEY": other})), 200, nil)
+	for i := 0; i < 25; i++ { // refusals are not failed attempts: no IP block
+		wantError(t, f.do("GET", pathStatus, nil, from("198.51.100.10", map[string]string{"PF-API-KEY": key})), http.StatusTooManyRequests, "RATE_LIMITED", "Rate limit exceeded")
+	}
+	f.clock.Advance(15 * time.Second)
+	wantOK(t, f.do("GET", pathStatus, nil, from("198.51.100.10", map[string]string{"PF-API-KEY": key})), 200, nil)
+}
+
 // TestStatus_FailedKeys: unknown, malformed, wrong and revoked keys on the
 // status endpoint are failed key attempts of the IP: the 21st within 60 s
 // blocks it (403 IP_BLOCKED, for valid keys too), as at the upgrade.

@@ -52,10 +52,30 @@ func (l *Limiter) AllowAPI(api API, ip netip.Addr, now time.Time) APIDecision {
 	if api == APIStatus {
 		per = cfg.StatusAPI.PerIPPerMinute
 	}
+	return l.allowAPI(api, api.String(), per, AddrIdentity(ip), now)
+}
+
+// AllowAPIKey takes one request about the key prefix from the per-key
+// budget of api at now (status_api.per_key_per_minute, whatever the
+// client IP), after AllowAPI passed and the key proved valid. With no
+// per-key budget configured it always allows and returns a zero decision.
+func (l *Limiter) AllowAPIKey(api API, prefix string, now time.Time) APIDecision {
+	per := 0
+	if api == APIStatus {
+		per = l.set.Load().cfg.StatusAPI.PerKeyPerMinute
+	}
+	if per <= 0 {
+		return APIDecision{}
+	}
+	return l.allowAPI(api, api.String()+"_key", per, "key:"+prefix, now)
+}
+
+// allowAPI takes one request of ident from the budget name (per requests
+// per minute, also the burst) at now.
+func (l *Limiter) allowAPI(api API, name string, per int, ident string, now time.Time) APIDecision {
 	g := newGCRA(int64(per), int64(time.Minute))
-	name := api.String()
 	policy := proto.PolicyHeader(name, int64(per), time.Minute)
-	id := l.tab.acquire("api:"+name+":"+AddrIdentity(ip), l.newAPICell)
+	id := l.tab.acquire("api:"+name+":"+ident, l.newAPICell)
 	defer id.unpin()
 	n := now.UnixNano()
 	id.mu.Lock()

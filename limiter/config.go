@@ -28,7 +28,8 @@ type Config struct {
 	// AccountAPI limits the wallet-signed account endpoints (create,
 	// revoke, list: one budget) per client IP.
 	AccountAPI APILimit `yaml:"account_api"`
-	// StatusAPI limits the key status endpoint per client IP.
+	// StatusAPI limits the key status endpoint per client IP and, with
+	// PerKeyPerMinute, per key.
 	StatusAPI APILimit `yaml:"status_api"`
 }
 
@@ -49,6 +50,10 @@ type APILimit struct {
 	// PerIPPerMinute is the requests one client IP may make per minute
 	// (also the burst).
 	PerIPPerMinute int `yaml:"per_ip_per_minute"`
+	// PerKeyPerMinute is the requests about one key per minute (also the
+	// burst), whatever the IP; 0: no per-key budget. Only status_api has
+	// one (60).
+	PerKeyPerMinute int `yaml:"per_key_per_minute,omitempty"`
 }
 
 // Tiers holds one Tier per kind of identity.
@@ -146,7 +151,7 @@ func DefaultConfig() Config {
 		ConnectionsRetryAfter: 10 * time.Second,
 		Node:                  NodeLimits{MaxChannels: 10000, MaxPendingPerIP: 64},
 		AccountAPI:            APILimit{PerIPPerMinute: 30},
-		StatusAPI:             APILimit{PerIPPerMinute: 120},
+		StatusAPI:             APILimit{PerIPPerMinute: 120, PerKeyPerMinute: 60},
 	}
 }
 
@@ -219,5 +224,11 @@ func (c *Config) Validate() error {
 	positive("node.max_pending_per_ip", int64(c.Node.MaxPendingPerIP))
 	positive("account_api.per_ip_per_minute", int64(c.AccountAPI.PerIPPerMinute))
 	positive("status_api.per_ip_per_minute", int64(c.StatusAPI.PerIPPerMinute))
+	if v := c.StatusAPI.PerKeyPerMinute; v < 0 || v > maxCredits {
+		bad("status_api.per_key_per_minute", v, "must be >= 0 (0: no per-key budget)")
+	}
+	if v := c.AccountAPI.PerKeyPerMinute; v != 0 {
+		bad("account_api.per_key_per_minute", v, "not a setting: account requests are signed, not keyed")
+	}
 	return errors.Join(errs...)
 }

@@ -99,6 +99,8 @@ func TestConfig_ValidateNamesFieldAndValue(t *testing.T) {
 		{func(c *limiter.Config) { c.FailedKeys.MaxAttempts = -3 }, "failed_keys.max_attempts = -3"},
 		{func(c *limiter.Config) { c.FailedKeys.Block = 0 }, "failed_keys.block = 0s"},
 		{func(c *limiter.Config) { c.ConnectionsRetryAfter = 0 }, "connections_retry_after = 0s"},
+		{func(c *limiter.Config) { c.StatusAPI.PerKeyPerMinute = -1 }, "status_api.per_key_per_minute = -1: must be >= 0 (0: no per-key budget)"},
+		{func(c *limiter.Config) { c.AccountAPI.PerKeyPerMinute = 5 }, "account_api.per_key_per_minute = 5: not a setting"},
 	} {
 		c := limiter.DefaultConfig()
 		c.Violations.Cooldowns = append([]time.Duration(nil), c.Violations.Cooldowns...)
