@@ -182,9 +182,19 @@ func TestStatusEndpointIsNoKeyOracle(t *testing.T) {
 	if _, resp, err := websocket.Dial(context.Background(), n.WSURL, &websocket.DialOptions{HTTPHeader: h}); err == nil || resp == nil || resp.StatusCode != 403 {
 		t.Fatalf("upgrade from the blocked IP: %v", err)
 	}
-	// Another IP: 120 status requests a minute, then 429.
-	for i := 0; i < 120; i++ {
+	// Another IP: one key 60 times a minute (the key's budget), then 429;
+	// the IP's 120 a minute whatever the key, then 429.
+	for i := 0; i < 60; i++ {
 		if r := call(t, n, "GET", pathStatus, nil, "X-Forwarded-For", "198.51.100.3", "PF-API-KEY", good.APIKey); r.status != 200 {
+			t.Fatalf("status %d: %d %s", i, r.status, r.code())
+		}
+	}
+	r = call(t, n, "GET", pathStatus, nil, "X-Forwarded-For", "198.51.100.3", "PF-API-KEY", good.APIKey)
+	if r.status != 429 || r.header.Get("RateLimit-Policy") != `"status_api_key";q=60;w=60` || r.header.Get("Retry-After") == "" {
+		t.Fatalf("61st status of one key: %d %v", r.status, r.header)
+	}
+	for i := 61; i < 120; i++ { // no key: charged to the IP, not a failed attempt
+		if r := call(t, n, "GET", pathStatus, nil, "X-Forwarded-For", "198.51.100.3"); r.status != 401 || r.code() != "API_KEY_NOT_FOUND" {
 			t.Fatalf("status %d: %d %s", i, r.status, r.code())
 		}
 	}
