@@ -184,6 +184,50 @@ var mutants = []mutant{
 		to:   "\t\tif n == len(buf)+1 {\n\t\t\treturn n, errTooBig\n",
 		pkg:  "./broker", test: "TestOversizeFrameClosed1009",
 	},
+	// Issue 15: scopes, allowed IPs, calendar quotas, costs, metering,
+	// the status endpoint's per-key budget.
+	{
+		name: "scope-account-always-allowed",
+		file: "internal/proto/scopes.go",
+		from: "\t\treturn s.Effective()&ScopeAccount != 0\n",
+		to:   "\t\treturn true\n",
+		pkg:  "./node", test: "TestKeyScopeMarketCannotSubscribeAccountStreams",
+	},
+	{
+		name: "cidrs-allow-everyone",
+		file: "auth/cidrs.go",
+		from: "\tif c == \"\" {\n\t\treturn true\n\t}\n\tip = ip.Unmap()\n",
+		to:   "\tif true {\n\t\treturn true\n\t}\n\tip = ip.Unmap()\n",
+		pkg:  "./node", test: "TestAllowedCIDRs",
+	},
+	{
+		name: "calendar-week-starts-sunday",
+		file: "limiter/calendar.go",
+		from: "idx = floorDiv(floorDiv(now, dayNs)+3, 7)\n\t\tstart = (idx*7 - 3) * dayNs\n",
+		to:   "idx = floorDiv(floorDiv(now, dayNs)+4, 7)\n\t\tstart = (idx*7 - 4) * dayNs\n",
+		pkg:  "./limiter", test: "TestCalendarPeriod",
+	},
+	{
+		name: "zero-cost-skips-message-rate",
+		file: "limiter/conn.go",
+		from: "\tctat, ok, wait := p.connG.take(c.tat, now, 1)\n",
+		to:   "\tctat, ok, wait := p.connG.take(c.tat, now, 1)\n\tif cost == 0 {\n\t\tok = true\n\t}\n",
+		pkg:  "./limiter", test: "TestCharge_ZeroCostCountsMessageRateOnly",
+	},
+	{
+		name: "delivered-bytes-not-metered",
+		file: "broker/writer.go",
+		from: "\t\t\ts.deliveredBytes.Add(bytes)\n",
+		to:   "",
+		pkg:  "./node", test: "TestStatusShowsDeliveredUsage",
+	},
+	{
+		name: "status-key-budget-ignored",
+		file: "auth/account.go",
+		from: "AllowAPIKey(limiter.APIStatus, rec.Prefix, now); d.Refusal != nil {",
+		to:   "AllowAPIKey(limiter.APIStatus, rec.Prefix, now); false && d.Refusal != nil {",
+		pkg:  "./auth", test: "TestStatus_KeyBudget",
+	},
 }
 
 func main() {
