@@ -281,6 +281,7 @@ func (s *Sidecar) handleStatus(w http.ResponseWriter, r *http.Request) {
 	count, last := s.usage(&rec)
 	today, total := s.metered(&rec, now)
 	live := s.liveUsage(&rec, now)
+	addDeliveredQuota(&live, &rec, today, now)
 	st := KeyStatus{
 		Status: rec.EffectiveStatus(now), WalletAddress: rec.Account, CreatedAt: rec.CreatedAt.UTC(),
 		LastUsedAt: timePtr(last), RequestCount: count, RateLimit: live.Credits, Quotas: live.Quotas,
@@ -288,6 +289,15 @@ func (s *Sidecar) handleStatus(w http.ResponseWriter, r *http.Request) {
 		ExpiresAt: timePtr(rec.ExpiresAt), Scopes: rec.Scopes.Names(),
 	}
 	writeData(w, http.StatusOK, st)
+}
+
+// addDeliveredQuota reports rec's delivered_daily quota in u as
+// quotas.delivered_daily: messages delivered today (the UTC day of now)
+// against the limit, reset at the next 00:00 UTC.
+func addDeliveredQuota(u *KeyUsage, rec *Record, today UsageCounters, now time.Time) {
+	if lim := rec.Quotas.DeliveredDaily; lim > 0 {
+		u.AddQuota("delivered_daily", lim, today.MessagesDelivered, NextUTCMidnight(now))
+	}
 }
 
 // liveUsage is the live credit budget and quota use of rec, or, when the

@@ -119,6 +119,7 @@ func (s *Sidecar) handleAdminList(w http.ResponseWriter, r *http.Request) {
 		}
 		if s.opts.LiveUsage != nil {
 			if u, ok := s.opts.LiveUsage.KeyUsage(recs[i].Prefix, now); ok {
+				addDeliveredQuota(&u, &recs[i], v.UsageToday, now)
 				v.Live = &u
 			}
 		}
@@ -152,6 +153,7 @@ func (s *Sidecar) handleAdminShow(w http.ResponseWriter, r *http.Request) {
 	v := s.view(&rec, now)
 	if s.opts.LiveUsage != nil {
 		if u, ok := s.opts.LiveUsage.KeyUsage(prefix, now); ok {
+			addDeliveredQuota(&u, &rec, v.UsageToday, now)
 			v.Live = &u
 		}
 	}

@@ -209,6 +209,11 @@ func TestDeliveredDailyEndsPublicSubscriptions(t *testing.T) {
 	if got, want := cl.read(), `{"channel":"notice","data":{"code":"SUBSCRIPTION_ENDED","source":"trades","params":{"source":"trades","symbol":"BTC"},"reason":"QUOTA_EXCEEDED"}}`; got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
+	// The status endpoint reports the quota as quotas.delivered_daily.
+	st := keyStatus(t, n, k.APIKey)
+	if q, ok := st.Quotas["delivered_daily"]; !ok || q.Limit != 5 || q.Used != 5 || q.ResetAt == nil || !q.ResetAt.Equal(auth.NextUTCMidnight(time.Now())) {
+		t.Fatalf("status quotas %+v", st.Quotas)
+	}
 	// No trade follows; the account source continues.
 	publishN(t, n.n.NATSURL, "md.trades.BTC", []byte(`{"n":2}`), 1)
 	publishN(t, n.n.NATSURL, "md.account_orders."+accountA, []byte(`{"o":1}`), 1)
