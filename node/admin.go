@@ -111,7 +111,7 @@ type adminRoute struct {
 }
 
 // adminRoutes are the operator endpoints the node serves itself (the
-// others under /admin/v1 are the sidecar's). auth/openapi.json documents
+// others under /admin/v1 are the sidecar's). keyapi/openapi.json documents
 // them with "x-served-by": "node".
 func (n *Node) adminRoutes() []adminRoute {
 	return []adminRoute{

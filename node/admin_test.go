@@ -282,9 +282,9 @@ func TestNodesSeeEachOthersHeartbeats(t *testing.T) {
 }
 
 // TestOpenAPINodePaths: the operator endpoints the node serves itself are
-// in auth/openapi.json, marked "x-served-by": "node", and answer.
+// in keyapi/openapi.json, marked "x-served-by": "node", and answer.
 func TestOpenAPINodePaths(t *testing.T) {
-	raw, err := os.ReadFile("../auth/openapi.json")
+	raw, err := os.ReadFile("../keyapi/openapi.json")
 	if err != nil {
 		t.Fatal(err)
 	}
