@@ -199,10 +199,3 @@ func openMiniredis(t *testing.T) auth.Store {
 	t.Cleanup(func() { rdb.Close() })
 	return auth.NewRedisStore(rdb, auth.RedisOptions{Namespace: "test:"})
 }
-
-func must[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
-}
