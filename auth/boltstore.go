@@ -325,7 +325,7 @@ func (s *BoltStore) List(ctx context.Context, f Filter, p Page) (out []Record, n
 	if err := ctx.Err(); err != nil {
 		return nil, "", err
 	}
-	if err := checkCursor(p.Cursor); err != nil {
+	if err := CheckCursor(p.Cursor); err != nil {
 		return nil, "", err
 	}
 	err = s.db.View(func(tx *bolt.Tx) error {

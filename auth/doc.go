@@ -1,7 +1,9 @@
 // Package auth owns Floodgate's API keys: their format and hashing, the
-// durable Store (a bbolt file or Redis), wallet-signed requests, the REST
-// sidecar that manages keys, the upgrade-time key cache, in-memory usage
-// counting, and the control events that revoke keys on every node.
+// durable Store (a bbolt file or Redis) with its audit log and replay
+// entries, the upgrade-time key cache, in-memory usage counting, and the
+// control events that revoke keys on every node. The REST API that
+// manages keys is package keyapi, which imports this one (never the
+// reverse).
 //
 // # Keys
 //
@@ -13,18 +15,15 @@
 //
 // # Main types
 //
-//   - Sidecar (NewSidecar): the http.Handler of docs/rest.md: wallet-signed
-//     account endpoints, GET /api/v1/api_keys/status, the operator API
-//     under /admin/v1 and GET /openapi.json (openapi.json in this
-//     directory, embedded).
 //   - Keyring (NewKeyring): Verify(key, now) for websocket upgrades.
 //   - Usage (NewUsage): per-key message counts, flushed in batches.
-//   - BoltStore (OpenBolt) and RedisStore (NewRedisStore): the Store.
-//   - OpenVerifier, FileVerifier, NATSVerifier (ParseAccountVerifier):
-//     who may create keys.
+//   - BoltStore (OpenBolt) and RedisStore (NewRedisStore): the Store,
+//     and its AuditLog (the operator actions keyapi records); TimedStore
+//     wraps either with latency metrics.
 //   - NATSNotifier and SubscribeEvents: control events on
 //     "floodgate.ctl.keys".
-//   - AdminClient: a client of the operator API (floodgate keys ...).
+//   - Record (with ValidateLimits, ValidateQuotas), Limits, Quotas,
+//     CIDRs: what a key allows.
 //
 // # Indexes and retention
 //
@@ -74,22 +73,11 @@
 // protection is SET NX PX, so a signature is accepted once across the
 // cluster and forgotten when its window ends.
 //
-// # Admission
-//
-// The account endpoints (create, revoke, list) and the status endpoint
-// take a per-IP budget of the limiter (Options.Limiter, with the node's
-// ClientIP) before reading the body; unknown, malformed and revoked keys
-// on the status endpoint are failed key attempts of the IP. An
-// AccountVerifier (open, an allow-list file, or a NATS request/reply
-// service) decides which wallets may create keys. The account endpoints
-// answer CORS preflights for Options.AllowedOrigins; expiry_window is
-// bounded by Options.MaxExpiryWindow (5 min).
-//
 // # Concurrency
 //
-// Sidecar, Keyring, Usage, both stores, the verifiers, NATSNotifier and
-// AdminClient are safe for concurrent use. Usage.Run is the only goroutine the package
-// starts; it returns after a final flush when its context ends.
+// Keyring, Usage, both stores, TimedStore and NATSNotifier are safe for
+// concurrent use. Usage.Run is the only goroutine the package starts; it
+// returns after a final flush when its context ends.
 // SubscribeEvents calls its function on the NATS subscription's goroutine.
 //
 // # Hot path
@@ -108,6 +96,8 @@
 //     atomic add); delivered messages and bytes come in once per flush
 //     (Usage.AddDelivered from UsageOptions.Collect), never per frame.
 //
-// Everything else (REST requests) costs one or two store operations; a
-// bbolt write is an fsync (a few ms) that completes before the response.
+// Everything else is a store operation for keyapi's REST requests, the
+// node's rechecks and the purge: a bbolt write is an fsync (a few ms) that
+// completes before it returns; a Redis one is the few commands of "Redis
+// key layout" above.
 package auth

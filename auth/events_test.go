@@ -96,41 +96,6 @@ func TestEvents_NATS(t *testing.T) {
 	}
 }
 
-// A revoke through the sidecar reaches another node's Keyring over NATS.
-func TestEvents_SidecarToKeyring(t *testing.T) {
-	url := runNATS(t)
-	store := openBolt(t)
-	ringB := auth.NewKeyring(auth.KeyringOptions{Store: store})
-	nodeB := connect(t, url)
-	invalidated := make(chan string, 10)
-	stop, err := auth.SubscribeEvents(nodeB, func(ev auth.KeyEvent) {
-		ringB.HandleEvent(ev)
-		invalidated <- ev.Prefix
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	g, _ := auth.NewSidecar(auth.Options{Store: store, Notifier: auth.NewNATSNotifier(connect(t, url)), AdminToken: adminToken, Now: func() time.Time { return t0 }})
-	key := addKey(t, store, newWallet(1).account, nil)
-	if _, err := ringB.Verify(key, t0); err != nil {
-		t.Fatal(err)
-	}
-	fx := &fixture{t: t, h: g, store: store, clock: &clock{t: t0}, events: &events{}}
-	wantOK(t, fx.admin("PATCH", "/admin/v1/keys/"+key[:8], `{"active":false}`), 200, nil)
-	select {
-	case p := <-invalidated:
-		if p != key[:8] {
-			t.Fatalf("invalidated %s", p)
-		}
-	case <-time.After(time.Second):
-		t.Fatal("no event within 1 s")
-	}
-	if _, err := ringB.Verify(key, t0); err != auth.ErrInactiveKey {
-		t.Fatalf("node B after deactivate: %v", err)
-	}
-}
-
 // FuzzDecodeKeyEvent: an accepted control event has a known type and a
 // well-formed prefix, and encodes back to an event that decodes the same.
 func FuzzDecodeKeyEvent(f *testing.F) {

@@ -8,15 +8,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Routes lists the method and pattern of every handler route.
-func (s *Sidecar) Routes() [][2]string {
-	out := make([][2]string, len(s.routes))
-	for i, r := range s.routes {
-		out[i] = [2]string{r.method, r.pattern}
-	}
-	return out
-}
-
 // FlightWaiters is the number of callers waiting for the in-flight lookup
 // of prefix.
 func (k *Keyring) FlightWaiters(prefix string) int {

@@ -1,12 +1,9 @@
 package auth
 
 import (
-	"crypto/ed25519"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/mr-tron/base58"
 )
 
 // FuzzCheckCursor: a client's cursor is accepted exactly when it is empty
@@ -18,7 +15,7 @@ func FuzzCheckCursor(f *testing.F) {
 	f.Add("nope", int64(-1), "bad_0OIl")
 	f.Add("FFFFFFFFFFFFFFFF:AbCdEfGh", int64(1<<62), "zzzzzzzz")
 	f.Fuzz(func(t *testing.T, c string, us int64, prefix string) {
-		err := checkCursor(c)
+		err := CheckCursor(c)
 		if c == "" && err != nil {
 			t.Fatal("empty cursor refused")
 		}
@@ -33,7 +30,7 @@ func FuzzCheckCursor(f *testing.F) {
 		}
 		r := Record{Prefix: prefix, CreatedAt: time.UnixMicro(us)}
 		sk := sortKey(&r)
-		if err := checkCursor(sk); err != nil {
+		if err := CheckCursor(sk); err != nil {
 			t.Fatalf("sort key %q of a record refused: %v", sk, err)
 		}
 		if prefixOfMember(sk) != prefix {
@@ -43,34 +40,6 @@ func FuzzCheckCursor(f *testing.F) {
 		later := Record{Prefix: prefix, CreatedAt: r.CreatedAt.Add(time.Microsecond)}
 		if us < 1<<62 && sortKey(&later) <= sk {
 			t.Fatalf("%q does not sort after %q", sortKey(&later), sk)
-		}
-	})
-}
-
-// FuzzParseAllowList: an accepted allow list holds only wallet addresses
-// (base58 ed25519 public keys), one per non-comment line, and writing it
-// back one per line parses to the same set.
-func FuzzParseAllowList(f *testing.F) {
-	pk := base58.Encode(make([]byte, ed25519.PublicKeySize))
-	f.Add("# wallets\n" + pk + "\n\n")
-	f.Add(pk + "\r\n  " + pk + "  \n")
-	f.Add("nonsense\n")
-	f.Fuzz(func(t *testing.T, in string) {
-		set, err := parseAllowList([]byte(in))
-		if err != nil {
-			return
-		}
-		var out strings.Builder
-		for a := range set {
-			b, err := base58.Decode(a)
-			if err != nil || len(b) != ed25519.PublicKeySize {
-				t.Fatalf("accepted %q", a)
-			}
-			out.WriteString(a + "\n")
-		}
-		again, err := parseAllowList([]byte(out.String()))
-		if err != nil || len(again) != len(set) {
-			t.Fatalf("round trip: %v, %d vs %d", err, len(again), len(set))
 		}
 	})
 }

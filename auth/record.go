@@ -39,9 +39,9 @@ type Limits = limiter.Limits
 // none.
 type Quotas = limiter.Quotas
 
-// validateLimits checks the ranges an operator may set; the error names
+// ValidateLimits checks the ranges an operator may set; the error names
 // the field.
-func validateLimits(l Limits) error {
+func ValidateLimits(l Limits) error {
 	switch {
 	case l.CreditsPerMinute < 0 || l.CreditsPerMinute > MaxCreditsPerMinute:
 		return &FieldError{Field: "limits.credits_per_minute", Problem: "must be 1..10000"}
@@ -55,9 +55,9 @@ func validateLimits(l Limits) error {
 	return nil
 }
 
-// validateQuotas checks that no quota is negative; the error names the
+// ValidateQuotas checks that no quota is negative; the error names the
 // field.
-func validateQuotas(q Quotas) error {
+func ValidateQuotas(q Quotas) error {
 	for _, f := range []struct {
 		name string
 		v    int64
@@ -110,12 +110,12 @@ func (r *Record) addMetered(d *UsageDelta) {
 	if d.Metered == (UsageCounters{}) {
 		return
 	}
-	r.UsageTotal.add(d.Metered)
+	r.UsageTotal.Add(d.Metered)
 	switch {
 	case d.Day > r.UsageDay:
 		r.UsageDay, r.UsageToday = d.Day, d.Metered
 	case d.Day == r.UsageDay:
-		r.UsageToday.add(d.Metered)
+		r.UsageToday.Add(d.Metered)
 	}
 }
 
@@ -159,7 +159,7 @@ func (r *Record) validate() error {
 	if !r.Status.Valid() {
 		return &FieldError{Field: "status", Problem: fmt.Sprintf("unknown status %q", r.Status)}
 	}
-	if err := validateLimits(r.Limits); err != nil {
+	if err := ValidateLimits(r.Limits); err != nil {
 		return err
 	}
 	if r.Scopes&^proto.AllScopes != 0 {
@@ -168,5 +168,5 @@ func (r *Record) validate() error {
 	if _, err := ParseCIDRs(r.AllowedCIDRs.List()); err != nil {
 		return err
 	}
-	return validateQuotas(r.Quotas)
+	return ValidateQuotas(r.Quotas)
 }

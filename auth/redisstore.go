@@ -378,7 +378,7 @@ func (s *RedisStore) List(ctx context.Context, f Filter, p Page) ([]Record, stri
 	if s.err != nil {
 		return nil, "", s.err
 	}
-	if err := checkCursor(p.Cursor); err != nil {
+	if err := CheckCursor(p.Cursor); err != nil {
 		return nil, "", err
 	}
 	index := s.indexKey()

@@ -256,8 +256,8 @@ func sortKey(r *Record) string {
 	return hex.EncodeToString(b[:]) + ":" + r.Prefix
 }
 
-// checkCursor validates a cursor from a client: the sort key of a record.
-func checkCursor(c string) error {
+// CheckCursor validates a cursor from a client: the sort key of a record.
+func CheckCursor(c string) error {
 	if c == "" {
 		return nil
 	}

@@ -43,7 +43,8 @@ type UsageCounters struct {
 	Credits int64 `json:"credits"`
 }
 
-func (c *UsageCounters) add(d UsageCounters) {
+// Add adds d to c.
+func (c *UsageCounters) Add(d UsageCounters) {
 	c.MessagesDelivered += d.MessagesDelivered
 	c.BytesDelivered += d.BytesDelivered
 	c.Credits += d.Credits

@@ -10,9 +10,9 @@ import (
 
 	"github.com/coder/websocket"
 
-	"floodgate/auth"
 	"floodgate/internal/testdeps"
 	"floodgate/internal/testdeps/procnode"
+	"floodgate/keyapi"
 )
 
 // natsCase is the setup of a NATS outage test: two nodes on one private
@@ -23,7 +23,7 @@ type natsCase struct {
 	nodes   []*procnode.Node
 	streams []*stream // every anonymous stream
 	keyed   []*stream // K's stream on node i
-	key     auth.CreatedKey
+	key     keyapi.CreatedKey
 }
 
 func newNATSCase(t *testing.T) *natsCase {

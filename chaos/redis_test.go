@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"floodgate/auth"
 	"floodgate/internal/testdeps"
 	"floodgate/internal/testdeps/procnode"
+	"floodgate/keyapi"
 )
 
 // durableRedis makes a private redis-server fsync every write before it
@@ -56,7 +56,7 @@ func TestChaosRedisHang(t *testing.T) {
 
 	acct := procnode.NewAccount()
 	cached, revoked, uncached := n.CreateKey(t, acct, nil), n.CreateKey(t, acct, nil), n.CreateKey(t, acct, nil)
-	for _, k := range []auth.CreatedKey{cached, revoked} {
+	for _, k := range []keyapi.CreatedKey{cached, revoked} {
 		if a := upgrade(n, k.APIKey); a.status != http.StatusSwitchingProtocols {
 			t.Fatalf("key upgrade before the outage: %+v", a)
 		}
@@ -175,7 +175,7 @@ func TestChaosRedisKill(t *testing.T) {
 	// Create keys every 20 ms for the whole test, one account per key
 	// (the per-account limit stays out of the way).
 	stop := make(chan struct{})
-	var acked []auth.CreatedKey
+	var acked []keyapi.CreatedKey
 	refused := map[int]int{}
 	created := make(chan struct{})
 	go func() {

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"floodgate/auth"
 	"floodgate/internal/testdeps/procnode"
+	"floodgate/keyapi"
 )
 
 // TestClusterSIGKILLLosesNoKeys: after node 2 is killed with SIGKILL, every
@@ -21,7 +21,7 @@ func TestClusterSIGKILLLosesNoKeys(t *testing.T) {
 	c := startCluster(t, natsURL, redisURL)
 	account := procnode.NewAccount() // for the deactivated and revoked keys
 	type want struct {
-		key    auth.CreatedKey
+		key    keyapi.CreatedKey
 		status string
 	}
 	var keys []want

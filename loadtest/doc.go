@@ -8,7 +8,7 @@
 // bufio.Reader); [Publisher] publishes at a steady rate; [Run] runs a
 // scenario and returns a [Report] (JSON with stable snake_case names, a
 // text table, and a --max-loss/--max-p99 gate); [CreateKeys] makes API keys
-// through the operator API (auth.AdminClient).
+// through the operator API (keyapi.AdminClient).
 //
 // Scenarios: broadcast and fanout subscribe every connection to one of
 // Config.Channels channels and count deliveries against what was

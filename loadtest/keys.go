@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"floodgate/auth"
+	"floodgate/keyapi"
 
 	"github.com/mr-tron/base58"
 )
@@ -72,7 +73,7 @@ func CreateKeys(ctx context.Context, o KeyOptions) ([]string, error) {
 		}
 		accounts[i] = base58.Encode(pub)
 	}
-	admin := auth.NewAdminClient(o.AdminURL, o.AdminToken, o.HTTPClient)
+	admin := keyapi.NewAdminClient(o.AdminURL, o.AdminToken, o.HTTPClient)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	keys := make([]string, o.N)
@@ -87,7 +88,7 @@ func CreateKeys(ctx context.Context, o KeyOptions) ([]string, error) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			k, err := admin.CreateKey(ctx, auth.CreateKeyRequest{
+			k, err := admin.CreateKey(ctx, keyapi.CreateKeyRequest{
 				Account: accounts[i/keysPerAccount], Alias: o.Alias + strconv.Itoa(i), Limits: o.Limits,
 			})
 			if err != nil {

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"floodgate/auth"
 	"floodgate/broker"
+	"floodgate/keyapi"
 	"floodgate/limiter"
 	"floodgate/loadtest"
 
@@ -324,7 +324,7 @@ func TestCreateKeys(t *testing.T) {
 		seen[k] = true
 	}
 	ctx := context.Background()
-	admin := auth.NewAdminClient(n.apiURL, testAdminToken, nil)
+	admin := keyapi.NewAdminClient(n.apiURL, testAdminToken, nil)
 	list, err := admin.ListKeys(ctx, "", "", "active")
 	if err != nil {
 		t.Fatal(err)
@@ -337,7 +337,7 @@ func TestCreateKeys(t *testing.T) {
 		t.Fatalf("%d keys over accounts %v", len(list), accounts)
 	}
 	_, err = loadtest.CreateKeys(ctx, loadtest.KeyOptions{AdminURL: n.apiURL, AdminToken: "wrong", N: 1})
-	var ae *auth.APIError
+	var ae *keyapi.APIError
 	if !errors.As(err, &ae) || ae.Status != 401 {
 		t.Fatalf("bad token: %v", err)
 	}

@@ -8,9 +8,9 @@ import (
 	"strconv"
 	"time"
 
-	"floodgate/auth"
 	"floodgate/broker"
 	"floodgate/console"
+	"floodgate/keyapi"
 
 	"github.com/nats-io/nats.go"
 )
@@ -111,7 +111,7 @@ type adminRoute struct {
 }
 
 // adminRoutes are the operator endpoints the node serves itself (the
-// others under /admin/v1 are the sidecar's). auth/openapi.json documents
+// others under /admin/v1 are the sidecar's). keyapi/openapi.json documents
 // them with "x-served-by": "node".
 func (n *Node) adminRoutes() []adminRoute {
 	return []adminRoute{
@@ -244,10 +244,10 @@ func adminData(w http.ResponseWriter, data any) {
 		adminError(w, http.StatusInternalServerError, "INTERNAL", "Internal error")
 		return
 	}
-	writeJSON(w, http.StatusOK, auth.Envelope{Success: true, Data: raw})
+	writeJSON(w, http.StatusOK, keyapi.Envelope{Success: true, Data: raw})
 }
 
 // adminError answers with a failure envelope.
 func adminError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, auth.Envelope{Data: json.RawMessage("null"), Error: &msg, Code: &code})
+	writeJSON(w, status, keyapi.Envelope{Data: json.RawMessage("null"), Error: &msg, Code: &code})
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"floodgate/auth"
+	"floodgate/keyapi"
 	"floodgate/node"
 	"floodgate/node/nodetest"
 
@@ -35,7 +36,7 @@ func adminGet(t *testing.T, base, path, token string, v any) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if v != nil && resp.StatusCode == 200 {
-		var env auth.Envelope
+		var env keyapi.Envelope
 		if err := json.Unmarshal(b, &env); err != nil || !env.Success {
 			t.Fatalf("GET %s: %s", path, b)
 		}
@@ -164,9 +165,9 @@ func jsonInt(v int64) string { b, _ := json.Marshal(v); return string(b) }
 func TestTopKeysByTrafficAndRefusals(t *testing.T) {
 	c := newCluster(t)
 	n := c.node(nodeOpts{})
-	busy := n.createKey(auth.CreateKeyRequest{Account: accountA, Limits: &auth.Limits{CreditsPerMinute: 2}})
-	quiet := n.createKey(auth.CreateKeyRequest{Account: accountA})
-	off := n.createKey(auth.CreateKeyRequest{Account: accountA, Active: new(false)})
+	busy := n.createKey(keyapi.CreateKeyRequest{Account: accountA, Limits: &auth.Limits{CreditsPerMinute: 2}})
+	quiet := n.createKey(keyapi.CreateKeyRequest{Account: accountA})
+	off := n.createKey(keyapi.CreateKeyRequest{Account: accountA, Active: new(false)})
 	bc := n.dial(keyHeader(busy.APIKey))
 	n.dial(keyHeader(quiet.APIKey))
 	for range 5 { // past the credits (2): RATE_LIMITED
@@ -281,9 +282,9 @@ func TestNodesSeeEachOthersHeartbeats(t *testing.T) {
 }
 
 // TestOpenAPINodePaths: the operator endpoints the node serves itself are
-// in auth/openapi.json, marked "x-served-by": "node", and answer.
+// in keyapi/openapi.json, marked "x-served-by": "node", and answer.
 func TestOpenAPINodePaths(t *testing.T) {
-	raw, err := os.ReadFile("../auth/openapi.json")
+	raw, err := os.ReadFile("../keyapi/openapi.json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"floodgate/auth"
+	"floodgate/keyapi"
 	"floodgate/node"
 	"floodgate/node/nodetest"
 
@@ -53,7 +54,7 @@ func (w *testWallet) signed(t testing.TB, typ string, payload map[string]any, wi
 	}
 	ts := max(time.Now().UnixMilli(), w.lastTS+1)
 	w.lastTS = ts
-	msg, err := auth.SigningMessage(typ, payload, ts, window)
+	msg, err := keyapi.SigningMessage(typ, payload, ts, window)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func (w *testWallet) signed(t testing.TB, typ string, payload map[string]any, wi
 type apiResult struct {
 	status int
 	header http.Header
-	env    auth.Envelope
+	env    keyapi.Envelope
 }
 
 func (r apiResult) code() string {
@@ -124,7 +125,7 @@ func TestFreshWalletsFromOneIPAreBudgeted(t *testing.T) {
 	var last apiResult
 	start := time.Now()
 	for i := 0; i < 40; i++ {
-		r := call(t, n, "POST", pathCreate, newTestWallet(t).signed(t, auth.TypeCreateAPIKey, nil, 5000), "X-Forwarded-For", "203.0.113.5")
+		r := call(t, n, "POST", pathCreate, newTestWallet(t).signed(t, keyapi.TypeCreateAPIKey, nil, 5000), "X-Forwarded-For", "203.0.113.5")
 		switch r.status {
 		case 200:
 			created++
@@ -144,10 +145,10 @@ func TestFreshWalletsFromOneIPAreBudgeted(t *testing.T) {
 		t.Fatalf("429: %s %v", last.code(), last.header)
 	}
 	// The list shares the budget; another IP does not.
-	if r := call(t, n, "POST", pathList, newTestWallet(t).signed(t, auth.TypeListAPIKeys, nil, 5000), "X-Forwarded-For", "203.0.113.5"); r.status != 429 {
+	if r := call(t, n, "POST", pathList, newTestWallet(t).signed(t, keyapi.TypeListAPIKeys, nil, 5000), "X-Forwarded-For", "203.0.113.5"); r.status != 429 {
 		t.Fatalf("list from the same IP: %d", r.status)
 	}
-	if r := call(t, n, "POST", pathCreate, newTestWallet(t).signed(t, auth.TypeCreateAPIKey, nil, 5000), "X-Forwarded-For", "203.0.113.6"); r.status != 200 {
+	if r := call(t, n, "POST", pathCreate, newTestWallet(t).signed(t, keyapi.TypeCreateAPIKey, nil, 5000), "X-Forwarded-For", "203.0.113.6"); r.status != 200 {
 		t.Fatalf("create from another IP: %d %s", r.status, r.code())
 	}
 }
@@ -158,8 +159,8 @@ func TestFreshWalletsFromOneIPAreBudgeted(t *testing.T) {
 // count.
 func TestStatusEndpointIsNoKeyOracle(t *testing.T) {
 	n := startNode(t, func(c *node.Config) { c.TrustedProxies = loopback })
-	admin := auth.NewAdminClient(n.APIURL, adminToken, nil)
-	good, err := admin.CreateKey(context.Background(), auth.CreateKeyRequest{Account: accountA})
+	admin := keyapi.NewAdminClient(n.APIURL, adminToken, nil)
+	good, err := admin.CreateKey(context.Background(), keyapi.CreateKeyRequest{Account: accountA})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,15 +215,15 @@ func TestAccountVerifierOverTheNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := startNode(t, func(c *node.Config) { c.AccountVerifier = "file:" + path })
-	if r := call(t, n, "POST", pathCreate, w1.signed(t, auth.TypeCreateAPIKey, nil, 5000)); r.status != 200 {
+	if r := call(t, n, "POST", pathCreate, w1.signed(t, keyapi.TypeCreateAPIKey, nil, 5000)); r.status != 200 {
 		t.Fatalf("listed wallet: %d %s", r.status, r.code())
 	}
 	var key struct {
 		APIKey string `json:"api_key"`
 	}
-	r := call(t, n, "POST", pathCreate, w1.signed(t, auth.TypeCreateAPIKey, nil, 5001))
+	r := call(t, n, "POST", pathCreate, w1.signed(t, keyapi.TypeCreateAPIKey, nil, 5001))
 	_ = json.Unmarshal(r.env.Data, &key)
-	if r := call(t, n, "POST", pathCreate, w2.signed(t, auth.TypeCreateAPIKey, nil, 5000)); r.status != 403 || r.code() != "ACCOUNT_NOT_ALLOWED" {
+	if r := call(t, n, "POST", pathCreate, w2.signed(t, keyapi.TypeCreateAPIKey, nil, 5000)); r.status != 403 || r.code() != "ACCOUNT_NOT_ALLOWED" {
 		t.Fatalf("unlisted wallet: %d %s", r.status, r.code())
 	}
 	if err := os.WriteFile(path, []byte(w2.account+"\n"), 0o600); err != nil {
@@ -231,10 +232,10 @@ func TestAccountVerifierOverTheNode(t *testing.T) {
 	if err := n.Reload(node.DefaultFile()); err != nil {
 		t.Fatal(err)
 	}
-	if r := call(t, n, "POST", pathCreate, w2.signed(t, auth.TypeCreateAPIKey, nil, 5000)); r.status != 200 {
+	if r := call(t, n, "POST", pathCreate, w2.signed(t, keyapi.TypeCreateAPIKey, nil, 5000)); r.status != 200 {
 		t.Fatalf("wallet listed after reload: %d %s", r.status, r.code())
 	}
-	if r := call(t, n, "POST", pathCreate, w1.signed(t, auth.TypeCreateAPIKey, nil, 5002)); r.status != 403 {
+	if r := call(t, n, "POST", pathCreate, w1.signed(t, keyapi.TypeCreateAPIKey, nil, 5002)); r.status != 403 {
 		t.Fatalf("wallet removed by reload: %d", r.status)
 	}
 	c, _, err := websocket.Dial(context.Background(), n.WSURL, &websocket.DialOptions{HTTPHeader: keyHeader(key.APIKey)})
@@ -249,7 +250,7 @@ func TestAccountVerifierOverTheNode(t *testing.T) {
 	if err := n.Reload(node.DefaultFile()); err == nil {
 		t.Fatal("reload accepted a broken allow list")
 	}
-	if r := call(t, n, "POST", pathCreate, w2.signed(t, auth.TypeCreateAPIKey, nil, 5003)); r.status != 200 {
+	if r := call(t, n, "POST", pathCreate, w2.signed(t, keyapi.TypeCreateAPIKey, nil, 5003)); r.status != 200 {
 		t.Fatalf("after a refused reload: %d", r.status)
 	}
 }
@@ -259,11 +260,11 @@ func TestAccountVerifierOverTheNode(t *testing.T) {
 func TestLongExpiryWindowRefused(t *testing.T) {
 	n := startNode(t, nil)
 	w := newTestWallet(t)
-	r := call(t, n, "POST", pathCreate, w.signed(t, auth.TypeCreateAPIKey, nil, 10_000*365*24*3600*1000))
+	r := call(t, n, "POST", pathCreate, w.signed(t, keyapi.TypeCreateAPIKey, nil, 10_000*365*24*3600*1000))
 	if r.status != 400 || r.code() != "EXPIRY_WINDOW_TOO_LONG" || *r.env.Error != "expiry_window too long (max 300000 ms)" {
 		t.Fatalf("10,000-year window: %d %s", r.status, r.code())
 	}
-	if r := call(t, n, "POST", pathCreate, w.signed(t, auth.TypeCreateAPIKey, nil, 300000)); r.status != 200 {
+	if r := call(t, n, "POST", pathCreate, w.signed(t, keyapi.TypeCreateAPIKey, nil, 300000)); r.status != 200 {
 		t.Fatalf("5-minute window: %d %s", r.status, r.code())
 	}
 }
@@ -272,16 +273,16 @@ func TestLongExpiryWindowRefused(t *testing.T) {
 // is deleted with its events by the node's purge; live keys stay.
 func TestRevokedKeysArePurged(t *testing.T) {
 	n := startNode(t, func(c *node.Config) { c.PurgeInterval, c.RevokedRetention = 50*time.Millisecond, 300*time.Millisecond })
-	admin := auth.NewAdminClient(n.APIURL, adminToken, nil)
+	admin := keyapi.NewAdminClient(n.APIURL, adminToken, nil)
 	ctx := context.Background()
-	live, _ := admin.CreateKey(ctx, auth.CreateKeyRequest{Account: accountA})
-	gone, _ := admin.CreateKey(ctx, auth.CreateKeyRequest{Account: accountA, Alias: "bot"})
+	live, _ := admin.CreateKey(ctx, keyapi.CreateKeyRequest{Account: accountA})
+	gone, _ := admin.CreateKey(ctx, keyapi.CreateKeyRequest{Account: accountA, Alias: "bot"})
 	c, _, err := websocket.Dial(ctx, n.WSURL, &websocket.DialOptions{HTTPHeader: keyHeader(gone.APIKey)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := auth.StatusRevoked
-	v, err := admin.PatchKey(ctx, gone.Key.Prefix, auth.KeyPatch{Status: &st})
+	v, err := admin.PatchKey(ctx, gone.Key.Prefix, keyapi.KeyPatch{Status: &st})
 	if err != nil || v.RevokedAt == nil {
 		t.Fatalf("revoke: %+v %v", v, err)
 	}
@@ -294,7 +295,7 @@ func TestRevokedKeysArePurged(t *testing.T) {
 	if _, err := admin.GetKey(ctx, live.Key.Prefix); err != nil {
 		t.Fatalf("live key purged: %v", err)
 	}
-	if _, err := admin.CreateKey(ctx, auth.CreateKeyRequest{Account: accountA, Alias: "bot"}); err != nil {
+	if _, err := admin.CreateKey(ctx, keyapi.CreateKeyRequest{Account: accountA, Alias: "bot"}); err != nil {
 		t.Fatalf("alias of the purged key: %v", err)
 	}
 	if v := metricValue(t, n, "floodgate_keys_purged_total"); v != 1 {
@@ -331,14 +332,14 @@ type eventFloodResult struct {
 // workers sockets at a time while another key opens and closes others
 // sessions, then reads both keys' events.
 func refusalEventFlood(t testing.TB, n *nodetest.Node, total, workers, others int) eventFloodResult {
-	admin := auth.NewAdminClient(n.APIURL, adminToken, nil)
+	admin := keyapi.NewAdminClient(n.APIURL, adminToken, nil)
 	ctx := context.Background()
 	off := false
-	flooded, err := admin.CreateKey(ctx, auth.CreateKeyRequest{Account: accountA, Active: &off})
+	flooded, err := admin.CreateKey(ctx, keyapi.CreateKeyRequest{Account: accountA, Active: &off})
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := admin.CreateKey(ctx, auth.CreateKeyRequest{Account: accountA})
+	other, err := admin.CreateKey(ctx, keyapi.CreateKeyRequest{Account: accountA})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"floodgate/auth"
 	"floodgate/broker"
 	"floodgate/fanout"
+	"floodgate/keyapi"
 	"floodgate/limiter"
 
 	"github.com/rs/zerolog"
@@ -259,7 +260,7 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.AccountVerifier, "open")
 	if c.MaxExpiryWindow <= 0 {
-		c.MaxExpiryWindow = auth.DefaultMaxExpiryWindow
+		c.MaxExpiryWindow = keyapi.DefaultMaxExpiryWindow
 	}
 	if c.RevokedRetention <= 0 {
 		c.RevokedRetention = 30 * 24 * time.Hour
@@ -312,7 +313,7 @@ func Check(cfg Config) error {
 		return err
 	}
 	if kind, path, _ := strings.Cut(cfg.AccountVerifier, ":"); kind == "file" {
-		if _, err := auth.NewFileVerifier(path); err != nil {
+		if _, err := keyapi.NewFileVerifier(path); err != nil {
 			return err
 		}
 	}

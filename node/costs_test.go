@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"floodgate/auth"
+	"floodgate/keyapi"
 	"floodgate/limiter"
 	"floodgate/node"
 )
@@ -22,7 +22,7 @@ func TestPerSourceCostsOverSockets(t *testing.T) {
 	lim.Tiers.Key.ConnMessagesPerSecond = 0.01 // no refill while the test runs
 	c := newCluster(t)
 	n := c.node(nodeOpts{limits: &lim})
-	k := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	k := n.createKey(keyapi.CreateKeyRequest{Account: accountA})
 	cl := n.dial(keyHeader(k.APIKey))
 	rlTrip(t, cl, `{"method":"subscribe","params":{"source":"book","symbol":"BTC","agg_level":1}}`,
 		`{"channel":"subscribe","data":{"source":"book","symbol":"BTC","agg_level":1},"rl":{"r":295,"q":300,"t":`)
@@ -65,7 +65,7 @@ func rlTrip(t *testing.T, cl *client, req, want string) {
 func TestReloadRebuildsCosts(t *testing.T) {
 	c := newCluster(t)
 	n := c.node(nodeOpts{})
-	k := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	k := n.createKey(keyapi.CreateKeyRequest{Account: accountA})
 	cl := n.dial(keyHeader(k.APIKey))
 	cl.roundTrip(`{"method":"subscribe","params":{"source":"book","symbol":"BTC","agg_level":1}}`,
 		`{"channel":"subscribe","data":{"source":"book","symbol":"BTC","agg_level":1},"rl":{"r":299,"q":300,"t":1}}`)

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"floodgate/auth"
+	"floodgate/keyapi"
 	"floodgate/node"
 )
 
@@ -17,7 +17,7 @@ func TestDefaultExpiryAndKeyExpiringOnConnect(t *testing.T) {
 	c := newCluster(t)
 	n := c.node(nodeOpts{edit: func(f *node.File) { f.Keys.DefaultExpiry = 72 * time.Hour }})
 	before := time.Now()
-	k := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	k := n.createKey(keyapi.CreateKeyRequest{Account: accountA})
 	if k.Key.ExpiresAt == nil || k.Key.ExpiresAt.Before(before.Add(72*time.Hour-time.Second)) || k.Key.ExpiresAt.After(time.Now().Add(72*time.Hour)) {
 		t.Fatalf("expires_at %v, want now+72h", k.Key.ExpiresAt)
 	}
@@ -27,7 +27,7 @@ func TestDefaultExpiryAndKeyExpiringOnConnect(t *testing.T) {
 		t.Fatalf("first frame %s\nwant prefix %s", got, want)
 	}
 	later := time.Now().Add(30 * 24 * time.Hour)
-	k2 := n.createKey(auth.CreateKeyRequest{Account: accountA, ExpiresAt: &later})
+	k2 := n.createKey(keyapi.CreateKeyRequest{Account: accountA, ExpiresAt: &later})
 	cl2 := n.dial(keyHeader(k2.APIKey))
 	cl2.roundTrip(`{"method":"ping"}`, `{"channel":"pong","rl":{"r":299,"q":300,"t":1}}`)
 }

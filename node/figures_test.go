@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"floodgate/auth"
+	"floodgate/keyapi"
 )
 
 // The figures of docs/security.md (issue 11): long runs, so benchmarks
@@ -40,7 +40,7 @@ func BenchmarkFigure_FreshWallets(b *testing.B) {
 	created, refused := 0, 0
 	end := time.Now().Add(60 * time.Second)
 	for time.Now().Before(end) {
-		r := call(b, n, "POST", pathCreate, newTestWallet(b).signed(b, auth.TypeCreateAPIKey, nil, 5000))
+		r := call(b, n, "POST", pathCreate, newTestWallet(b).signed(b, keyapi.TypeCreateAPIKey, nil, 5000))
 		switch r.status {
 		case 200:
 			created++

@@ -12,6 +12,7 @@ import (
 
 	"floodgate/auth"
 	"floodgate/broker"
+	"floodgate/keyapi"
 	"floodgate/limiter"
 	"floodgate/node"
 	"floodgate/node/nodetest"
@@ -54,7 +55,7 @@ type testNode struct {
 	t     *testing.T
 	n     *nodetest.Node
 	srv   *broker.Server
-	admin *auth.AdminClient
+	admin *keyapi.AdminClient
 	reg   *prometheus.Registry
 	wsURL string
 }
@@ -98,11 +99,11 @@ func (c *cluster) node(o nodeOpts) *testNode {
 	}
 	n := nodetest.Start(c.t, cfg)
 	return &testNode{t: c.t, n: n, srv: n.Broker(), reg: n.Registry(), wsURL: n.WSURL,
-		admin: auth.NewAdminClient(n.APIURL, adminToken, nil)}
+		admin: keyapi.NewAdminClient(n.APIURL, adminToken, nil)}
 }
 
 // createKey makes a key through the operator API.
-func (n *testNode) createKey(req auth.CreateKeyRequest) auth.CreatedKey {
+func (n *testNode) createKey(req keyapi.CreateKeyRequest) keyapi.CreatedKey {
 	n.t.Helper()
 	k, err := n.admin.CreateKey(context.Background(), req)
 	if err != nil {

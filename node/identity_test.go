@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"floodgate/auth"
+	"floodgate/keyapi"
 
 	"github.com/coder/websocket"
 )
@@ -43,8 +44,8 @@ func TestEmptyKeyIsInvalidAndAFailedAttempt(t *testing.T) {
 func TestTwoDifferentKeysAreABadRequest(t *testing.T) {
 	c := newCluster(t)
 	n := c.node(nodeOpts{})
-	a := n.createKey(auth.CreateKeyRequest{Account: accountA})
-	b := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	a := n.createKey(keyapi.CreateKeyRequest{Account: accountA})
+	b := n.createKey(keyapi.CreateKeyRequest{Account: accountA})
 	for _, h := range []http.Header{
 		{"Pf-Api-Key": {a.APIKey}, "X-Api-Key": {b.APIKey}},
 		{"Pf-Api-Key": {a.APIKey}, "Sec-Websocket-Protocol": {"floodgate.v1, key." + b.APIKey}},
@@ -58,7 +59,7 @@ func TestTwoDifferentKeysAreABadRequest(t *testing.T) {
 	n.dial(http.Header{"Pf-Api-Key": {a.APIKey}, "X-Api-Key": {a.APIKey}}).
 		roundTrip(`{"method":"ping"}`, `{"channel":"pong","rl":{"r":299,"q":300,"t":1}}`)
 	// The refused upgrades touched no key.
-	for _, k := range []auth.CreatedKey{a, b} {
+	for _, k := range []keyapi.CreatedKey{a, b} {
 		if v, err := n.admin.GetKey(context.Background(), k.Key.Prefix); err != nil || v.Status != "active" {
 			t.Fatalf("%s: %+v %v", k.Key.Prefix, v, err)
 		}
@@ -87,7 +88,7 @@ func TestCooldownAndQuotaRefusalHeaders(t *testing.T) {
 		t.Fatalf("cooldown headers %v", resp.Header)
 	}
 
-	k := n.createKey(auth.CreateKeyRequest{Account: accountA, Quotas: &auth.Quotas{Daily: 2}})
+	k := n.createKey(keyapi.CreateKeyRequest{Account: accountA, Quotas: &auth.Quotas{Daily: 2}})
 	cl := n.dial(keyHeader(k.APIKey))
 	cl.send(`{"method":"ping"}`)
 	cl.read()

@@ -11,6 +11,7 @@ import (
 
 	"floodgate/auth"
 	"floodgate/broker"
+	"floodgate/keyapi"
 
 	"github.com/coder/websocket"
 )
@@ -20,14 +21,14 @@ const accountA = "FAe4sisG95oZ42w7buUn5qEE4TAnfTTFPiguZUHmhiF"
 func TestUpgradeWithEachKindOfKey(t *testing.T) {
 	c := newCluster(t)
 	n := c.node(nodeOpts{})
-	good := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	good := n.createKey(keyapi.CreateKeyRequest{Account: accountA})
 	inactive := false
-	off := n.createKey(auth.CreateKeyRequest{Account: accountA, Active: &inactive})
+	off := n.createKey(keyapi.CreateKeyRequest{Account: accountA, Active: &inactive})
 	past := time.Now().Add(-time.Minute)
-	expired := n.createKey(auth.CreateKeyRequest{Account: accountA, ExpiresAt: &past})
-	revoked := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	expired := n.createKey(keyapi.CreateKeyRequest{Account: accountA, ExpiresAt: &past})
+	revoked := n.createKey(keyapi.CreateKeyRequest{Account: accountA})
 	st := auth.StatusRevoked
-	if _, err := n.admin.PatchKey(context.Background(), revoked.Key.Prefix, auth.KeyPatch{Status: &st}); err != nil {
+	if _, err := n.admin.PatchKey(context.Background(), revoked.Key.Prefix, keyapi.KeyPatch{Status: &st}); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
@@ -64,7 +65,7 @@ func TestUpgradeWithEachKindOfKey(t *testing.T) {
 func TestAccountSourcesNeedAKeyOfThatAccount(t *testing.T) {
 	c := newCluster(t)
 	n := c.node(nodeOpts{})
-	k := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	k := n.createKey(keyapi.CreateKeyRequest{Account: accountA})
 	cl := n.dial(keyHeader(k.APIKey))
 	cl.send(`{"method":"subscribe","params":{"source":"account_orders","account":"` + accountA + `"}}`)
 	if got := cl.read(); got != `{"channel":"subscribe","data":{"source":"account_orders","account":"`+accountA+`"},"rl":{"r":299,"q":300,"t":1}}` {
@@ -87,8 +88,8 @@ func TestAccountSourcesNeedAKeyOfThatAccount(t *testing.T) {
 func TestRevokeOnOneNodeClosesOnAnother(t *testing.T) {
 	c := newCluster(t)
 	a, b := c.node(nodeOpts{shared: true}), c.node(nodeOpts{shared: true})
-	k := a.createKey(auth.CreateKeyRequest{Account: accountA})
-	other := a.createKey(auth.CreateKeyRequest{Account: accountA})
+	k := a.createKey(keyapi.CreateKeyRequest{Account: accountA})
+	other := a.createKey(keyapi.CreateKeyRequest{Account: accountA})
 	onB := b.dial(keyHeader(k.APIKey))
 	onB.roundTrip(`{"method":"ping","id":1}`, `{"channel":"pong","id":1,"rl":{"r":299,"q":300,"t":1}}`)
 	bystander := b.dial(keyHeader(other.APIKey))
@@ -96,7 +97,7 @@ func TestRevokeOnOneNodeClosesOnAnother(t *testing.T) {
 
 	st := auth.StatusRevoked
 	start := time.Now()
-	if _, err := a.admin.PatchKey(context.Background(), k.Key.Prefix, auth.KeyPatch{Status: &st}); err != nil {
+	if _, err := a.admin.PatchKey(context.Background(), k.Key.Prefix, keyapi.KeyPatch{Status: &st}); err != nil {
 		t.Fatal(err)
 	}
 	code, reason, at := onB.closed(2 * time.Second)
@@ -116,10 +117,10 @@ func TestRevokeOnOneNodeClosesOnAnother(t *testing.T) {
 func TestDeactivateClosesAndExpiryClosesWithoutAnAPICall(t *testing.T) {
 	c := newCluster(t)
 	n := c.node(nodeOpts{broker: brokerFastSweep()})
-	k := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	k := n.createKey(keyapi.CreateKeyRequest{Account: accountA})
 	cl := n.dial(keyHeader(k.APIKey))
 	off := false
-	if _, err := n.admin.PatchKey(context.Background(), k.Key.Prefix, auth.KeyPatch{Active: &off}); err != nil {
+	if _, err := n.admin.PatchKey(context.Background(), k.Key.Prefix, keyapi.KeyPatch{Active: &off}); err != nil {
 		t.Fatal(err)
 	}
 	if code, reason, _ := cl.closed(2 * time.Second); code != websocket.StatusPolicyViolation || reason != "api key deactivated" {
@@ -127,7 +128,7 @@ func TestDeactivateClosesAndExpiryClosesWithoutAnAPICall(t *testing.T) {
 	}
 
 	soon := time.Now().Add(700 * time.Millisecond)
-	exp := n.createKey(auth.CreateKeyRequest{Account: accountA, ExpiresAt: &soon})
+	exp := n.createKey(keyapi.CreateKeyRequest{Account: accountA, ExpiresAt: &soon})
 	cl = n.dial(keyHeader(exp.APIKey))
 	code, reason, at := cl.closed(3 * time.Second)
 	if code != websocket.StatusPolicyViolation || reason != "api key expired" {
@@ -141,7 +142,7 @@ func TestDeactivateClosesAndExpiryClosesWithoutAnAPICall(t *testing.T) {
 func TestFailedKeyAttemptsBlockTheIP(t *testing.T) {
 	c := newCluster(t)
 	n := c.node(nodeOpts{trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
-	good := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	good := n.createKey(keyapi.CreateKeyRequest{Account: accountA})
 	from := func(ip, key string) http.Header {
 		h := keyHeader(key)
 		h.Set("X-Forwarded-For", ip)
@@ -173,12 +174,12 @@ func TestFailedKeyAttemptsBlockTheIP(t *testing.T) {
 func TestConnectionEventsAreRecorded(t *testing.T) {
 	c := newCluster(t)
 	n := c.node(nodeOpts{})
-	k := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	k := n.createKey(keyapi.CreateKeyRequest{Account: accountA})
 	cl := n.dial(keyHeader(k.APIKey))
 	cl.roundTrip(`{"method":"ping"}`, `{"channel":"pong","rl":{"r":299,"q":300,"t":1}}`)
 	cl.c.Close(websocket.StatusNormalClosure, "bye")
 	off := false
-	if _, err := n.admin.PatchKey(context.Background(), k.Key.Prefix, auth.KeyPatch{Active: &off}); err != nil {
+	if _, err := n.admin.PatchKey(context.Background(), k.Key.Prefix, keyapi.KeyPatch{Active: &off}); err != nil {
 		t.Fatal(err)
 	}
 	if _, status, _ := n.tryDial(keyHeader(k.APIKey)); status != 401 {
@@ -213,7 +214,7 @@ func TestConnectionEventsAreRecorded(t *testing.T) {
 func TestRecheckClosesKeysRevokedWhileEventsWereMissed(t *testing.T) {
 	c := newCluster(t)
 	a := c.node(nodeOpts{shared: true, recheck: 50 * time.Millisecond})
-	k := a.createKey(auth.CreateKeyRequest{Account: accountA})
+	k := a.createKey(keyapi.CreateKeyRequest{Account: accountA})
 	cl := a.dial(keyHeader(k.APIKey))
 	cl.roundTrip(`{"method":"ping"}`, `{"channel":"pong","rl":{"r":299,"q":300,"t":1}}`)
 	// Revoke in the store directly: no control event is published.
@@ -232,8 +233,8 @@ func TestRecheckClosesKeysRevokedWhileEventsWereMissed(t *testing.T) {
 func TestTopKeysMetrics(t *testing.T) {
 	c := newCluster(t)
 	n := c.node(nodeOpts{broker: broker.Options{MetricsTopKeys: 1}})
-	busy := n.createKey(auth.CreateKeyRequest{Account: accountA})
-	quiet := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	busy := n.createKey(keyapi.CreateKeyRequest{Account: accountA})
+	quiet := n.createKey(keyapi.CreateKeyRequest{Account: accountA})
 	n.dial(keyHeader(busy.APIKey)).roundTrip(`{"method":"ping"}`, `{"channel":"pong","rl":{"r":299,"q":300,"t":1}}`)
 	n.dial(keyHeader(busy.APIKey))
 	n.dial(keyHeader(quiet.APIKey))
@@ -271,7 +272,7 @@ func TestInactiveKeyRetriesDoNotBlockTheIP(t *testing.T) {
 	c := newCluster(t)
 	n := c.node(nodeOpts{})
 	off := false
-	k := n.createKey(auth.CreateKeyRequest{Account: accountA, Active: &off})
+	k := n.createKey(keyapi.CreateKeyRequest{Account: accountA, Active: &off})
 	for i := 0; i < 25; i++ {
 		if _, status, body := n.tryDial(keyHeader(k.APIKey)); status != 401 || !strings.Contains(body, "INACTIVE_API_KEY") {
 			t.Fatalf("attempt %d: %d %s", i, status, body)
@@ -285,8 +286,8 @@ func TestInactiveKeyRetriesDoNotBlockTheIP(t *testing.T) {
 func TestRevokeClosesEverySessionOfTheKey(t *testing.T) {
 	c := newCluster(t)
 	n := c.node(nodeOpts{})
-	k := n.createKey(auth.CreateKeyRequest{Account: accountA})
-	other := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	k := n.createKey(keyapi.CreateKeyRequest{Account: accountA})
+	other := n.createKey(keyapi.CreateKeyRequest{Account: accountA})
 	var mine []*client
 	for i := 0; i < 3; i++ {
 		cl := n.dial(keyHeader(k.APIKey))
@@ -296,7 +297,7 @@ func TestRevokeClosesEverySessionOfTheKey(t *testing.T) {
 	}
 	bystander := n.dial(keyHeader(other.APIKey))
 	st := auth.StatusRevoked
-	if _, err := n.admin.PatchKey(context.Background(), k.Key.Prefix, auth.KeyPatch{Status: &st}); err != nil {
+	if _, err := n.admin.PatchKey(context.Background(), k.Key.Prefix, keyapi.KeyPatch{Status: &st}); err != nil {
 		t.Fatal(err)
 	}
 	for i, cl := range mine {

@@ -10,6 +10,7 @@ import (
 
 	"floodgate/auth"
 	"floodgate/broker"
+	"floodgate/keyapi"
 	"floodgate/limiter"
 
 	"github.com/coder/websocket"
@@ -147,7 +148,7 @@ func TestConnectionCapGets429WithRateLimitFields(t *testing.T) {
 func TestQuotaUsedUpClosesLiveConnectionAndRefusesUpgrade(t *testing.T) {
 	c := newCluster(t)
 	n := c.node(nodeOpts{})
-	k := n.createKey(auth.CreateKeyRequest{Account: accountA, Quotas: &auth.Quotas{Daily: 3}})
+	k := n.createKey(keyapi.CreateKeyRequest{Account: accountA, Quotas: &auth.Quotas{Daily: 3}})
 	cl := n.dial(keyHeader(k.APIKey))
 	for i := 0; i < 3; i++ {
 		cl.send(`{"method":"ping"}`)
@@ -175,11 +176,11 @@ func TestQuotaUsedUpClosesLiveConnectionAndRefusesUpgrade(t *testing.T) {
 func TestOverridesApplyToLiveConnections(t *testing.T) {
 	c := newCluster(t)
 	n := c.node(nodeOpts{})
-	k := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	k := n.createKey(keyapi.CreateKeyRequest{Account: accountA})
 	cl := n.dial(keyHeader(k.APIKey))
 	cl.roundTrip(`{"method":"ping"}`, `{"channel":"pong","rl":{"r":299,"q":300,"t":1}}`)
 	credits := int64(1000)
-	if _, err := n.admin.PatchKey(context.Background(), k.Key.Prefix, auth.KeyPatch{Limits: &auth.LimitsPatch{CreditsPerMinute: &credits}}); err != nil {
+	if _, err := n.admin.PatchKey(context.Background(), k.Key.Prefix, keyapi.KeyPatch{Limits: &keyapi.LimitsPatch{CreditsPerMinute: &credits}}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(2 * time.Second)

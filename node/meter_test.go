@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"floodgate/auth"
+	"floodgate/keyapi"
 	"floodgate/node"
 
 	"github.com/coder/websocket"
@@ -16,7 +17,7 @@ import (
 )
 
 // keyStatus reads GET /api/v1/api_keys/status with key.
-func keyStatus(t *testing.T, n *testNode, key string) auth.KeyStatus {
+func keyStatus(t *testing.T, n *testNode, key string) keyapi.KeyStatus {
 	t.Helper()
 	req, _ := http.NewRequest("GET", n.n.APIURL+"/api/v1/api_keys/status", nil)
 	req.Header.Set("PF-API-KEY", key)
@@ -25,11 +26,11 @@ func keyStatus(t *testing.T, n *testNode, key string) auth.KeyStatus {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var env auth.Envelope
+	var env keyapi.Envelope
 	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("status: %d %v", resp.StatusCode, err)
 	}
-	var st auth.KeyStatus
+	var st keyapi.KeyStatus
 	if err := json.Unmarshal(env.Data, &st); err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +73,7 @@ func publishN(t *testing.T, natsURL, subject string, payload []byte, n int, read
 }
 
 // waitStatus polls the status endpoint until ok or a 10 s deadline.
-func waitStatus(t *testing.T, n *testNode, key string, ok func(auth.KeyStatus) bool) auth.KeyStatus {
+func waitStatus(t *testing.T, n *testNode, key string, ok func(keyapi.KeyStatus) bool) keyapi.KeyStatus {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -95,7 +96,7 @@ func waitStatus(t *testing.T, n *testNode, key string, ok func(auth.KeyStatus) b
 func TestStatusShowsDeliveredUsage(t *testing.T) {
 	c := newCluster(t)
 	n := c.node(nodeOpts{})
-	k := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	k := n.createKey(keyapi.CreateKeyRequest{Account: accountA})
 	cl := n.dial(keyHeader(k.APIKey))
 	cl.send(`{"method":"subscribe","params":{"source":"trades","symbol":"BTC"}}`)
 	cl.read()
@@ -103,7 +104,7 @@ func TestStatusShowsDeliveredUsage(t *testing.T) {
 	publishN(t, n.n.NATSURL, "md.trades.BTC", []byte(`[{"s":"BTC","p":"1"}]`), N, cl)
 	cl.send(`{"method":"ping"}`)
 	cl.read()
-	st := waitStatus(t, n, k.APIKey, func(st auth.KeyStatus) bool {
+	st := waitStatus(t, n, k.APIKey, func(st keyapi.KeyStatus) bool {
 		return st.UsageToday.MessagesDelivered == N && st.UsageToday.Credits == 2
 	})
 	if st.UsageToday.BytesDelivered <= N*int64(len(`[{"s":"BTC","p":"1"}]`)) || st.UsageTotal != st.UsageToday {
@@ -140,8 +141,8 @@ func TestStatusShowsDeliveredUsage(t *testing.T) {
 func TestDeflateCountsCompressedBytes(t *testing.T) {
 	c := newCluster(t)
 	n := c.node(nodeOpts{})
-	plain := n.createKey(auth.CreateKeyRequest{Account: accountA})
-	zipped := n.createKey(auth.CreateKeyRequest{Account: accountA})
+	plain := n.createKey(keyapi.CreateKeyRequest{Account: accountA})
+	zipped := n.createKey(keyapi.CreateKeyRequest{Account: accountA})
 	cp := n.dial(keyHeader(plain.APIKey))
 	cz := dialCompressed(t, n, zipped.APIKey)
 	for _, cl := range []*client{cp, cz} {
@@ -156,8 +157,8 @@ func TestDeflateCountsCompressedBytes(t *testing.T) {
 	if err := n.n.FlushUsage(time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	sp := waitStatus(t, n, plain.APIKey, func(st auth.KeyStatus) bool { return st.UsageToday.MessagesDelivered == N })
-	sz := waitStatus(t, n, zipped.APIKey, func(st auth.KeyStatus) bool { return st.UsageToday.MessagesDelivered == N })
+	sp := waitStatus(t, n, plain.APIKey, func(st keyapi.KeyStatus) bool { return st.UsageToday.MessagesDelivered == N })
+	sz := waitStatus(t, n, zipped.APIKey, func(st keyapi.KeyStatus) bool { return st.UsageToday.MessagesDelivered == N })
 	if sp.UsageToday.BytesDelivered < N*int64(len(payload)) || sz.UsageToday.BytesDelivered*4 > sp.UsageToday.BytesDelivered {
 		t.Fatalf("bytes: plain %d, deflate %d (payload %d x %d)", sp.UsageToday.BytesDelivered, sz.UsageToday.BytesDelivered, len(payload), N)
 	}
@@ -191,7 +192,7 @@ func waitDelivered(t *testing.T, n *testNode, prefix string, want int64) {
 func TestDeliveredDailyEndsPublicSubscriptions(t *testing.T) {
 	c := newCluster(t)
 	n := c.node(nodeOpts{})
-	k := n.createKey(auth.CreateKeyRequest{Account: accountA, Quotas: &auth.Quotas{DeliveredDaily: 5}})
+	k := n.createKey(keyapi.CreateKeyRequest{Account: accountA, Quotas: &auth.Quotas{DeliveredDaily: 5}})
 	if k.Key.Quotas.DeliveredDaily != 5 {
 		t.Fatalf("quotas %+v", k.Key.Quotas)
 	}
@@ -273,7 +274,7 @@ func roundTripRL(c *client, req, want string) {
 func TestDeliveredUsageSumsAcrossNodes(t *testing.T) {
 	c := newCluster(t)
 	a, b := c.node(nodeOpts{shared: true}), c.node(nodeOpts{shared: true})
-	k := a.createKey(auth.CreateKeyRequest{Account: accountA})
+	k := a.createKey(keyapi.CreateKeyRequest{Account: accountA})
 	onA, onB := a.dial(keyHeader(k.APIKey)), b.dial(keyHeader(k.APIKey))
 	for _, cl := range []*client{onA, onB} {
 		cl.send(`{"method":"subscribe","params":{"source":"trades","symbol":"SOL"}}`)
@@ -281,7 +282,7 @@ func TestDeliveredUsageSumsAcrossNodes(t *testing.T) {
 	}
 	// One NATS server: each publish reaches both nodes.
 	publishN(t, a.n.NATSURL, "md.trades.SOL", []byte(`{"n":1}`), 7, onA, onB)
-	waitStatus(t, b, k.APIKey, func(st auth.KeyStatus) bool {
+	waitStatus(t, b, k.APIKey, func(st keyapi.KeyStatus) bool {
 		return st.UsageToday.MessagesDelivered == 14 && st.UsageTotal.MessagesDelivered == 14
 	})
 }

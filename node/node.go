@@ -19,6 +19,7 @@ import (
 	"floodgate/auth"
 	"floodgate/broker"
 	"floodgate/fanout"
+	"floodgate/keyapi"
 	"floodgate/limiter"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -53,7 +54,7 @@ type Node struct {
 	hub       *fanout.Hub     // nil in sidecar mode
 	history   *fanout.History // nil without history (history.go)
 	broker    *broker.Server  // nil in sidecar mode
-	sidecar   *auth.Sidecar
+	sidecar   *keyapi.Server
 	sources   *fanout.Sources
 	costs     *costs       // limits.costs by source index; Reload swaps the table
 	wsSrv     *http.Server // nil in sidecar mode
@@ -61,7 +62,7 @@ type Node struct {
 	wsLn      net.Listener     // nil in sidecar mode
 	pending   *pendingListener // the websocket listener's socket cap; nil in sidecar mode
 	apiLn     net.Listener
-	verifier  auth.AccountVerifier
+	verifier  keyapi.AccountVerifier
 	purged    prometheus.Counter
 	natsURL   string // where publishers connect
 	hubRef    atomic.Pointer[fanout.Hub]
@@ -170,10 +171,10 @@ func New(cfg Config) (_ *Node, err error) {
 			return nil, fmt.Errorf("subscribe %s: %w", auth.ControlSubject, err)
 		}
 	}
-	if n.verifier, err = auth.ParseAccountVerifier(cfg.AccountVerifier, n.nc); err != nil {
+	if n.verifier, err = keyapi.ParseAccountVerifier(cfg.AccountVerifier, n.nc); err != nil {
 		return nil, err
 	}
-	n.sidecar, err = auth.NewSidecar(auth.Options{
+	n.sidecar, err = keyapi.New(keyapi.Options{
 		Store: n.store, Keyring: n.keyring, Usage: n.usage, Notifier: n.notifier,
 		LiveUsage: &liveUsage{store: n.store, limiter: n.limiter}, AdminToken: cfg.AdminToken, Logger: &n.log,
 		Limiter: n.limiter, ClientIP: n.clientIP, Verifier: n.verifier, AllowedOrigins: cfg.AllowedOrigins,
@@ -503,7 +504,7 @@ func (n *Node) Reload(f File) error {
 	if err := checkCosts(&f.Limits.Costs, n.sources); err != nil {
 		return err
 	}
-	if fv, ok := n.verifier.(*auth.FileVerifier); ok {
+	if fv, ok := n.verifier.(*keyapi.FileVerifier); ok {
 		if err := fv.Reload(); err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 
 	"floodgate/auth"
 	"floodgate/fanout"
+	"floodgate/keyapi"
 	"floodgate/node"
 	"floodgate/node/nodetest"
 
@@ -86,11 +87,11 @@ func TestLocalChangesApplyAtOnceWithoutNATS(t *testing.T) {
 	start := func() *testNode {
 		n := nodetest.Start(t, cfg())
 		return &testNode{t: t, n: n, srv: n.Broker(), reg: n.Registry(), wsURL: n.WSURL,
-			admin: auth.NewAdminClient(n.APIURL, adminToken, nil)}
+			admin: keyapi.NewAdminClient(n.APIURL, adminToken, nil)}
 	}
 	a, b := start(), start()
-	revoked := a.createKey(auth.CreateKeyRequest{Account: accountA})
-	limited := a.createKey(auth.CreateKeyRequest{Account: accountA})
+	revoked := a.createKey(keyapi.CreateKeyRequest{Account: accountA})
+	limited := a.createKey(keyapi.CreateKeyRequest{Account: accountA})
 	onA, onB := a.dial(keyHeader(revoked.APIKey)), b.dial(keyHeader(revoked.APIKey))
 	for _, c := range []*client{onA, onB} {
 		if q := pongQuota(c); q != 300 {
@@ -107,7 +108,7 @@ func TestLocalChangesApplyAtOnceWithoutNATS(t *testing.T) {
 
 	st := auth.StatusRevoked
 	began := time.Now()
-	if _, err := a.admin.PatchKey(context.Background(), revoked.Key.Prefix, auth.KeyPatch{Status: &st}); err != nil {
+	if _, err := a.admin.PatchKey(context.Background(), revoked.Key.Prefix, keyapi.KeyPatch{Status: &st}); err != nil {
 		t.Fatal(err)
 	}
 	took := time.Since(began)
@@ -124,7 +125,7 @@ func TestLocalChangesApplyAtOnceWithoutNATS(t *testing.T) {
 	}
 
 	credits := int64(50)
-	if _, err := a.admin.PatchKey(context.Background(), limited.Key.Prefix, auth.KeyPatch{Limits: &auth.LimitsPatch{CreditsPerMinute: &credits}}); err != nil {
+	if _, err := a.admin.PatchKey(context.Background(), limited.Key.Prefix, keyapi.KeyPatch{Limits: &keyapi.LimitsPatch{CreditsPerMinute: &credits}}); err != nil {
 		t.Fatal(err)
 	}
 	if q := pongQuota(lim); q != 50 {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"floodgate/auth"
+	"floodgate/keyapi"
 )
 
 // nextMidnight is the next 00:00 UTC after t.
@@ -23,7 +24,7 @@ func nextMidnight(t time.Time) time.Time {
 func TestCalendarQuotaOverSockets(t *testing.T) {
 	c := newCluster(t)
 	n := c.node(nodeOpts{})
-	k := n.createKey(auth.CreateKeyRequest{Account: accountA, Quotas: &auth.Quotas{Daily: 3, Total: 1000, Calendar: true}})
+	k := n.createKey(keyapi.CreateKeyRequest{Account: accountA, Quotas: &auth.Quotas{Daily: 3, Total: 1000, Calendar: true}})
 	cl := n.dial(keyHeader(k.APIKey))
 	for i := 0; i < 3; i++ {
 		cl.send(`{"method":"ping"}`)

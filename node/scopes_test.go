@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"floodgate/auth"
+	"floodgate/keyapi"
 )
 
 // TestKeyScopeMarketCannotSubscribeAccountStreams: a key with scopes
@@ -16,13 +16,13 @@ import (
 func TestKeyScopeMarketCannotSubscribeAccountStreams(t *testing.T) {
 	c := newCluster(t)
 	n := c.node(nodeOpts{})
-	k := n.createKey(auth.CreateKeyRequest{Account: accountA, Scopes: []string{"market"}})
+	k := n.createKey(keyapi.CreateKeyRequest{Account: accountA, Scopes: []string{"market"}})
 	cl := n.dial(keyHeader(k.APIKey))
 	cl.roundTrip(`{"method":"subscribe","params":{"source":"account_orders","account":"`+accountA+`"},"id":1}`,
 		`{"channel":"error","data":{"code":"FORBIDDEN","message":"API key lacks scope \"account\""},"id":1,"rl":{"r":299,"q":300,"t":1}}`)
 	cl.roundTrip(`{"method":"subscribe","params":{"source":"trades","symbol":"BTC"}}`,
 		`{"channel":"subscribe","data":{"source":"trades","symbol":"BTC"},"rl":{"r":298,"q":300,"t":1}}`)
-	acct := n.createKey(auth.CreateKeyRequest{Account: accountA, Scopes: []string{"account"}})
+	acct := n.createKey(keyapi.CreateKeyRequest{Account: accountA, Scopes: []string{"account"}})
 	ca := n.dial(keyHeader(acct.APIKey))
 	ca.roundTrip(`{"method":"subscribe","params":{"source":"trades","symbol":"BTC"}}`,
 		`{"channel":"error","data":{"code":"FORBIDDEN","message":"API key lacks scope \"market\""},"rl":{"r":299,"q":300,"t":1}}`)
@@ -39,8 +39,8 @@ func TestKeyScopeMarketCannotSubscribeAccountStreams(t *testing.T) {
 func TestScopeChangeEndsLiveSubscriptions(t *testing.T) {
 	c := newCluster(t)
 	a, b := c.node(nodeOpts{shared: true}), c.node(nodeOpts{shared: true})
-	k := a.createKey(auth.CreateKeyRequest{Account: accountA})
-	other := a.createKey(auth.CreateKeyRequest{Account: accountA})
+	k := a.createKey(keyapi.CreateKeyRequest{Account: accountA})
+	other := a.createKey(keyapi.CreateKeyRequest{Account: accountA})
 	var clients []*client
 	for _, n := range []*testNode{a, b} {
 		cl := n.dial(keyHeader(k.APIKey))
@@ -59,7 +59,7 @@ func TestScopeChangeEndsLiveSubscriptions(t *testing.T) {
 	bystander.read()
 
 	sc := []string{"account"}
-	if _, err := a.admin.PatchKey(context.Background(), k.Key.Prefix, auth.KeyPatch{Scopes: &sc}); err != nil {
+	if _, err := a.admin.PatchKey(context.Background(), k.Key.Prefix, keyapi.KeyPatch{Scopes: &sc}); err != nil {
 		t.Fatal(err)
 	}
 	for i, cl := range clients {
@@ -90,7 +90,7 @@ func TestScopeChangeEndsLiveSubscriptions(t *testing.T) {
 func TestAllowedCIDRs(t *testing.T) {
 	c := newCluster(t)
 	n := c.node(nodeOpts{trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
-	k := n.createKey(auth.CreateKeyRequest{Account: accountA, AllowedCIDRs: []string{"198.51.100.0/24", "2001:db8::/32"}})
+	k := n.createKey(keyapi.CreateKeyRequest{Account: accountA, AllowedCIDRs: []string{"198.51.100.0/24", "2001:db8::/32"}})
 	h := keyHeader(k.APIKey)
 	h.Set("X-Forwarded-For", "198.51.100.9")
 	n.dial(h).roundTrip(`{"method":"ping"}`, `{"channel":"pong","rl":{"r":299,"q":300,"t":1}}`)

@@ -5,10 +5,11 @@ import (
 	"time"
 
 	"floodgate/auth"
+	"floodgate/keyapi"
 	"floodgate/limiter"
 )
 
-// liveUsage implements auth.LiveUsage: a key's live credit budget, quotas
+// liveUsage implements keyapi.LiveUsage: a key's live credit budget, quotas
 // and connections from the limiter, for the status endpoint and the
 // operator API.
 type liveUsage struct {
@@ -17,8 +18,8 @@ type liveUsage struct {
 	limiter *limiter.Limiter
 }
 
-// KeyUsage implements auth.LiveUsage.
-func (u *liveUsage) KeyUsage(prefix string, now time.Time) (auth.KeyUsage, bool) {
+// KeyUsage implements keyapi.LiveUsage.
+func (u *liveUsage) KeyUsage(prefix string, now time.Time) (keyapi.KeyUsage, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	req := limiter.Request{Identity: limiter.KeyIdentity(prefix), Tier: limiter.TierKey}
@@ -26,8 +27,8 @@ func (u *liveUsage) KeyUsage(prefix string, now time.Time) (auth.KeyUsage, bool)
 		req.Limits, req.Quotas = rec.Limits, rec.Quotas
 	}
 	lu := u.limiter.Usage(ctx, req, now)
-	out := auth.KeyUsage{
-		Credits:     auth.BudgetUsage{Limit: lu.Limit, Remaining: max(lu.Remaining, 0), ResetAt: lu.ResetAt},
+	out := keyapi.KeyUsage{
+		Credits:     keyapi.BudgetUsage{Limit: lu.Limit, Remaining: max(lu.Remaining, 0), ResetAt: lu.ResetAt},
 		Connections: int(lu.Connections),
 	}
 	quotaReport(&out, lu.Quotas)
@@ -37,7 +38,7 @@ func (u *liveUsage) KeyUsage(prefix string, now time.Time) (auth.KeyUsage, bool)
 // quotaReport adds the limiter's quota use to out as quotas.<window>
 // (limit, used, reset_at; total has no reset_at). A quota of another
 // kind (another window name) is one more AddQuota.
-func quotaReport(out *auth.KeyUsage, qs []limiter.QuotaUsage) {
+func quotaReport(out *keyapi.KeyUsage, qs []limiter.QuotaUsage) {
 	for _, q := range qs {
 		out.AddQuota(q.Window.String(), q.Limit, q.Used, q.ResetAt)
 	}

@@ -144,10 +144,10 @@ var mutants = []mutant{
 	},
 	{
 		name: "status-bad-key-not-counted",
-		file: "auth/admission.go",
+		file: "keyapi/admission.go",
 		from: "if err := s.opts.Limiter.FailedKey(s.opts.ClientIP(r), now); err != nil {",
 		to:   "if err := error(nil); err != nil {",
-		pkg:  "./auth", test: "TestStatus_FailedKeys",
+		pkg:  "./keyapi", test: "TestStatus_FailedKeys",
 	},
 	{
 		name: "pending-cap-ignored",
@@ -165,10 +165,10 @@ var mutants = []mutant{
 	},
 	{
 		name: "expiry-window-unbounded",
-		file: "auth/account.go",
+		file: "keyapi/account.go",
 		from: "if req.ExpiryWindow > s.opts.MaxExpiryWindow.Milliseconds() {",
 		to:   "if req.ExpiryWindow > 1<<62 {",
-		pkg:  "./auth", test: "TestAccount_ExpiryWindow",
+		pkg:  "./keyapi", test: "TestAccount_ExpiryWindow",
 	},
 	{
 		name: "refusals-not-coalesced",
@@ -223,10 +223,10 @@ var mutants = []mutant{
 	},
 	{
 		name: "status-key-budget-ignored",
-		file: "auth/account.go",
+		file: "keyapi/account.go",
 		from: "AllowAPIKey(limiter.APIStatus, rec.Prefix, now); d.Refusal != nil {",
 		to:   "AllowAPIKey(limiter.APIStatus, rec.Prefix, now); false && d.Refusal != nil {",
-		pkg:  "./auth", test: "TestStatus_KeyBudget",
+		pkg:  "./keyapi", test: "TestStatus_KeyBudget",
 	},
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"floodgate/auth"
+	"floodgate/keyapi"
 )
 
 // keysOpts are the flags shared by every `floodgate keys` subcommand.
@@ -26,7 +27,7 @@ type keysOpts struct {
 }
 
 // newKeysCmd is `floodgate keys ...`, the operator CLI over the admin API
-// (auth.AdminClient).
+// (keyapi.AdminClient).
 func newKeysCmd() *cobra.Command {
 	o := &keysOpts{}
 	cmd := &cobra.Command{
@@ -46,9 +47,9 @@ its FLOODGATE_* environment variable.`,
 	annotateEnv(pf)
 	cmd.AddCommand(
 		keysCreateCmd(o), keysListCmd(o), keysShowCmd(o),
-		keysPatchCmd(o, "revoke", "Revoke a key for good (closes its connections)", auth.KeyPatch{Status: keysStatus(auth.StatusRevoked)}),
-		keysPatchCmd(o, "deactivate", "Deactivate a key (closes its connections)", auth.KeyPatch{Active: keysBool(false)}),
-		keysPatchCmd(o, "activate", "Activate a deactivated key", auth.KeyPatch{Active: keysBool(true)}),
+		keysPatchCmd(o, "revoke", "Revoke a key for good (closes its connections)", keyapi.KeyPatch{Status: keysStatus(auth.StatusRevoked)}),
+		keysPatchCmd(o, "deactivate", "Deactivate a key (closes its connections)", keyapi.KeyPatch{Active: keysBool(false)}),
+		keysPatchCmd(o, "activate", "Activate a deactivated key", keyapi.KeyPatch{Active: keysBool(true)}),
 		keysUpdateCmd(o), keysRotateCmd(o), keysDeleteCmd(o), keysEventsCmd(o),
 	)
 	return cmd
@@ -59,7 +60,7 @@ func keysStatus(s auth.Status) *auth.Status { return &s }
 
 // keysRun binds the environment, then calls fn with a client and a context
 // bounded by --timeout.
-func keysRun(o *keysOpts, fn func(ctx context.Context, c *auth.AdminClient, out io.Writer, args []string) error) func(*cobra.Command, []string) error {
+func keysRun(o *keysOpts, fn func(ctx context.Context, c *keyapi.AdminClient, out io.Writer, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := bindEnv(cmd.Flags()); err != nil {
 			return err
@@ -69,13 +70,13 @@ func keysRun(o *keysOpts, fn func(ctx context.Context, c *auth.AdminClient, out 
 		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 		defer cancel()
-		return fn(ctx, auth.NewAdminClient(o.apiURL, o.adminToken, nil), cmd.OutOrStdout(), args)
+		return fn(ctx, keyapi.NewAdminClient(o.apiURL, o.adminToken, nil), cmd.OutOrStdout(), args)
 	}
 }
 
 func keysCreateCmd(o *keysOpts) *cobra.Command {
 	var (
-		req       auth.CreateKeyRequest
+		req       keyapi.CreateKeyRequest
 		lim       auth.Limits
 		quo       auth.Quotas
 		expiresAt string
@@ -86,7 +87,7 @@ func keysCreateCmd(o *keysOpts) *cobra.Command {
 		Use:   "create --account <wallet>",
 		Short: "Create a key; the full key is printed once",
 		Args:  cobra.NoArgs,
-		RunE: keysRun(o, func(ctx context.Context, c *auth.AdminClient, out io.Writer, _ []string) error {
+		RunE: keysRun(o, func(ctx context.Context, c *keyapi.AdminClient, out io.Writer, _ []string) error {
 			switch {
 			case expiresAt != "" && expiresIn != 0:
 				return fmt.Errorf("--expires-at and --expires-in exclude each other")
@@ -150,7 +151,7 @@ func keysListCmd(o *keysOpts) *cobra.Command {
 		Use:   "list",
 		Short: "List keys with their usage",
 		Args:  cobra.NoArgs,
-		RunE: keysRun(o, func(ctx context.Context, c *auth.AdminClient, out io.Writer, _ []string) error {
+		RunE: keysRun(o, func(ctx context.Context, c *keyapi.AdminClient, out io.Writer, _ []string) error {
 			keys, err := c.ListKeys(ctx, account, category, status)
 			if err != nil {
 				return err
@@ -174,7 +175,7 @@ func keysShowCmd(o *keysOpts) *cobra.Command {
 		Use:   "show <prefix>",
 		Short: "Show one key, with its live budget and quota use",
 		Args:  cobra.ExactArgs(1),
-		RunE: keysRun(o, func(ctx context.Context, c *auth.AdminClient, out io.Writer, args []string) error {
+		RunE: keysRun(o, func(ctx context.Context, c *keyapi.AdminClient, out io.Writer, args []string) error {
 			v, err := c.GetKey(ctx, args[0])
 			if err != nil {
 				return err
@@ -187,12 +188,12 @@ func keysShowCmd(o *keysOpts) *cobra.Command {
 	}
 }
 
-func keysPatchCmd(o *keysOpts, name, short string, patch auth.KeyPatch) *cobra.Command {
+func keysPatchCmd(o *keysOpts, name, short string, patch keyapi.KeyPatch) *cobra.Command {
 	return &cobra.Command{
 		Use:   name + " <prefix>",
 		Short: short,
 		Args:  cobra.ExactArgs(1),
-		RunE: keysRun(o, func(ctx context.Context, c *auth.AdminClient, out io.Writer, args []string) error {
+		RunE: keysRun(o, func(ctx context.Context, c *keyapi.AdminClient, out io.Writer, args []string) error {
 			v, err := c.PatchKey(ctx, args[0], patch)
 			if err != nil {
 				return err
@@ -200,7 +201,7 @@ func keysPatchCmd(o *keysOpts, name, short string, patch auth.KeyPatch) *cobra.C
 			if o.json {
 				return keysJSON(out, v)
 			}
-			return keysTable(out, []auth.KeyView{v})
+			return keysTable(out, []keyapi.KeyView{v})
 		}),
 	}
 }
@@ -222,10 +223,10 @@ func keysUpdateCmd(o *keysOpts) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 	}
 	fs := cmd.Flags()
-	cmd.RunE = keysRun(o, func(ctx context.Context, c *auth.AdminClient, out io.Writer, args []string) error {
-		var p auth.KeyPatch
-		var lp auth.LimitsPatch
-		var qp auth.QuotasPatch
+	cmd.RunE = keysRun(o, func(ctx context.Context, c *keyapi.AdminClient, out io.Writer, args []string) error {
+		var p keyapi.KeyPatch
+		var lp keyapi.LimitsPatch
+		var qp keyapi.QuotasPatch
 		changed := fs.Changed
 		if changed("credits-per-minute") {
 			lp.CreditsPerMinute = &lim.CreditsPerMinute
@@ -257,10 +258,10 @@ func keysUpdateCmd(o *keysOpts) *cobra.Command {
 		if changed("calendar") {
 			qp.Calendar = &quo.Calendar
 		}
-		if lp != (auth.LimitsPatch{}) {
+		if lp != (keyapi.LimitsPatch{}) {
 			p.Limits = &lp
 		}
-		if qp != (auth.QuotasPatch{}) {
+		if qp != (keyapi.QuotasPatch{}) {
 			p.Quotas = &qp
 		}
 		if changed("alias") {
@@ -283,13 +284,13 @@ func keysUpdateCmd(o *keysOpts) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--expires-at %q: want an RFC 3339 time like 2026-01-31T00:00:00Z", expiresAt)
 			}
-			p.ExpiresAt = auth.OptionalTime{Set: true, Time: t}
+			p.ExpiresAt = keyapi.OptionalTime{Set: true, Time: t}
 		case expiresIn != 0:
-			p.ExpiresAt = auth.OptionalTime{Set: true, Time: time.Now().Add(expiresIn).UTC().Truncate(time.Second)}
+			p.ExpiresAt = keyapi.OptionalTime{Set: true, Time: time.Now().Add(expiresIn).UTC().Truncate(time.Second)}
 		case noExpiry:
-			p.ExpiresAt = auth.OptionalTime{Set: true}
+			p.ExpiresAt = keyapi.OptionalTime{Set: true}
 		}
-		if p == (auth.KeyPatch{}) {
+		if p == (keyapi.KeyPatch{}) {
 			return fmt.Errorf("nothing to update: give at least one of the flags (see --help)")
 		}
 		v, err := c.PatchKey(ctx, args[0], p)
@@ -326,7 +327,7 @@ func keysRotateCmd(o *keysOpts) *cobra.Command {
 		Use:   "rotate <prefix>",
 		Short: "Create a new key with the same settings; the old one stays active until deactivated",
 		Args:  cobra.ExactArgs(1),
-		RunE: keysRun(o, func(ctx context.Context, c *auth.AdminClient, out io.Writer, args []string) error {
+		RunE: keysRun(o, func(ctx context.Context, c *keyapi.AdminClient, out io.Writer, args []string) error {
 			ck, err := c.RotateKey(ctx, args[0], alias)
 			if err != nil {
 				return err
@@ -344,7 +345,7 @@ func keysDeleteCmd(o *keysOpts) *cobra.Command {
 		Use:   "delete <prefix>",
 		Short: "Delete a key that was never used (deactivate used keys instead)",
 		Args:  cobra.ExactArgs(1),
-		RunE: keysRun(o, func(ctx context.Context, c *auth.AdminClient, out io.Writer, args []string) error {
+		RunE: keysRun(o, func(ctx context.Context, c *keyapi.AdminClient, out io.Writer, args []string) error {
 			if err := c.DeleteKey(ctx, args[0]); err != nil {
 				return err
 			}
@@ -363,7 +364,7 @@ func keysEventsCmd(o *keysOpts) *cobra.Command {
 		Use:   "events <prefix>",
 		Short: "Show the latest connection events of a key, newest last",
 		Args:  cobra.ExactArgs(1),
-		RunE: keysRun(o, func(ctx context.Context, c *auth.AdminClient, out io.Writer, args []string) error {
+		RunE: keysRun(o, func(ctx context.Context, c *keyapi.AdminClient, out io.Writer, args []string) error {
 			evs, err := c.KeyEvents(ctx, args[0], limit)
 			if err != nil {
 				return err
@@ -389,12 +390,12 @@ func keysEventsCmd(o *keysOpts) *cobra.Command {
 	return cmd
 }
 
-func keysPrintCreated(out io.Writer, o *keysOpts, ck auth.CreatedKey) error {
+func keysPrintCreated(out io.Writer, o *keysOpts, ck keyapi.CreatedKey) error {
 	if o.json {
 		return keysJSON(out, ck)
 	}
 	fmt.Fprintf(out, "api key: %s\n(shown once: store it now)\n\n", ck.APIKey)
-	return keysTable(out, []auth.KeyView{ck.Key})
+	return keysTable(out, []keyapi.KeyView{ck.Key})
 }
 
 func keysJSON(out io.Writer, v any) error {
@@ -417,7 +418,7 @@ func keysTime(t *time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-func keysTable(out io.Writer, keys []auth.KeyView) error {
+func keysTable(out io.Writer, keys []keyapi.KeyView) error {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PREFIX\tACCOUNT\tALIAS\tCATEGORY\tSTATUS\tCREATED\tEXPIRES\tLAST USED\tREQUESTS")
 	for _, k := range keys {
@@ -427,7 +428,7 @@ func keysTable(out io.Writer, keys []auth.KeyView) error {
 	return tw.Flush()
 }
 
-func keysDetail(out io.Writer, k auth.KeyView) error {
+func keysDetail(out io.Writer, k keyapi.KeyView) error {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	row := func(name string, v any) { fmt.Fprintf(tw, "%s\t%v\n", name, v) }
 	row("prefix", k.Prefix)

@@ -11,32 +11,32 @@ import (
 	"strings"
 	"testing"
 
-	"floodgate/auth"
+	"floodgate/keyapi"
 )
 
 // Admin sends an HTTP request to n's operator API with the suite's admin
 // token (body, unless nil, as JSON) and decodes the envelope.
-func (n *Node) Admin(method, path string, body any) (int, auth.Envelope, error) {
+func (n *Node) Admin(method, path string, body any) (int, keyapi.Envelope, error) {
 	var rd io.Reader = http.NoBody
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return 0, auth.Envelope{}, err
+			return 0, keyapi.Envelope{}, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequest(method, n.apiURL+path, rd)
 	if err != nil {
-		return 0, auth.Envelope{}, err
+		return 0, keyapi.Envelope{}, err
 	}
 	req.Header.Set("Authorization", "Bearer "+n.suite.opts.AdminToken)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := n.suite.http.Do(req)
 	if err != nil {
-		return 0, auth.Envelope{}, err
+		return 0, keyapi.Envelope{}, err
 	}
 	defer resp.Body.Close()
-	var env auth.Envelope
+	var env keyapi.Envelope
 	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
 		return resp.StatusCode, env, fmt.Errorf("%s %s: decode: %w", method, path, err)
 	}
@@ -45,7 +45,7 @@ func (n *Node) Admin(method, path string, body any) (int, auth.Envelope, error) 
 
 // CreateKey creates a key for account through n (limits nil: the tier's)
 // and fails t when it cannot.
-func (n *Node) CreateKey(t *testing.T, account string, limits map[string]any) auth.CreatedKey {
+func (n *Node) CreateKey(t *testing.T, account string, limits map[string]any) keyapi.CreatedKey {
 	t.Helper()
 	k, status, err := n.TryCreateKey(account, limits)
 	if err != nil {
@@ -55,21 +55,21 @@ func (n *Node) CreateKey(t *testing.T, account string, limits map[string]any) au
 }
 
 // TryCreateKey is CreateKey returning the HTTP status and the failure.
-func (n *Node) TryCreateKey(account string, limits map[string]any) (auth.CreatedKey, int, error) {
+func (n *Node) TryCreateKey(account string, limits map[string]any) (keyapi.CreatedKey, int, error) {
 	body := map[string]any{"account": account}
 	if limits != nil {
 		body["limits"] = limits
 	}
 	status, env, err := n.Admin("POST", "/admin/v1/keys", body)
 	if err != nil {
-		return auth.CreatedKey{}, status, err
+		return keyapi.CreatedKey{}, status, err
 	}
 	if status != http.StatusCreated && status != http.StatusOK {
-		return auth.CreatedKey{}, status, fmt.Errorf("HTTP %d %s", status, env.Data)
+		return keyapi.CreatedKey{}, status, fmt.Errorf("HTTP %d %s", status, env.Data)
 	}
-	var k auth.CreatedKey
+	var k keyapi.CreatedKey
 	if err := json.Unmarshal(env.Data, &k); err != nil || k.APIKey == "" || k.Key.Prefix == "" {
-		return auth.CreatedKey{}, status, fmt.Errorf("data %s: %v", env.Data, err)
+		return keyapi.CreatedKey{}, status, fmt.Errorf("data %s: %v", env.Data, err)
 	}
 	return k, status, nil
 }

@@ -20,8 +20,8 @@
 // # Talking to a node
 //
 // Node.Admin calls the operator API with the suite's admin token and
-// decodes the response envelope (auth.Envelope); CreateKey and
-// TryCreateKey make API keys (auth.CreatedKey);
+// decodes the response envelope (keyapi.Envelope); CreateKey and
+// TryCreateKey make API keys (keyapi.CreatedKey);
 // Ready and Metric read /readyz and /metrics. Node.Dial and Node.Upgrade
 // open websockets to /ws with an optional PF-API-KEY. Poll waits for a
 // condition at 20 ms intervals. NewAccount and RandomToken give the fresh

@@ -1,4 +1,4 @@
-package auth_test
+package keyapi_test
 
 import (
 	"context"
@@ -8,17 +8,18 @@ import (
 	"time"
 
 	"floodgate/auth"
+	"floodgate/keyapi"
 )
 
 func TestAdminClient(t *testing.T) {
 	f := newFixture(t, nil)
 	srv := httptest.NewServer(f.h)
 	defer srv.Close()
-	c := auth.NewAdminClient(srv.URL+"/", adminToken, srv.Client())
+	c := keyapi.NewAdminClient(srv.URL+"/", adminToken, srv.Client())
 	ctx := context.Background()
 	acct := newWallet(1).account
 	exp := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	ck, err := c.CreateKey(ctx, auth.CreateKeyRequest{Account: acct, Alias: "bot", Category: "prod", ExpiresAt: &exp,
+	ck, err := c.CreateKey(ctx, keyapi.CreateKeyRequest{Account: acct, Alias: "bot", Category: "prod", ExpiresAt: &exp,
 		Limits: &auth.Limits{CreditsPerMinute: 500}, Quotas: &auth.Quotas{Daily: 10}})
 	if err != nil || ck.APIKey == "" || ck.Key.Alias != "bot" || ck.Key.Limits.CreditsPerMinute != 500 {
 		t.Fatalf("create: %+v %v", ck, err)
@@ -35,10 +36,10 @@ func TestAdminClient(t *testing.T) {
 		t.Fatalf("get: %+v %v", v, err)
 	}
 	no := false
-	if v, err := c.PatchKey(ctx, p, auth.KeyPatch{Active: &no}); err != nil || v.Status != "inactive" {
+	if v, err := c.PatchKey(ctx, p, keyapi.KeyPatch{Active: &no}); err != nil || v.Status != "inactive" {
 		t.Fatalf("deactivate: %+v %v", v, err)
 	}
-	if v, err := c.PatchKey(ctx, p, auth.KeyPatch{ExpiresAt: auth.OptionalTime{Set: true}}); err != nil || v.ExpiresAt != nil || v.Status != "inactive" {
+	if v, err := c.PatchKey(ctx, p, keyapi.KeyPatch{ExpiresAt: keyapi.OptionalTime{Set: true}}); err != nil || v.ExpiresAt != nil || v.Status != "inactive" {
 		t.Fatalf("clear expiry: %+v %v", v, err)
 	}
 	rot, err := c.RotateKey(ctx, p, "bot-2")
@@ -52,17 +53,17 @@ func TestAdminClient(t *testing.T) {
 	if err := c.DeleteKey(ctx, rot.Key.Prefix); err != nil {
 		t.Fatal(err)
 	}
-	var ae *auth.APIError
+	var ae *keyapi.APIError
 	if err := c.DeleteKey(ctx, rot.Key.Prefix); !errors.As(err, &ae) || ae.Status != 404 || ae.Code != "API_KEY_NOT_FOUND" || ae.Message != "API key not found" {
 		t.Fatalf("delete twice: %v", err)
 	}
-	bad := auth.NewAdminClient(srv.URL, "wrong", nil)
+	bad := keyapi.NewAdminClient(srv.URL, "wrong", nil)
 	if _, err := bad.ListKeys(ctx, "", "", ""); !errors.As(err, &ae) || ae.Status != 401 || err.Error() != "Invalid admin token (HTTP 401 UNAUTHORIZED)" {
 		t.Fatalf("wrong token: %v", err)
 	}
 	notAPI := httptest.NewServer(nil) // plain 404 page
 	defer notAPI.Close()
-	if _, err := auth.NewAdminClient(notAPI.URL, "", nil).ListKeys(ctx, "", "", ""); !errors.As(err, &ae) || ae.Code != "BAD_RESPONSE" {
+	if _, err := keyapi.NewAdminClient(notAPI.URL, "", nil).ListKeys(ctx, "", "", ""); !errors.As(err, &ae) || ae.Code != "BAD_RESPONSE" {
 		t.Fatalf("not an API: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package auth_test
+package keyapi_test
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"floodgate/auth"
+	"floodgate/keyapi"
 )
 
 // FuzzAdminBodies sends arbitrary bodies to the operator API's create and
@@ -32,16 +33,16 @@ func FuzzAdminBodies(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { store.Close() })
-	h, err := auth.NewSidecar(auth.Options{Store: store, AdminToken: adminToken})
+	h, err := keyapi.New(keyapi.Options{Store: store, AdminToken: adminToken})
 	if err != nil {
 		f.Fatal(err)
 	}
-	do := func(method, path string, body []byte) (int, auth.Envelope, error) {
+	do := func(method, path string, body []byte) (int, keyapi.Envelope, error) {
 		req := httptest.NewRequest(method, path, bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+adminToken)
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
-		var env auth.Envelope
+		var env keyapi.Envelope
 		if err := json.Unmarshal(w.Body.Bytes(), &env); err != nil {
 			return w.Code, env, fmt.Errorf("%s %s %q: answer is not the JSON envelope: %v %q", method, path, body, err, w.Body)
 		}
@@ -58,7 +59,7 @@ func FuzzAdminBodies(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	var target auth.CreatedKey
+	var target keyapi.CreatedKey
 	if err := json.Unmarshal(env.Data, &target); err != nil {
 		f.Fatal(err)
 	}
@@ -85,11 +86,11 @@ func FuzzAdminBodies(f *testing.F) {
 		if code != http.StatusCreated {
 			return
 		}
-		var ck auth.CreatedKey
+		var ck keyapi.CreatedKey
 		if err := json.Unmarshal(env.Data, &ck); err != nil {
 			t.Fatal(err)
 		}
-		var req auth.CreateKeyRequest
+		var req keyapi.CreateKeyRequest
 		_ = json.Unmarshal(body, &req)
 		rec, err := store.Get(t.Context(), ck.Key.Prefix)
 		if err != nil || rec.Account != req.Account || ck.Key.Account != req.Account || !strings.HasPrefix(ck.APIKey, ck.Key.Prefix+"_") {

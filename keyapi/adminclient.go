@@ -1,4 +1,4 @@
-package auth
+package keyapi
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"floodgate/auth"
 )
 
 // APIError is a failure answer of the REST API.
@@ -105,7 +107,7 @@ func (c *AdminClient) ListKeys(ctx context.Context, account, category, status st
 	var all []KeyView
 	cursor := ""
 	for {
-		page, next, err := c.ListPage(ctx, account, category, status, MaxPageLimit, cursor)
+		page, next, err := c.ListPage(ctx, account, category, status, auth.MaxPageLimit, cursor)
 		if err != nil {
 			return nil, err
 		}
@@ -174,7 +176,7 @@ func (c *AdminClient) RotateKey(ctx context.Context, prefix, alias string) (Crea
 
 // KeyEvents returns up to limit of the latest connection events of a key,
 // newest last; limit <= 0 means the server default (100).
-func (c *AdminClient) KeyEvents(ctx context.Context, prefix string, limit int) ([]Event, error) {
+func (c *AdminClient) KeyEvents(ctx context.Context, prefix string, limit int) ([]auth.Event, error) {
 	path := keyPath(prefix) + "/events"
 	if limit > 0 {
 		path += "?limit=" + strconv.Itoa(limit)

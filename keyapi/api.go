@@ -1,9 +1,11 @@
-package auth
+package keyapi
 
 import (
 	"bytes"
 	"encoding/json"
 	"time"
+
+	"floodgate/auth"
 )
 
 // Wire types of the REST API, shared by the sidecar and AdminClient.
@@ -18,23 +20,23 @@ type Envelope struct {
 
 // KeyView is a key as the API shows it: never the secret or its hash.
 type KeyView struct {
-	Prefix       string     `json:"prefix"`
-	Account      string     `json:"account"`
-	Alias        string     `json:"alias,omitempty"`
-	Category     string     `json:"category,omitempty"`
-	Status       string     `json:"status"` // active, inactive, revoked or expired
-	CreatedAt    time.Time  `json:"created_at"`
-	ExpiresAt    *time.Time `json:"expires_at"`
-	LastUsedAt   *time.Time `json:"last_used_at"`
-	RevokedAt    *time.Time `json:"revoked_at,omitempty"` // revoked keys are purged a retention period after it
-	RequestCount int64      `json:"request_count"`
-	Limits       Limits     `json:"limits"`
-	Quotas       Quotas     `json:"quotas"`
+	Prefix       string      `json:"prefix"`
+	Account      string      `json:"account"`
+	Alias        string      `json:"alias,omitempty"`
+	Category     string      `json:"category,omitempty"`
+	Status       string      `json:"status"` // active, inactive, revoked or expired
+	CreatedAt    time.Time   `json:"created_at"`
+	ExpiresAt    *time.Time  `json:"expires_at"`
+	LastUsedAt   *time.Time  `json:"last_used_at"`
+	RevokedAt    *time.Time  `json:"revoked_at,omitempty"` // revoked keys are purged a retention period after it
+	RequestCount int64       `json:"request_count"`
+	Limits       auth.Limits `json:"limits"`
+	Quotas       auth.Quotas `json:"quotas"`
 	// UsageToday and UsageTotal are the key's metered usage (delivered
 	// messages and bytes, charged credits) of the current UTC day and in
 	// total, cluster-wide, including what is not yet flushed on this node.
-	UsageToday UsageCounters `json:"usage_today"`
-	UsageTotal UsageCounters `json:"usage_total"`
+	UsageToday auth.UsageCounters `json:"usage_today"`
+	UsageTotal auth.UsageCounters `json:"usage_total"`
 	// Scopes are the key's effective scopes: "market" (public sources)
 	// and/or "account" (its account's private sources).
 	Scopes []string `json:"scopes"`
@@ -56,13 +58,13 @@ func timePtr(t time.Time) *time.Time {
 
 // CreateKeyRequest is the body of POST /admin/v1/keys.
 type CreateKeyRequest struct {
-	Account   string     `json:"account"`
-	Alias     string     `json:"alias,omitempty"`
-	Category  string     `json:"category,omitempty"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-	Limits    *Limits    `json:"limits,omitempty"`
-	Quotas    *Quotas    `json:"quotas,omitempty"`
-	Active    *bool      `json:"active,omitempty"` // default true
+	Account   string       `json:"account"`
+	Alias     string       `json:"alias,omitempty"`
+	Category  string       `json:"category,omitempty"`
+	ExpiresAt *time.Time   `json:"expires_at,omitempty"`
+	Limits    *auth.Limits `json:"limits,omitempty"`
+	Quotas    *auth.Quotas `json:"quotas,omitempty"`
+	Active    *bool        `json:"active,omitempty"` // default true
 	// Scopes: "market" and/or "account"; absent or empty: both.
 	Scopes []string `json:"scopes,omitempty"`
 	// AllowedCIDRs: at most 32 CIDRs; absent or empty: any IP.
@@ -85,7 +87,7 @@ type RotateRequest struct {
 // are left alone.
 type KeyPatch struct {
 	Active    *bool        `json:"active,omitempty"`
-	Status    *Status      `json:"status,omitempty"` // "revoked" revokes (final)
+	Status    *auth.Status `json:"status,omitempty"` // "revoked" revokes (final)
 	ExpiresAt OptionalTime `json:"expires_at,omitzero"`
 	Alias     *string      `json:"alias,omitempty"`
 	Category  *string      `json:"category,omitempty"`
@@ -118,7 +120,7 @@ type QuotasPatch struct {
 	Calendar *bool `json:"calendar,omitempty"`
 }
 
-func (p *LimitsPatch) apply(l *Limits) {
+func (p *LimitsPatch) apply(l *auth.Limits) {
 	setField(&l.CreditsPerMinute, p.CreditsPerMinute)
 	setField(&l.MaxConnections, p.MaxConnections)
 	setField(&l.MaxSubscriptions, p.MaxSubscriptions)
@@ -132,7 +134,7 @@ func setField[T any](dst *T, v *T) {
 	}
 }
 
-func (p *QuotasPatch) apply(q *Quotas) {
+func (p *QuotasPatch) apply(q *auth.Quotas) {
 	setField(&q.Total, p.Total)
 	setField(&q.Daily, p.Daily)
 	setField(&q.Weekly, p.Weekly)
@@ -225,8 +227,8 @@ type KeyStatus struct {
 	ExpiresAt     *time.Time  `json:"expires_at"` // RFC 3339 UTC; null: never
 	Scopes        []string    `json:"scopes"`     // effective: "market" and/or "account"
 	// UsageToday and UsageTotal: as in KeyView.
-	UsageToday UsageCounters `json:"usage_today"`
-	UsageTotal UsageCounters `json:"usage_total"`
+	UsageToday auth.UsageCounters `json:"usage_today"`
+	UsageTotal auth.UsageCounters `json:"usage_total"`
 	// Quotas reports each configured quota of the key (KeyUsage.Quotas).
 	Quotas map[string]QuotaUsage `json:"quotas,omitempty"`
 }
@@ -268,6 +270,6 @@ func cursorPtr(c string) *string {
 
 // KeyEvents is the data of GET /admin/v1/keys/{prefix}/events.
 type KeyEvents struct {
-	Prefix string  `json:"prefix"`
-	Events []Event `json:"events"`
+	Prefix string       `json:"prefix"`
+	Events []auth.Event `json:"events"`
 }

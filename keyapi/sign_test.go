@@ -1,4 +1,4 @@
-package auth_test
+package keyapi_test
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"github.com/mr-tron/base58"
 
 	"floodgate/auth"
+	"floodgate/keyapi"
 )
 
 type vector struct {
@@ -63,18 +64,18 @@ func payloadFields(typ string) []string {
 
 func TestSigningVectors(t *testing.T) {
 	for i, v := range loadVectors(t) {
-		msg, err := auth.SigningMessage(v.Type, decodeNumber(t, v.Payload), v.Timestamp, v.ExpiryWindow)
+		msg, err := keyapi.SigningMessage(v.Type, decodeNumber(t, v.Payload), v.Timestamp, v.ExpiryWindow)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if string(msg) != v.Message {
 			t.Fatalf("vector %d: message\n got %s\nwant %s", i, msg, v.Message)
 		}
-		if err := auth.VerifyMessage(v.Account, v.Signature, msg); err != nil {
+		if err := keyapi.VerifyMessage(v.Account, v.Signature, msg); err != nil {
 			t.Fatalf("vector %d: %v", i, err)
 		}
 		// The same through the request body parser.
-		req, err := auth.ParseSignedRequest(v.RequestBody, v.Type, payloadFields(v.Type)...)
+		req, err := keyapi.ParseSignedRequest(v.RequestBody, v.Type, payloadFields(v.Type)...)
 		if err != nil {
 			t.Fatalf("vector %d: parse body: %v", i, err)
 		}
@@ -82,8 +83,8 @@ func TestSigningVectors(t *testing.T) {
 			t.Fatalf("vector %d: body: message %s verify %v", i, req.Message(), req.Verify())
 		}
 		// A different type does not verify.
-		other, _ := auth.ParseSignedRequest(v.RequestBody, v.Type+"x", payloadFields(v.Type)...)
-		if !errors.Is(other.Verify(), auth.ErrInvalidSignature) {
+		other, _ := keyapi.ParseSignedRequest(v.RequestBody, v.Type+"x", payloadFields(v.Type)...)
+		if !errors.Is(other.Verify(), keyapi.ErrInvalidSignature) {
 			t.Fatalf("vector %d verified under another type", i)
 		}
 
@@ -91,7 +92,7 @@ func TestSigningVectors(t *testing.T) {
 		for j := range msg {
 			m := bytes.Clone(msg)
 			m[j] ^= 0x01
-			if err := auth.VerifyMessage(v.Account, v.Signature, m); !errors.Is(err, auth.ErrInvalidSignature) {
+			if err := keyapi.VerifyMessage(v.Account, v.Signature, m); !errors.Is(err, keyapi.ErrInvalidSignature) {
 				t.Fatalf("vector %d: message byte %d changed: %v", i, j, err)
 			}
 		}
@@ -99,7 +100,7 @@ func TestSigningVectors(t *testing.T) {
 		for j := range sig {
 			s := bytes.Clone(sig)
 			s[j] ^= 0x01
-			if err := auth.VerifyMessage(v.Account, base58.Encode(s), msg); !errors.Is(err, auth.ErrInvalidSignature) {
+			if err := keyapi.VerifyMessage(v.Account, base58.Encode(s), msg); !errors.Is(err, keyapi.ErrInvalidSignature) {
 				t.Fatalf("vector %d: signature byte %d changed: %v", i, j, err)
 			}
 		}
@@ -107,7 +108,7 @@ func TestSigningVectors(t *testing.T) {
 		for j := range pk {
 			p := bytes.Clone(pk)
 			p[j] ^= 0x01
-			if err := auth.VerifyMessage(base58.Encode(p), v.Signature, msg); !errors.Is(err, auth.ErrInvalidSignature) {
+			if err := keyapi.VerifyMessage(base58.Encode(p), v.Signature, msg); !errors.Is(err, keyapi.ErrInvalidSignature) {
 				t.Fatalf("vector %d: account byte %d changed: %v", i, j, err)
 			}
 		}
@@ -130,7 +131,7 @@ func TestAppendCanonicalJSON(t *testing.T) {
 		{`"plain"`, `"plain"`},
 		{`false`, `false`},
 	} {
-		got, err := auth.AppendCanonicalJSON(nil, decodeNumber(t, []byte(tc.in)))
+		got, err := keyapi.AppendCanonicalJSON(nil, decodeNumber(t, []byte(tc.in)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +140,7 @@ func TestAppendCanonicalJSON(t *testing.T) {
 		}
 	}
 	for _, bad := range []any{1.5, struct{}{}, map[string]any{"x": []any{float32(1)}}, json.Number("1x")} {
-		if _, err := auth.AppendCanonicalJSON(nil, bad); err == nil {
+		if _, err := keyapi.AppendCanonicalJSON(nil, bad); err == nil {
 			t.Errorf("%#v accepted", bad)
 		}
 	}
@@ -154,10 +155,10 @@ func TestParseSignedRequest_Errors(t *testing.T) {
 		want       error
 		field      string
 	}{
-		{"not json", `{`, auth.ErrBadJSON, ""},
-		{"array", `[]`, auth.ErrBadJSON, ""},
-		{"null", `null`, auth.ErrBadJSON, ""},
-		{"trailing", `{"a":1} {}`, auth.ErrBadJSON, ""},
+		{"not json", `{`, keyapi.ErrBadJSON, ""},
+		{"array", `[]`, keyapi.ErrBadJSON, ""},
+		{"null", `null`, keyapi.ErrBadJSON, ""},
+		{"trailing", `{"a":1} {}`, keyapi.ErrBadJSON, ""},
 		{"no account", `{"signature":"` + sig + `","timestamp":1}`, auth.ErrInvalidField, "account"},
 		{"null account", `{"account":null,"signature":"` + sig + `","timestamp":1}`, auth.ErrInvalidField, "account"},
 		{"account type", `{"account":5,"signature":"` + sig + `","timestamp":1}`, auth.ErrInvalidField, "account"},
@@ -168,12 +169,12 @@ func TestParseSignedRequest_Errors(t *testing.T) {
 		{"zero window", `{"account":"` + acct + `","signature":"` + sig + `","timestamp":1,"expiry_window":0}`, auth.ErrInvalidField, "expiry_window"},
 		{"agent type", `{"account":"` + acct + `","signature":"` + sig + `","timestamp":1,"agent_wallet":3}`, auth.ErrInvalidField, "agent_wallet"},
 		{"no payload field", `{"account":"` + acct + `","signature":"` + sig + `","timestamp":1}`, auth.ErrInvalidField, "api_key"},
-		{"bad base58 account", `{"account":"0OIl","signature":"` + sig + `","timestamp":1,"api_key":"x"}`, auth.ErrInvalidPublicKey, ""},
-		{"short account", `{"account":"abc","signature":"` + sig + `","timestamp":1,"api_key":"x"}`, auth.ErrInvalidPublicKey, ""},
-		{"bad base58 sig", `{"account":"` + acct + `","signature":"0OIl","timestamp":1,"api_key":"x"}`, auth.ErrInvalidSignature, ""},
-		{"short sig", `{"account":"` + acct + `","signature":"abc","timestamp":1,"api_key":"x"}`, auth.ErrInvalidSignature, ""},
+		{"bad base58 account", `{"account":"0OIl","signature":"` + sig + `","timestamp":1,"api_key":"x"}`, keyapi.ErrInvalidPublicKey, ""},
+		{"short account", `{"account":"abc","signature":"` + sig + `","timestamp":1,"api_key":"x"}`, keyapi.ErrInvalidPublicKey, ""},
+		{"bad base58 sig", `{"account":"` + acct + `","signature":"0OIl","timestamp":1,"api_key":"x"}`, keyapi.ErrInvalidSignature, ""},
+		{"short sig", `{"account":"` + acct + `","signature":"abc","timestamp":1,"api_key":"x"}`, keyapi.ErrInvalidSignature, ""},
 	} {
-		_, err := auth.ParseSignedRequest([]byte(tc.body), "revoke_api_key", "api_key")
+		_, err := keyapi.ParseSignedRequest([]byte(tc.body), "revoke_api_key", "api_key")
 		if !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 			continue
@@ -197,9 +198,9 @@ func TestSignedRequest_CheckTime(t *testing.T) {
 		{now.UnixMilli() + 5000, 30000, true},
 		{now.UnixMilli() + 5001, 30000, false},
 	} {
-		r := &auth.SignedRequest{Timestamp: tc.ts, ExpiryWindow: tc.window}
-		err := r.CheckTime(now, auth.MaxFutureSkew)
-		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, auth.ErrInvalidMessage)) {
+		r := &keyapi.SignedRequest{Timestamp: tc.ts, ExpiryWindow: tc.window}
+		err := r.CheckTime(now, keyapi.MaxFutureSkew)
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, keyapi.ErrInvalidMessage)) {
 			t.Errorf("ts %+d window %d: %v", tc.ts-now.UnixMilli(), tc.window, err)
 		}
 	}
@@ -216,7 +217,7 @@ func FuzzAppendCanonicalJSON(f *testing.F) {
 		if dec.Decode(&v) != nil {
 			return
 		}
-		out, err := auth.AppendCanonicalJSON(nil, v)
+		out, err := keyapi.AppendCanonicalJSON(nil, v)
 		if err != nil {
 			t.Fatalf("decoded JSON refused: %v", err)
 		}
@@ -226,7 +227,7 @@ func FuzzAppendCanonicalJSON(f *testing.F) {
 			}
 		}
 		// Canonical form is a fixed point.
-		again, err := auth.AppendCanonicalJSON(nil, decodeNumber(t, out))
+		again, err := keyapi.AppendCanonicalJSON(nil, decodeNumber(t, out))
 		if err != nil || !bytes.Equal(again, out) {
 			t.Fatalf("not idempotent:\n%s\n%s", out, again)
 		}
@@ -239,7 +240,7 @@ func FuzzParseSignedRequest(f *testing.F) {
 	}
 	f.Add([]byte(`{"account":1}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		r, err := auth.ParseSignedRequest(body, "revoke_api_key", "api_key")
+		r, err := keyapi.ParseSignedRequest(body, "revoke_api_key", "api_key")
 		if err != nil {
 			return
 		}
@@ -261,14 +262,14 @@ func FuzzParseSignature(f *testing.F) {
 	f.Add("1111111111111111111111111111111111111111111111111111111111111111")
 	// The oracle: a signature is exactly the base58 text of 64 bytes.
 	f.Fuzz(func(t *testing.T, s string) {
-		sig, err := auth.ParseSignature(s)
+		sig, err := keyapi.ParseSignature(s)
 		raw, derr := base58.Decode(s)
 		want := derr == nil && len(raw) == ed25519.SignatureSize
 		if (err == nil) != want {
 			t.Fatalf("ParseSignature(%q): err %v, want accepted %v", s, err, want)
 		}
 		if err != nil {
-			if !errors.Is(err, auth.ErrInvalidSignature) {
+			if !errors.Is(err, keyapi.ErrInvalidSignature) {
 				t.Fatalf("ParseSignature(%q): %v, want ErrInvalidSignature", s, err)
 			}
 			return

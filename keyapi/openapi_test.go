@@ -1,4 +1,4 @@
-package auth_test
+package keyapi_test
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package auth_test
+package keyapi_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"floodgate/auth"
+	"floodgate/keyapi"
 )
 
 const (
@@ -24,7 +25,7 @@ func (f *fixture) createKey(w *wallet) string {
 	var data struct {
 		APIKey string `json:"api_key"`
 	}
-	wantOK(f.t, f.do("POST", pathCreate, w.body(f.t, auth.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil), 200, &data)
+	wantOK(f.t, f.do("POST", pathCreate, w.body(f.t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil), 200, &data)
 	return data.APIKey
 }
 
@@ -56,9 +57,9 @@ func TestAccount_CreateListRevoke(t *testing.T) {
 	}
 	key2 := f.createKey(w)
 
-	var list auth.AccountKeys
+	var list keyapi.AccountKeys
 	f.clock.Advance(time.Millisecond)
-	wantOK(t, f.do("POST", pathList, w.body(t, auth.TypeListAPIKeys, nil, f.clock.Now(), 30000), nil), 200, &list)
+	wantOK(t, f.do("POST", pathList, w.body(t, keyapi.TypeListAPIKeys, nil, f.clock.Now(), 30000), nil), 200, &list)
 	if len(list.ActiveAPIKeys) != 2 || list.ActiveAPIKeys[0] != prefix+"_…" || list.APIKeyLimit != 5 || len(list.Keys) != 2 ||
 		list.Keys[0].Prefix != prefix || list.Keys[0].Status != "active" || list.Keys[0].LastUsedAt != nil {
 		t.Fatalf("list: %+v", list)
@@ -73,7 +74,7 @@ func TestAccount_CreateListRevoke(t *testing.T) {
 	for i, given := range []string{key, list.ActiveAPIKeys[1], prefix} {
 		f.clock.Advance(time.Millisecond)
 		var data map[string]string
-		wantOK(t, f.do("POST", pathRevoke, w.body(t, auth.TypeRevokeAPIKey, map[string]any{"api_key": given}, f.clock.Now(), 5000), nil), 200, &data)
+		wantOK(t, f.do("POST", pathRevoke, w.body(t, keyapi.TypeRevokeAPIKey, map[string]any{"api_key": given}, f.clock.Now(), 5000), nil), 200, &data)
 		want := prefix
 		if i == 1 {
 			want = key2[:8]
@@ -90,8 +91,8 @@ func TestAccount_CreateListRevoke(t *testing.T) {
 		t.Fatalf("revoked key verifies: %v", err)
 	}
 	f.clock.Advance(time.Millisecond)
-	list = auth.AccountKeys{}
-	wantOK(t, f.do("POST", pathList, w.body(t, auth.TypeListAPIKeys, nil, f.clock.Now(), 30000), nil), 200, &list)
+	list = keyapi.AccountKeys{}
+	wantOK(t, f.do("POST", pathList, w.body(t, keyapi.TypeListAPIKeys, nil, f.clock.Now(), 30000), nil), 200, &list)
 	if len(list.ActiveAPIKeys) != 0 || len(list.Keys) != 2 || list.Keys[0].Status != "revoked" {
 		t.Fatalf("list after revoke: %+v", list)
 	}
@@ -106,7 +107,7 @@ func TestAccount_Errors(t *testing.T) {
 	fresh := func() time.Time { f.clock.Advance(time.Millisecond); return f.clock.Now() }
 
 	signed := func(mod func(map[string]any)) map[string]any {
-		b := w.body(t, auth.TypeCreateAPIKey, nil, fresh(), 5000)
+		b := w.body(t, keyapi.TypeCreateAPIKey, nil, fresh(), 5000)
 		if mod != nil {
 			mod(b)
 		}
@@ -129,13 +130,13 @@ func TestAccount_Errors(t *testing.T) {
 		{"bad json", pathCreate, `{"account":`, 400, "BAD_REQUEST", "Invalid JSON body"},
 		{"not an object", pathCreate, `[1,2]`, 400, "BAD_REQUEST", "Invalid JSON body"},
 		{"empty body", pathCreate, ``, 400, "BAD_REQUEST", "Invalid JSON body"},
-		{"too large", pathCreate, `{"pad":"` + strings.Repeat("x", auth.MaxBodyBytes) + `"}`, 400, "BAD_REQUEST", "Request body too large (max 65536 bytes)"},
+		{"too large", pathCreate, `{"pad":"` + strings.Repeat("x", keyapi.MaxBodyBytes) + `"}`, 400, "BAD_REQUEST", "Request body too large (max 65536 bytes)"},
 		{"missing account", pathCreate, signed(del("account")), 400, "BAD_REQUEST", "Missing required field: account"},
 		{"missing signature", pathCreate, signed(del("signature")), 400, "BAD_REQUEST", "Missing required field: signature"},
 		{"missing timestamp", pathCreate, signed(del("timestamp")), 400, "BAD_REQUEST", "Missing required field: timestamp"},
 		{"string timestamp", pathCreate, signed(set("timestamp", "123")), 400, "BAD_REQUEST", "Invalid field timestamp: must be an integer"},
 		{"negative window", pathCreate, signed(set("expiry_window", -1)), 400, "BAD_REQUEST", "Invalid field expiry_window: must be positive"},
-		{"missing api_key", pathRevoke, w.body(t, auth.TypeRevokeAPIKey, nil, fresh(), 5000), 400, "BAD_REQUEST", "Missing required field: api_key"},
+		{"missing api_key", pathRevoke, w.body(t, keyapi.TypeRevokeAPIKey, nil, fresh(), 5000), 400, "BAD_REQUEST", "Missing required field: api_key"},
 		{"bad base58 account", pathCreate, signed(set("account", "0OIl0OIl0OIl")), 400, "INVALID_PUBLIC_KEY", "Invalid public key"},
 		{"short account", pathCreate, signed(set("account", "3yZe7d")), 400, "INVALID_PUBLIC_KEY", "Invalid public key"},
 		{"bad base58 signature", pathCreate, signed(set("signature", "0OIl")), 400, "INVALID_SIGNATURE", "Invalid signature"},
@@ -143,19 +144,19 @@ func TestAccount_Errors(t *testing.T) {
 		{"wrong type", pathRevoke, signed(set("api_key", key)), 400, "INVALID_SIGNATURE", "Invalid signature"},
 		{"changed timestamp", pathCreate, signed(func(b map[string]any) { b["timestamp"] = b["timestamp"].(int64) + 1 }), 400, "INVALID_SIGNATURE", "Invalid signature"},
 		{"changed window", pathCreate, signed(set("expiry_window", 5001)), 400, "INVALID_SIGNATURE", "Invalid signature"},
-		{"expired", pathCreate, w.body(t, auth.TypeCreateAPIKey, nil, now.Add(-31*time.Second), 30000), 400, "INVALID_MESSAGE", "Invalid message"},
+		{"expired", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, now.Add(-31*time.Second), 30000), 400, "INVALID_MESSAGE", "Invalid message"},
 		{"expired default window", pathCreate, func() map[string]any {
-			b := w.body(t, auth.TypeCreateAPIKey, nil, now.Add(-31*time.Second), 30000)
+			b := w.body(t, keyapi.TypeCreateAPIKey, nil, now.Add(-31*time.Second), 30000)
 			delete(b, "expiry_window")
 			return b
 		}(), 400, "INVALID_MESSAGE", "Invalid message"},
-		{"future", pathCreate, w.body(t, auth.TypeCreateAPIKey, nil, now.Add(5*time.Second+time.Millisecond+time.Minute), 5000), 400, "INVALID_MESSAGE", "Invalid message"},
+		{"future", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, now.Add(5*time.Second+time.Millisecond+time.Minute), 5000), 400, "INVALID_MESSAGE", "Invalid message"},
 		{"replay", pathCreate, replayed, 400, "SIGNATURE_REPLAYED", "Signature replayed"},
 		{"agent wallet", pathCreate, signed(set("agent_wallet", other.account)), 400, "BAD_REQUEST", "Agent wallets are not supported: sign with the account key"},
-		{"revoke other's key", pathRevoke, w.body(t, auth.TypeRevokeAPIKey, map[string]any{"api_key": otherKey}, fresh(), 5000), 404, "API_KEY_NOT_FOUND", "API key not found"},
-		{"revoke unknown key", pathRevoke, w.body(t, auth.TypeRevokeAPIKey, map[string]any{"api_key": "AbCdEfGh_2mT8xQ9wY3kP7vN5rL1cZ"}, fresh(), 5000), 404, "API_KEY_NOT_FOUND", "API key not found"},
-		{"revoke garbage", pathRevoke, w.body(t, auth.TypeRevokeAPIKey, map[string]any{"api_key": "no!"}, fresh(), 5000), 400, "BAD_REQUEST", "Invalid field api_key: not an API key or prefix"},
-		{"revoke number", pathRevoke, w.body(t, auth.TypeRevokeAPIKey, map[string]any{"api_key": 7}, fresh(), 5000), 400, "BAD_REQUEST", "Invalid field api_key: must be a string"},
+		{"revoke other's key", pathRevoke, w.body(t, keyapi.TypeRevokeAPIKey, map[string]any{"api_key": otherKey}, fresh(), 5000), 404, "API_KEY_NOT_FOUND", "API key not found"},
+		{"revoke unknown key", pathRevoke, w.body(t, keyapi.TypeRevokeAPIKey, map[string]any{"api_key": "AbCdEfGh_2mT8xQ9wY3kP7vN5rL1cZ"}, fresh(), 5000), 404, "API_KEY_NOT_FOUND", "API key not found"},
+		{"revoke garbage", pathRevoke, w.body(t, keyapi.TypeRevokeAPIKey, map[string]any{"api_key": "no!"}, fresh(), 5000), 400, "BAD_REQUEST", "Invalid field api_key: not an API key or prefix"},
+		{"revoke number", pathRevoke, w.body(t, keyapi.TypeRevokeAPIKey, map[string]any{"api_key": 7}, fresh(), 5000), 400, "BAD_REQUEST", "Invalid field api_key: must be a string"},
 		{"wrong method", pathCreate + "?x", nil, 0, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -173,7 +174,7 @@ func TestAccount_Errors(t *testing.T) {
 		t.Fatal("bad requests published events")
 	}
 	// A timestamp exactly 5 s ahead is still accepted.
-	wantOK(t, f.do("POST", pathCreate, w.body(t, auth.TypeCreateAPIKey, nil, f.clock.Now().Add(5*time.Second), 5000), nil), 200, nil)
+	wantOK(t, f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now().Add(5*time.Second), 5000), nil), 200, nil)
 }
 
 func TestAccount_SixthKey(t *testing.T) {
@@ -184,29 +185,29 @@ func TestAccount_SixthKey(t *testing.T) {
 	}
 	before := f.snapshot()
 	f.clock.Advance(time.Millisecond)
-	wantError(t, f.do("POST", pathCreate, w.body(t, auth.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil),
+	wantError(t, f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil),
 		409, "TOO_MANY_KEYS", "Too many active API keys (limit 5)")
 	if f.snapshot() != before {
 		t.Fatal("sixth key stored")
 	}
 	// Another account is not affected; a configured limit is honoured.
 	f.createKey(newWallet(2))
-	g := newFixture(t, func(o *auth.Options) { o.MaxActiveKeys = 1 })
+	g := newFixture(t, func(o *keyapi.Options) { o.MaxActiveKeys = 1 })
 	g.createKey(w)
 	g.clock.Advance(time.Millisecond)
-	wantError(t, g.do("POST", pathCreate, w.body(t, auth.TypeCreateAPIKey, nil, g.clock.Now(), 5000), nil),
+	wantError(t, g.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, g.clock.Now(), 5000), nil),
 		409, "TOO_MANY_KEYS", "Too many active API keys (limit 1)")
 }
 
 // The PyNaCl-made request bodies work end to end over HTTP.
 func TestAccount_Vectors(t *testing.T) {
 	f := newFixture(t, nil)
-	paths := map[string]string{auth.TypeCreateAPIKey: pathCreate, auth.TypeListAPIKeys: pathList, auth.TypeRevokeAPIKey: pathRevoke}
+	paths := map[string]string{keyapi.TypeCreateAPIKey: pathCreate, keyapi.TypeListAPIKeys: pathList, keyapi.TypeRevokeAPIKey: pathRevoke}
 	for i, v := range loadVectors(t) {
 		f.clock.Set(time.UnixMilli(v.Timestamp).Add(time.Second))
 		r := f.do("POST", paths[v.Type], []byte(v.RequestBody), nil)
 		switch v.Type {
-		case auth.TypeRevokeAPIKey: // the vectors' keys do not exist
+		case keyapi.TypeRevokeAPIKey: // the vectors' keys do not exist
 			wantError(t, r, 404, "API_KEY_NOT_FOUND", "API key not found")
 		default:
 			wantOK(t, r, 200, nil)
@@ -226,13 +227,13 @@ func TestAccount_Vectors(t *testing.T) {
 
 func TestStatus(t *testing.T) {
 	live := liveUsage{}
-	f := newFixture(t, func(o *auth.Options) { o.LiveUsage = live })
+	f := newFixture(t, func(o *keyapi.Options) { o.LiveUsage = live })
 	w := newWallet(1)
 	key := f.createKey(w)
 	prefix := key[:8]
 	hdr := func(k string) map[string]string { return map[string]string{"PF-API-KEY": k} }
 
-	var st auth.KeyStatus
+	var st keyapi.KeyStatus
 	wantOK(t, f.do("GET", pathStatus, nil, hdr(key)), 200, &st)
 	if st.Status != "active" || st.WalletAddress != w.account || !st.CreatedAt.Equal(f.clock.Now()) || st.LastUsedAt != nil ||
 		st.RequestCount != 0 || st.RateLimit.Limit != 300 || st.RateLimit.Remaining != 300 {
@@ -241,7 +242,7 @@ func TestStatus(t *testing.T) {
 	// Usage, stored and pending, shows; X-API-Key works too; the live
 	// budget comes from LiveUsage.
 	_ = f.store.AddUsage(context.Background(), map[string]auth.UsageDelta{prefix: {Count: 7, LastUsed: t0}})
-	live[prefix] = auth.KeyUsage{Credits: auth.BudgetUsage{Limit: 600, Remaining: 42, ResetAt: t0.Add(17 * time.Second)}}
+	live[prefix] = keyapi.KeyUsage{Credits: keyapi.BudgetUsage{Limit: 600, Remaining: 42, ResetAt: t0.Add(17 * time.Second)}}
 	wantOK(t, f.do("GET", pathStatus, nil, map[string]string{"X-API-Key": key}), 200, &st)
 	if st.RequestCount != 7 || st.LastUsedAt == nil || !st.LastUsedAt.Equal(t0) || st.RateLimit.Remaining != 42 || st.RateLimit.Limit != 600 {
 		t.Fatalf("status with usage: %+v", st)
@@ -288,9 +289,9 @@ func TestStatus(t *testing.T) {
 	}
 }
 
-type liveUsage map[string]auth.KeyUsage
+type liveUsage map[string]keyapi.KeyUsage
 
-func (l liveUsage) KeyUsage(prefix string, now time.Time) (auth.KeyUsage, bool) {
+func (l liveUsage) KeyUsage(prefix string, now time.Time) (keyapi.KeyUsage, bool) {
 	u, ok := l[prefix]
 	return u, ok
 }
@@ -305,7 +306,7 @@ func TestRouting(t *testing.T) {
 	if r.header.Get("Allow") != "GET" {
 		t.Fatalf("Allow: %q", r.header.Get("Allow"))
 	}
-	if _, err := auth.NewSidecar(auth.Options{}); err == nil {
+	if _, err := keyapi.New(keyapi.Options{}); err == nil {
 		t.Fatal("NewSidecar without a store")
 	}
 }
@@ -319,16 +320,16 @@ func TestAccount_Redis(t *testing.T) {
 		keys = append(keys, f.createKey(w))
 	}
 	f.clock.Advance(time.Millisecond)
-	body := w.body(t, auth.TypeCreateAPIKey, nil, f.clock.Now(), 5000)
+	body := w.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000)
 	wantError(t, f.do("POST", pathCreate, body, nil), 409, "TOO_MANY_KEYS", "Too many active API keys (limit 5)")
 	wantError(t, f.do("POST", pathCreate, body, nil), 400, "SIGNATURE_REPLAYED", "Signature replayed")
 	f.clock.Advance(time.Millisecond)
-	wantOK(t, f.do("POST", pathRevoke, w.body(t, auth.TypeRevokeAPIKey, map[string]any{"api_key": keys[0]}, f.clock.Now(), 5000), nil), 200, nil)
+	wantOK(t, f.do("POST", pathRevoke, w.body(t, keyapi.TypeRevokeAPIKey, map[string]any{"api_key": keys[0]}, f.clock.Now(), 5000), nil), 200, nil)
 	if _, err := f.keyring.Verify(keys[0], f.clock.Now()); !errors.Is(err, auth.ErrInvalidKey) {
 		t.Fatalf("revoked: %v", err)
 	}
 	f.createKey(w) // a slot is free again
-	var st auth.KeyStatus
+	var st keyapi.KeyStatus
 	wantOK(t, f.do("GET", pathStatus, nil, map[string]string{"PF-API-KEY": keys[1]}), 200, &st)
 	if st.Status != "active" || st.WalletAddress != w.account {
 		t.Fatalf("status: %+v", st)
@@ -341,16 +342,16 @@ func TestAccount_Redis(t *testing.T) {
 // the operator view reports the same.
 func TestStatusUsageRollsOverAtUTCMidnight(t *testing.T) {
 	var u *auth.Usage
-	f := newFixture(t, func(o *auth.Options) {
+	f := newFixture(t, func(o *keyapi.Options) {
 		u = auth.NewUsage(auth.UsageOptions{Store: o.Store})
 		o.Usage = u
 	})
 	key := f.createKey(newWallet(1))
 	prefix := key[:8]
 	hdr := map[string]string{"PF-API-KEY": key}
-	status := func() auth.KeyStatus {
+	status := func() keyapi.KeyStatus {
 		t.Helper()
-		var st auth.KeyStatus
+		var st keyapi.KeyStatus
 		wantOK(t, f.do("GET", pathStatus, nil, hdr), 200, &st)
 		return st
 	}
@@ -391,7 +392,7 @@ func TestStatusUsageRollsOverAtUTCMidnight(t *testing.T) {
 	if st := status(); st.UsageToday != m(3, 90, 0) || st.UsageTotal != m(15, 570, 5) {
 		t.Fatalf("next day: today %+v total %+v", st.UsageToday, st.UsageTotal)
 	}
-	var v auth.KeyView
+	var v keyapi.KeyView
 	wantOK(t, f.admin("GET", "/admin/v1/keys/"+prefix, nil), 200, &v)
 	if v.UsageToday != m(3, 90, 0) || v.UsageTotal != m(15, 570, 5) {
 		t.Fatalf("operator view: %+v %+v", v.UsageToday, v.UsageTotal)

@@ -1,4 +1,4 @@
-package auth_test
+package keyapi_test
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"floodgate/auth"
+	"floodgate/keyapi"
 	"floodgate/limiter"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -31,13 +31,13 @@ func testClientIP(r *http.Request) netip.Addr {
 }
 
 // withLimiter gives the sidecar a real limiter with cfg.
-func withLimiter(t *testing.T, cfg limiter.Config) func(*auth.Options) {
+func withLimiter(t *testing.T, cfg limiter.Config) func(*keyapi.Options) {
 	l, err := limiter.New(limiter.Options{Config: &cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = l.Close() })
-	return func(o *auth.Options) { o.Limiter, o.ClientIP = l, testClientIP }
+	return func(o *keyapi.Options) { o.Limiter, o.ClientIP = l, testClientIP }
 }
 
 func from(ip string, h map[string]string) map[string]string {
@@ -143,15 +143,15 @@ func TestAccount_IPBudget(t *testing.T) {
 	w := newWallet(1)
 	ip := from("198.51.100.7", nil)
 	fresh := func() time.Time { f.clock.Advance(time.Millisecond); return f.clock.Now() }
-	wantOK(t, f.do("POST", pathCreate, w.body(t, auth.TypeCreateAPIKey, nil, fresh(), 5000), ip), 200, nil)
-	r := f.do("POST", pathList, w.body(t, auth.TypeListAPIKeys, nil, fresh(), 5000), ip)
+	wantOK(t, f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, fresh(), 5000), ip), 200, nil)
+	r := f.do("POST", pathList, w.body(t, keyapi.TypeListAPIKeys, nil, fresh(), 5000), ip)
 	wantOK(t, r, 200, nil)
 	if r.header.Get("RateLimit") != `"account_api";r=1;t=40` || r.header.Get("RateLimit-Policy") != `"account_api";q=3;w=60` {
 		t.Fatalf("fields: %v", r.header)
 	}
 	wantError(t, f.do("POST", pathRevoke, "{", ip), 400, "BAD_REQUEST", "Invalid JSON body")
 	before := f.snapshot()
-	r = f.do("POST", pathCreate, w.body(t, auth.TypeCreateAPIKey, nil, fresh(), 5000), ip)
+	r = f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, fresh(), 5000), ip)
 	wantError(t, r, http.StatusTooManyRequests, "RATE_LIMITED", "Rate limit exceeded")
 	if r.header.Get("Retry-After") != "20" || r.header.Get("RateLimit") != `"account_api";r=0;t=20` {
 		t.Fatalf("429 fields: %v", r.header)
@@ -159,7 +159,7 @@ func TestAccount_IPBudget(t *testing.T) {
 	if f.snapshot() != before {
 		t.Fatal("a refused create stored something")
 	}
-	wantOK(t, f.do("POST", pathCreate, w.body(t, auth.TypeCreateAPIKey, nil, fresh(), 5000), from("198.51.100.8", nil)), 200, nil)
+	wantOK(t, f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, fresh(), 5000), from("198.51.100.8", nil)), 200, nil)
 	// The admin API and /openapi.json are not charged.
 	for i := 0; i < 5; i++ {
 		wantOK(t, f.do("GET", "/admin/v1/keys", nil, from("198.51.100.7", map[string]string{"Authorization": "Bearer " + adminToken})), 200, nil)
@@ -178,22 +178,22 @@ func TestAccount_FileVerifier(t *testing.T) {
 		}
 	}
 	write("# allowed wallets\n" + w1.account + "\n\n")
-	v, err := auth.NewFileVerifier(path)
+	v, err := keyapi.NewFileVerifier(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := newFixture(t, func(o *auth.Options) { o.Verifier = v })
+	f := newFixture(t, func(o *keyapi.Options) { o.Verifier = v })
 	key1 := f.createKey(w1)
 	before := f.snapshot()
 	f.clock.Advance(time.Millisecond)
-	wantError(t, f.do("POST", pathCreate, w2.body(t, auth.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil),
+	wantError(t, f.do("POST", pathCreate, w2.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil),
 		403, "ACCOUNT_NOT_ALLOWED", "Account not allowed to create API keys")
 	if f.snapshot() != before {
 		t.Fatal("refused account stored a key")
 	}
 	// A bad signature is still a bad signature, not a refused account.
-	body := w2.body(t, auth.TypeCreateAPIKey, nil, f.clock.Now(), 5000)
-	body["signature"] = w1.body(t, auth.TypeCreateAPIKey, nil, f.clock.Now(), 5000)["signature"]
+	body := w2.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000)
+	body["signature"] = w1.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000)["signature"]
 	wantError(t, f.do("POST", pathCreate, body, nil), 400, "INVALID_SIGNATURE", "Invalid signature")
 
 	write(w2.account + "\n")
@@ -202,14 +202,14 @@ func TestAccount_FileVerifier(t *testing.T) {
 	}
 	f.createKey(w2)
 	f.clock.Advance(time.Millisecond)
-	wantError(t, f.do("POST", pathCreate, w1.body(t, auth.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil),
+	wantError(t, f.do("POST", pathCreate, w1.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil),
 		403, "ACCOUNT_NOT_ALLOWED", "Account not allowed to create API keys")
 	// w1's key still works everywhere.
 	wantOK(t, f.do("GET", pathStatus, nil, map[string]string{"PF-API-KEY": key1}), 200, nil)
 	f.clock.Advance(time.Millisecond)
-	wantOK(t, f.do("POST", pathList, w1.body(t, auth.TypeListAPIKeys, nil, f.clock.Now(), 5000), nil), 200, nil)
+	wantOK(t, f.do("POST", pathList, w1.body(t, keyapi.TypeListAPIKeys, nil, f.clock.Now(), 5000), nil), 200, nil)
 	f.clock.Advance(time.Millisecond)
-	wantOK(t, f.do("POST", pathRevoke, w1.body(t, auth.TypeRevokeAPIKey, map[string]any{"api_key": key1}, f.clock.Now(), 5000), nil), 200, nil)
+	wantOK(t, f.do("POST", pathRevoke, w1.body(t, keyapi.TypeRevokeAPIKey, map[string]any{"api_key": key1}, f.clock.Now(), 5000), nil), 200, nil)
 
 	// A bad file is refused with its line, and a failed reload keeps the list.
 	write(w1.account + "\nnot-a-wallet\n")
@@ -219,7 +219,7 @@ func TestAccount_FileVerifier(t *testing.T) {
 	if v.Len() != 1 {
 		t.Fatalf("list after a failed reload: %d", v.Len())
 	}
-	if _, err := auth.NewFileVerifier(filepath.Join(t.TempDir(), "missing")); err == nil {
+	if _, err := keyapi.NewFileVerifier(filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Fatal("missing file accepted")
 	}
 }
@@ -257,32 +257,32 @@ func TestAccount_NATSVerifier(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	v := auth.NewNATSVerifier(nc, "accounts.allowed", 200*time.Millisecond)
-	f := newFixture(t, func(o *auth.Options) { o.Verifier = v })
+	v := keyapi.NewNATSVerifier(nc, "accounts.allowed", 200*time.Millisecond)
+	f := newFixture(t, func(o *keyapi.Options) { o.Verifier = v })
 	f.createKey(w1)
 	f.clock.Advance(time.Millisecond)
-	wantError(t, f.do("POST", pathCreate, w2.body(t, auth.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil),
+	wantError(t, f.do("POST", pathCreate, w2.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil),
 		403, "ACCOUNT_NOT_ALLOWED", "Account not allowed to create API keys")
 	f.clock.Advance(time.Millisecond)
 	start := time.Now()
-	r := f.do("POST", pathCreate, w3.body(t, auth.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil)
+	r := f.do("POST", pathCreate, w3.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil)
 	wantError(t, r, 503, "UNAVAILABLE", "account verifier unavailable, retry")
 	if took := time.Since(start); took > 2*time.Second || r.header.Get("Retry-After") != "1" {
 		t.Fatalf("timeout answered after %v, Retry-After %q", took, r.header.Get("Retry-After"))
 	}
-	noone := auth.NewNATSVerifier(nc, "accounts.nobody", time.Second)
+	noone := keyapi.NewNATSVerifier(nc, "accounts.nobody", time.Second)
 	if _, err := noone.Allowed(context.Background(), w1.account); err == nil {
 		t.Fatal("no responder answered")
 	}
 	for _, spec := range []string{"nats:", "file:", "ldap:x", "nats:a b"} {
-		if _, err := auth.ParseAccountVerifier(spec, nc); err == nil {
+		if _, err := keyapi.ParseAccountVerifier(spec, nc); err == nil {
 			t.Errorf("spec %q accepted", spec)
 		}
 	}
-	if _, err := auth.ParseAccountVerifier("nats:accounts.allowed", nil); err == nil {
+	if _, err := keyapi.ParseAccountVerifier("nats:accounts.allowed", nil); err == nil {
 		t.Error("nats verifier without a connection accepted")
 	}
-	if v, err := auth.ParseAccountVerifier("open", nil); err != nil || v == nil {
+	if v, err := keyapi.ParseAccountVerifier("open", nil); err != nil || v == nil {
 		t.Errorf("open: %v", err)
 	}
 }
@@ -295,18 +295,18 @@ func TestAccount_ExpiryWindow(t *testing.T) {
 	w := newWallet(1)
 	f.clock.Advance(time.Millisecond)
 	before := f.snapshot()
-	wantError(t, f.do("POST", pathCreate, w.body(t, auth.TypeCreateAPIKey, nil, f.clock.Now(), 300001), nil),
+	wantError(t, f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 300001), nil),
 		400, "EXPIRY_WINDOW_TOO_LONG", "expiry_window too long (max 300000 ms)")
-	wantError(t, f.do("POST", pathCreate, w.body(t, auth.TypeCreateAPIKey, nil, f.clock.Now(), 315_360_000_000_000), nil),
+	wantError(t, f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 315_360_000_000_000), nil),
 		400, "EXPIRY_WINDOW_TOO_LONG", "expiry_window too long (max 300000 ms)")
 	if f.snapshot() != before {
 		t.Fatal("refused request stored something")
 	}
-	wantOK(t, f.do("POST", pathCreate, w.body(t, auth.TypeCreateAPIKey, nil, f.clock.Now(), 300000), nil), 200, nil)
+	wantOK(t, f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 300000), nil), 200, nil)
 
-	g := newFixture(t, func(o *auth.Options) { o.MaxExpiryWindow = time.Minute })
+	g := newFixture(t, func(o *keyapi.Options) { o.MaxExpiryWindow = time.Minute })
 	g.clock.Advance(time.Millisecond)
-	wantError(t, g.do("POST", pathCreate, w.body(t, auth.TypeCreateAPIKey, nil, g.clock.Now(), 60001), nil),
+	wantError(t, g.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, g.clock.Now(), 60001), nil),
 		400, "EXPIRY_WINDOW_TOO_LONG", "expiry_window too long (max 60000 ms)")
 }
 
@@ -314,7 +314,7 @@ func TestAccount_ExpiryWindow(t *testing.T) {
 // allowed origins and refuse other cross-origin pages; nothing else on
 // the API is CORS-enabled.
 func TestAccount_CORS(t *testing.T) {
-	f := newFixture(t, func(o *auth.Options) { o.AllowedOrigins = []string{"app.example.com", "https://*.trade.example"} })
+	f := newFixture(t, func(o *keyapi.Options) { o.AllowedOrigins = []string{"app.example.com", "https://*.trade.example"} })
 	raw := func(method, path, origin string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(method, path, strings.NewReader(""))
 		req.Host = "api.floodgate.example"
@@ -347,14 +347,14 @@ func TestAccount_CORS(t *testing.T) {
 	// Real requests: the allowed origin gets the field, a stranger 403.
 	w := newWallet(1)
 	f.clock.Advance(time.Millisecond)
-	r := f.do("POST", pathCreate, w.body(t, auth.TypeCreateAPIKey, nil, f.clock.Now(), 5000), map[string]string{"Origin": "https://app.example.com"})
+	r := f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), map[string]string{"Origin": "https://app.example.com"})
 	wantOK(t, r, 200, nil)
 	if r.header.Get("Access-Control-Allow-Origin") != "https://app.example.com" {
 		t.Fatalf("create from an allowed origin: %v", r.header)
 	}
 	f.clock.Advance(time.Millisecond)
 	before := f.snapshot()
-	wantError(t, f.do("POST", pathCreate, w.body(t, auth.TypeCreateAPIKey, nil, f.clock.Now(), 5000), map[string]string{"Origin": "https://evil.example"}),
+	wantError(t, f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), map[string]string{"Origin": "https://evil.example"}),
 		403, "ORIGIN_NOT_ALLOWED", "origin not allowed")
 	if f.snapshot() != before {
 		t.Fatal("cross-origin create stored a key")

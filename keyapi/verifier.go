@@ -1,4 +1,4 @@
-package auth
+package keyapi
 
 import (
 	"bufio"
@@ -29,7 +29,7 @@ type AccountVerifier interface {
 
 // ErrVerifierUnavailable wraps every error of a verifier that could not
 // answer.
-var ErrVerifierUnavailable = errors.New("auth: account verifier unavailable")
+var ErrVerifierUnavailable = errors.New("keyapi: account verifier unavailable")
 
 // OpenVerifier allows every account: anyone with a wallet may create keys
 // (the default; see docs/operations.md before using it in production).

@@ -1,4 +1,4 @@
-package auth
+package keyapi
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"floodgate/auth"
 	"floodgate/internal/proto"
 	"floodgate/limiter"
 
@@ -29,19 +30,19 @@ const MaxBodyBytes = 64 << 10
 //go:embed openapi.json
 var openAPIDoc []byte
 
-// Options configure NewSidecar.
+// Options configure New.
 type Options struct {
 	// Store holds the keys. Required.
-	Store Store
+	Store auth.Store
 	// Keyring is the upgrade key cache of this process; it is invalidated
 	// on every change and used to turn away bad keys on the status
 	// endpoint. Optional.
-	Keyring *Keyring
+	Keyring *auth.Keyring
 	// Usage adds not yet flushed usage to the reported counts. Optional.
-	Usage *Usage
+	Usage *auth.Usage
 	// Notifier publishes control events (revoke, deactivate, expiry and
 	// other changes). Optional: nil publishes nothing.
-	Notifier Notifier
+	Notifier auth.Notifier
 	// LiveUsage reports live budget and quota use. Optional: nil means not
 	// available (status reports the full budget).
 	LiveUsage LiveUsage
@@ -90,13 +91,13 @@ type Options struct {
 	Logger *zerolog.Logger
 }
 
-// Sidecar is the REST API of docs/rest.md as an http.Handler: account
+// Server is the REST API of docs/rest.md as an http.Handler: account
 // endpoints, key status, the operator API and /openapi.json. It does not
 // serve /healthz, /readyz or /metrics. Safe for concurrent use; each
 // request costs one or two store operations (a write is an fsync on
 // bbolt).
-type Sidecar struct {
-	// Immutable after NewSidecar
+type Server struct {
+	// Immutable after New
 	opts      Options
 	log       zerolog.Logger
 	mux       *http.ServeMux
@@ -110,10 +111,10 @@ type route struct {
 	h               http.HandlerFunc
 }
 
-// NewSidecar returns the REST handler.
-func NewSidecar(opts Options) (*Sidecar, error) {
+// New returns the REST handler.
+func New(opts Options) (*Server, error) {
 	if opts.Store == nil {
-		return nil, errors.New("auth: sidecar: Options.Store is required")
+		return nil, errors.New("keyapi: Options.Store is required")
 	}
 	if opts.MaxActiveKeys <= 0 {
 		opts.MaxActiveKeys = 5
@@ -122,7 +123,7 @@ func NewSidecar(opts Options) (*Sidecar, error) {
 		opts.DefaultCreditsPerMinute = 300
 	}
 	if opts.Limiter != nil && opts.ClientIP == nil {
-		return nil, errors.New("auth: sidecar: Options.ClientIP is required with Options.Limiter")
+		return nil, errors.New("keyapi: Options.ClientIP is required with Options.Limiter")
 	}
 	if opts.ClientIP == nil {
 		opts.ClientIP = peerIP
@@ -139,7 +140,7 @@ func NewSidecar(opts Options) (*Sidecar, error) {
 	if opts.Rand == nil {
 		opts.Rand = rand.Reader
 	}
-	s := &Sidecar{opts: opts, log: zerolog.Nop()}
+	s := &Server{opts: opts, log: zerolog.Nop()}
 	if opts.Logger != nil {
 		s.log = *opts.Logger
 	}
@@ -181,10 +182,10 @@ func NewSidecar(opts Options) (*Sidecar, error) {
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 // dispatch picks the route of the request method among those of one path.
-func (s *Sidecar) dispatch(routes []route) http.Handler {
+func (s *Server) dispatch(routes []route) http.Handler {
 	allow := make([]string, len(routes))
 	for i, rt := range routes {
 		allow[i] = rt.method
@@ -205,7 +206,7 @@ func (s *Sidecar) dispatch(routes []route) http.Handler {
 }
 
 // adminOK answers 404 when the admin API is off and 401 on a wrong token.
-func (s *Sidecar) adminOK(w http.ResponseWriter, r *http.Request) bool {
+func (s *Server) adminOK(w http.ResponseWriter, r *http.Request) bool {
 	if s.opts.AdminToken == "" {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", "Not found")
 		return false
@@ -220,7 +221,7 @@ func (s *Sidecar) adminOK(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-func (s *Sidecar) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(openAPIDoc)
 }
@@ -274,9 +275,9 @@ func peerIP(r *http.Request) netip.Addr {
 
 // fail answers err: an *apiError as is, a known sentinel with its status
 // and message, anything else as a logged 500.
-func (s *Sidecar) fail(w http.ResponseWriter, err error) {
+func (s *Server) fail(w http.ResponseWriter, err error) {
 	var ae *apiError
-	var fe *FieldError
+	var fe *auth.FieldError
 	switch {
 	case errors.As(err, &ae):
 		writeError(w, ae.status, ae.code, ae.msg)
@@ -300,25 +301,25 @@ func (s *Sidecar) fail(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusBadRequest, "EXPIRY_WINDOW_TOO_LONG",
 			fmt.Sprintf("expiry_window too long (max %d ms)", s.opts.MaxExpiryWindow.Milliseconds()))
 	case errors.Is(err, ErrVerifierUnavailable):
-		s.log.Warn().Err(err).Msg("auth: account verifier unavailable")
+		s.log.Warn().Err(err).Msg("keyapi: account verifier unavailable")
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "account verifier unavailable, retry")
-	case errors.Is(err, ErrTooManyKeys):
+	case errors.Is(err, auth.ErrTooManyKeys):
 		writeError(w, http.StatusConflict, "TOO_MANY_KEYS", fmt.Sprintf("Too many active API keys (limit %d)", s.opts.MaxActiveKeys))
-	case errors.Is(err, ErrAliasTaken):
+	case errors.Is(err, auth.ErrAliasTaken):
 		writeError(w, http.StatusConflict, "ALIAS_TAKEN", "Alias already in use for this account")
-	case errors.Is(err, ErrKeyInUse):
+	case errors.Is(err, auth.ErrKeyInUse):
 		writeError(w, http.StatusConflict, "KEY_IN_USE", "key has usage history; deactivate it")
-	case errors.Is(err, ErrRevoked):
+	case errors.Is(err, auth.ErrRevoked):
 		writeError(w, http.StatusConflict, "KEY_REVOKED", "API key is revoked")
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, auth.ErrNotFound):
 		writeError(w, errNotFound.status, errNotFound.code, errNotFound.msg)
 	case unavailable(err):
-		s.log.Warn().Err(err).Msg("auth: key store unavailable")
+		s.log.Warn().Err(err).Msg("keyapi: key store unavailable")
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", "key store unavailable, retry")
 	default:
-		s.log.Error().Err(err).Msg("auth: sidecar request failed")
+		s.log.Error().Err(err).Msg("keyapi: sidecar request failed")
 		writeError(w, http.StatusInternalServerError, "INTERNAL", "Internal error")
 	}
 }
@@ -370,11 +371,11 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) err
 	if err := json.Unmarshal(b, v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			return &FieldError{Field: te.Field, Problem: "must be " + jsonTypeName(te.Type.String())}
+			return &auth.FieldError{Field: te.Field, Problem: "must be " + jsonTypeName(te.Type.String())}
 		}
 		var pe *time.ParseError
 		if errors.As(err, &pe) {
-			return &FieldError{Field: "expires_at", Problem: "must be an RFC 3339 time"}
+			return &auth.FieldError{Field: "expires_at", Problem: "must be an RFC 3339 time"}
 		}
 		return ErrBadJSON
 	}
@@ -399,7 +400,7 @@ func jsonTypeName(goType string) string {
 
 // notify publishes ev and invalidates the local cache; a publish failure
 // is logged (the change itself is stored).
-func (s *Sidecar) notify(r *http.Request, ev KeyEvent) {
+func (s *Server) notify(r *http.Request, ev auth.KeyEvent) {
 	if s.opts.Keyring != nil {
 		s.opts.Keyring.Invalidate(ev.Prefix)
 	}
@@ -407,12 +408,12 @@ func (s *Sidecar) notify(r *http.Request, ev KeyEvent) {
 		return
 	}
 	if err := s.opts.Notifier.Notify(r.Context(), ev); err != nil {
-		s.log.Error().Err(err).Str("prefix", ev.Prefix).Str("event", string(ev.Type)).Msg("auth: key event not published")
+		s.log.Error().Err(err).Str("prefix", ev.Prefix).Str("event", string(ev.Type)).Msg("keyapi: key event not published")
 	}
 }
 
 // usage returns the stored usage of rec plus what is pending in memory.
-func (s *Sidecar) usage(rec *Record) (count int64, last time.Time) {
+func (s *Server) usage(rec *auth.Record) (count int64, last time.Time) {
 	count, last = rec.RequestCount, rec.LastUsedAt
 	if s.opts.Usage != nil {
 		n, l := s.opts.Usage.Pending(rec.Prefix)
@@ -426,17 +427,17 @@ func (s *Sidecar) usage(rec *Record) (count int64, last time.Time) {
 
 // metered returns the stored metered usage of rec today (the UTC day of
 // now) and in total, plus what is pending in memory.
-func (s *Sidecar) metered(rec *Record, now time.Time) (today, total UsageCounters) {
+func (s *Server) metered(rec *auth.Record, now time.Time) (today, total auth.UsageCounters) {
 	today, total = rec.Today(now), rec.UsageTotal
 	if s.opts.Usage != nil {
 		p := s.opts.Usage.PendingMetered(rec.Prefix)
-		today.add(p)
-		total.add(p)
+		today.Add(p)
+		total.Add(p)
 	}
 	return today, total
 }
 
-func (s *Sidecar) view(rec *Record, now time.Time) KeyView {
+func (s *Server) view(rec *auth.Record, now time.Time) KeyView {
 	count, last := s.usage(rec)
 	today, total := s.metered(rec, now)
 	return KeyView{
@@ -450,15 +451,15 @@ func (s *Sidecar) view(rec *Record, now time.Time) KeyView {
 
 // newKey generates a key and stores rec under its prefix, retrying on the
 // (astronomically rare) prefix collision.
-func (s *Sidecar) newKey(r *http.Request, rec Record) (string, Record, error) {
+func (s *Server) newKey(r *http.Request, rec auth.Record) (string, auth.Record, error) {
 	for i := 0; ; i++ {
-		key, prefix, err := Generate(s.opts.Rand)
+		key, prefix, err := auth.Generate(s.opts.Rand)
 		if err != nil {
-			return "", Record{}, err
+			return "", auth.Record{}, err
 		}
-		rec.Prefix, rec.Hash = prefix, Hash(key)
+		rec.Prefix, rec.Hash = prefix, auth.Hash(key)
 		err = s.opts.Store.Create(r.Context(), rec, s.opts.MaxActiveKeys)
-		if errors.Is(err, ErrExists) && i < 3 {
+		if errors.Is(err, auth.ErrExists) && i < 3 {
 			continue
 		}
 		return key, rec, err

@@ -1,4 +1,4 @@
-package auth
+package keyapi
 
 import (
 	"errors"
@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"floodgate/auth"
 	"floodgate/internal/proto"
 	"floodgate/limiter"
 )
@@ -25,7 +26,7 @@ var errAgentWallet = &apiError{http.StatusBadRequest, "BAD_REQUEST", "Agent wall
 // time window, replay (in that order). The payload is made of the
 // required payloadFields and those of optional that the body has (signed
 // when present; a request without them is signed without them).
-func (s *Sidecar) verifySigned(w http.ResponseWriter, r *http.Request, typ string, optional []string, payloadFields ...string) (*SignedRequest, error) {
+func (s *Server) verifySigned(w http.ResponseWriter, r *http.Request, typ string, optional []string, payloadFields ...string) (*SignedRequest, error) {
 	body, err := readBody(w, r)
 	if err != nil {
 		return nil, err
@@ -64,7 +65,7 @@ func (s *Sidecar) verifySigned(w http.ResponseWriter, r *http.Request, typ strin
 }
 
 // POST /api/v1/account/api_keys/create
-func (s *Sidecar) handleAccountCreate(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAccountCreate(w http.ResponseWriter, r *http.Request) {
 	req, err := s.verifySigned(w, r, TypeCreateAPIKey, []string{"scopes"})
 	if err != nil {
 		s.fail(w, err)
@@ -85,7 +86,7 @@ func (s *Sidecar) handleAccountCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.opts.Now().UTC()
-	rec := Record{Account: req.Account, Status: StatusActive, CreatedAt: now, Scopes: scopes}
+	rec := auth.Record{Account: req.Account, Status: auth.StatusActive, CreatedAt: now, Scopes: scopes}
 	if s.opts.DefaultExpiry > 0 {
 		rec.ExpiresAt = now.Add(s.opts.DefaultExpiry)
 	}
@@ -106,13 +107,13 @@ func signedScopes(v any) (proto.Scopes, error) {
 	}
 	list, ok := v.([]any)
 	if !ok {
-		return 0, &FieldError{Field: "scopes", Problem: "must be a list"}
+		return 0, &auth.FieldError{Field: "scopes", Problem: "must be a list"}
 	}
 	names := make([]string, 0, len(list))
 	for _, e := range list {
 		n, ok := e.(string)
 		if !ok {
-			return 0, &FieldError{Field: "scopes", Problem: `must be "market" and/or "account"`}
+			return 0, &auth.FieldError{Field: "scopes", Problem: `must be "market" and/or "account"`}
 		}
 		names = append(names, n)
 	}
@@ -120,7 +121,7 @@ func signedScopes(v any) (proto.Scopes, error) {
 }
 
 // POST /api/v1/account/api_keys/revoke
-func (s *Sidecar) handleAccountRevoke(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAccountRevoke(w http.ResponseWriter, r *http.Request) {
 	req, err := s.verifySigned(w, r, TypeRevokeAPIKey, nil, "api_key")
 	if err != nil {
 		s.fail(w, err)
@@ -128,43 +129,43 @@ func (s *Sidecar) handleAccountRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	given, ok := req.Payload["api_key"].(string)
 	if !ok {
-		s.fail(w, &FieldError{Field: "api_key", Problem: "must be a string"})
+		s.fail(w, &auth.FieldError{Field: "api_key", Problem: "must be a string"})
 		return
 	}
 	prefix, ok := prefixOf(given)
 	if !ok {
-		s.fail(w, &FieldError{Field: "api_key", Problem: "not an API key or prefix"})
+		s.fail(w, &auth.FieldError{Field: "api_key", Problem: "not an API key or prefix"})
 		return
 	}
-	rec, err := s.opts.Store.Update(r.Context(), prefix, 0, func(rec *Record) error {
+	rec, err := s.opts.Store.Update(r.Context(), prefix, 0, func(rec *auth.Record) error {
 		if rec.Account != req.Account {
 			return errNotFound // never reveal other accounts' keys
 		}
-		rec.Status = StatusRevoked
+		rec.Status = auth.StatusRevoked
 		return nil
 	})
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	s.notify(r, KeyEvent{Type: EventRevoked, Prefix: rec.Prefix, Reason: ReasonRevoked})
+	s.notify(r, auth.KeyEvent{Type: auth.EventRevoked, Prefix: rec.Prefix, Reason: auth.ReasonRevoked})
 	writeData(w, http.StatusOK, map[string]string{"revoked": rec.Prefix})
 }
 
 // prefixOf accepts a full key, a masked key ("AbCdEfGh_…") or a prefix.
 func prefixOf(s string) (string, bool) {
-	if len(s) < PrefixLen || (len(s) > PrefixLen && s[PrefixLen] != '_') {
+	if len(s) < auth.PrefixLen || (len(s) > auth.PrefixLen && s[auth.PrefixLen] != '_') {
 		return "", false
 	}
-	p := s[:PrefixLen]
-	return p, ValidPrefix(p)
+	p := s[:auth.PrefixLen]
+	return p, auth.ValidPrefix(p)
 }
 
 // POST /api/v1/account/api_keys: every active key (masked) and one page
 // of all the account's keys. The page is chosen by "limit" and "cursor"
 // next to the signed fields (not part of the signed message: the
 // signature is single-use anyway, and a page is only ever the signer's).
-func (s *Sidecar) handleAccountList(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAccountList(w http.ResponseWriter, r *http.Request) {
 	req, err := s.verifySigned(w, r, TypeListAPIKeys, nil)
 	if err != nil {
 		s.fail(w, err)
@@ -175,12 +176,12 @@ func (s *Sidecar) handleAccountList(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	active, _, err := s.opts.Store.List(r.Context(), Filter{Account: req.Account, Status: StatusActive}, Page{})
+	active, _, err := s.opts.Store.List(r.Context(), auth.Filter{Account: req.Account, Status: auth.StatusActive}, auth.Page{})
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	recs, next, err := s.opts.Store.List(r.Context(), Filter{Account: req.Account}, page)
+	recs, next, err := s.opts.Store.List(r.Context(), auth.Filter{Account: req.Account}, page)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -188,7 +189,7 @@ func (s *Sidecar) handleAccountList(w http.ResponseWriter, r *http.Request) {
 	now := s.opts.Now()
 	out := AccountKeys{ActiveAPIKeys: []string{}, APIKeyLimit: s.opts.MaxActiveKeys, Keys: []AccountKey{}, NextCursor: cursorPtr(next)}
 	for i := range active {
-		if active[i].EffectiveStatus(now) == string(StatusActive) {
+		if active[i].EffectiveStatus(now) == string(auth.StatusActive) {
 			out.ActiveAPIKeys = append(out.ActiveAPIKeys, active[i].Prefix+"_…")
 		}
 	}
@@ -203,23 +204,23 @@ func (s *Sidecar) handleAccountList(w http.ResponseWriter, r *http.Request) {
 
 // bodyPage reads the optional "limit" (1..MaxPageLimit, default
 // DefaultPageLimit) and "cursor" of a list request body.
-func bodyPage(fields map[string]any) (Page, error) {
-	p := Page{Limit: DefaultPageLimit}
+func bodyPage(fields map[string]any) (auth.Page, error) {
+	p := auth.Page{Limit: auth.DefaultPageLimit}
 	if v, ok := fields["limit"]; ok && v != nil {
 		n, err := intField(fields, "limit")
-		if err != nil || n < 1 || n > MaxPageLimit {
-			return p, &FieldError{Field: "limit", Problem: fmt.Sprintf("must be 1..%d", MaxPageLimit)}
+		if err != nil || n < 1 || n > auth.MaxPageLimit {
+			return p, &auth.FieldError{Field: "limit", Problem: fmt.Sprintf("must be 1..%d", auth.MaxPageLimit)}
 		}
 		p.Limit = int(n)
 	}
 	if v, ok := fields["cursor"]; ok && v != nil {
 		c, ok := v.(string)
 		if !ok {
-			return p, &FieldError{Field: "cursor", Problem: "must be a string"}
+			return p, &auth.FieldError{Field: "cursor", Problem: "must be a string"}
 		}
 		p.Cursor = c
 	}
-	return p, checkCursor(p.Cursor)
+	return p, auth.CheckCursor(p.Cursor)
 }
 
 var (
@@ -232,7 +233,7 @@ var (
 // malformed, wrong or revoked key, or a client IP outside its allowed_cidrs,
 // is a failed attempt of the IP, as at the upgrade), then the key's own
 // budget (limits.status_api.per_key_per_minute).
-func (s *Sidecar) handleStatus(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	now := s.opts.Now()
 	if s.ipBlocked(w, r, now) || !s.allowAPI(w, r, limiter.APIStatus, now) {
 		return
@@ -245,20 +246,20 @@ func (s *Sidecar) handleStatus(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, errNoKeyHeader)
 		return
 	}
-	prefix, err := ParseKey(key)
+	prefix, err := auth.ParseKey(key)
 	if err != nil {
 		s.failedKey(w, r, now)
 		return
 	}
 	if s.opts.Keyring != nil {
 		// Turns away unknown and wrong keys from the cache.
-		if _, err := s.opts.Keyring.Verify(key, now); errors.Is(err, ErrInvalidKey) {
+		if _, err := s.opts.Keyring.Verify(key, now); errors.Is(err, auth.ErrInvalidKey) {
 			s.failedKey(w, r, now)
 			return
 		}
 	}
 	rec, err := s.opts.Store.Get(r.Context(), prefix)
-	if errors.Is(err, ErrNotFound) || (err == nil && (!rec.Hash.Equal(Hash(key)) || rec.Status == StatusRevoked)) {
+	if errors.Is(err, auth.ErrNotFound) || (err == nil && (!rec.Hash.Equal(auth.Hash(key)) || rec.Status == auth.StatusRevoked)) {
 		s.failedKey(w, r, now)
 		return
 	}
@@ -302,7 +303,7 @@ func addDeliveredQuota(u *KeyUsage, rec *Record, today UsageCounters, now time.T
 
 // liveUsage is the live credit budget and quota use of rec, or, when the
 // limiter does not report them, the full budget and unused quotas.
-func (s *Sidecar) liveUsage(rec *Record, now time.Time) KeyUsage {
+func (s *Server) liveUsage(rec *auth.Record, now time.Time) KeyUsage {
 	if s.opts.LiveUsage != nil {
 		if u, ok := s.opts.LiveUsage.KeyUsage(rec.Prefix, now); ok {
 			u.Credits.ResetAt = u.Credits.ResetAt.UTC()

@@ -1,4 +1,4 @@
-package auth_test
+package keyapi_test
 
 import (
 	"context"
@@ -10,21 +10,22 @@ import (
 	"time"
 
 	"floodgate/auth"
+	"floodgate/keyapi"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 )
 
-func (f *fixture) adminCreate(body string) auth.CreatedKey {
+func (f *fixture) adminCreate(body string) keyapi.CreatedKey {
 	f.t.Helper()
 	f.clock.Advance(time.Millisecond) // distinct created_at, for list order
-	var ck auth.CreatedKey
+	var ck keyapi.CreatedKey
 	wantOK(f.t, f.admin("POST", "/admin/v1/keys", body), 201, &ck)
 	return ck
 }
 
 func TestAdmin_Auth(t *testing.T) {
-	off := newFixture(t, func(o *auth.Options) { o.AdminToken = "" })
+	off := newFixture(t, func(o *keyapi.Options) { o.AdminToken = "" })
 	for _, p := range []string{"/admin/v1/keys", "/admin/v1/keys/AbCdEfGh", "/admin/v1/keys/AbCdEfGh/events"} {
 		wantError(t, off.admin("GET", p, nil), 404, "NOT_FOUND", "Not found")
 	}
@@ -81,7 +82,7 @@ func TestAdmin_CreateShowList(t *testing.T) {
 	}
 	expired := f.adminCreate(`{"account":"` + newWallet(2).account + `","expires_at":"2025-05-20T11:59:59Z"}`)
 
-	var v auth.KeyView
+	var v keyapi.KeyView
 	wantOK(t, f.admin("GET", "/admin/v1/keys/"+prefix, nil), 200, &v)
 	if v.Prefix != prefix || v.Live != nil || v.RequestCount != 0 || v.LastUsedAt != nil {
 		t.Fatalf("show: %+v", v)
@@ -92,7 +93,7 @@ func TestAdmin_CreateShowList(t *testing.T) {
 
 	list := func(q string) []string {
 		t.Helper()
-		var kl auth.KeyList
+		var kl keyapi.KeyList
 		wantOK(t, f.admin("GET", "/admin/v1/keys"+q, nil), 200, &kl)
 		out := []string{}
 		for _, k := range kl.Keys {
@@ -118,13 +119,13 @@ func TestAdmin_CreateShowList(t *testing.T) {
 
 func TestAdmin_ShowLive(t *testing.T) {
 	live := liveUsage{}
-	f := newFixture(t, func(o *auth.Options) { o.LiveUsage = live })
+	f := newFixture(t, func(o *keyapi.Options) { o.LiveUsage = live })
 	ck := f.adminCreate(`{"account":"` + newWallet(1).account + `","quotas":{"daily":100,"total":5000,"calendar":true}}`)
-	u := auth.KeyUsage{Credits: auth.BudgetUsage{Limit: 300, Remaining: 12}, Connections: 2}
+	u := keyapi.KeyUsage{Credits: keyapi.BudgetUsage{Limit: 300, Remaining: 12}, Connections: 2}
 	u.AddQuota("daily", 100, 40, time.Date(2030, 1, 4, 0, 0, 0, 0, time.UTC))
 	u.AddQuota("total", 5000, 40, time.Time{})
 	live[ck.Key.Prefix] = u
-	var v auth.KeyView
+	var v keyapi.KeyView
 	r := f.admin("GET", "/admin/v1/keys/"+ck.Key.Prefix, nil)
 	wantOK(t, r, 200, &v)
 	if v.Live == nil || v.Live.Credits.Remaining != 12 || v.Live.Connections != 2 || v.Live.Quotas["daily"].Used != 40 {
@@ -141,7 +142,7 @@ func TestAdmin_ShowLive(t *testing.T) {
 		}
 	}
 	// The list reports the same live use per key.
-	var list auth.KeyList
+	var list keyapi.KeyList
 	wantOK(t, f.admin("GET", "/admin/v1/keys", nil), 200, &list)
 	if len(list.Keys) != 1 || list.Keys[0].Live == nil || list.Keys[0].Live.Quotas["daily"].Used != 40 ||
 		list.Keys[0].Live.Quotas["daily"].ResetAt == nil || list.Keys[0].Live.Quotas["total"].ResetAt != nil {
@@ -178,7 +179,7 @@ func TestAdmin_CreateErrors(t *testing.T) {
 		{"bad cidr", `{"account":"` + acct + `","allowed_cidrs":["10.0.0.0/33"]}`, 400, "BAD_REQUEST", "Invalid field allowed_cidrs: entry 0 is not a CIDR (like 10.0.0.0/8 or 2001:db8::/32)"},
 		{"too many cidrs", `{"account":"` + acct + `","allowed_cidrs":[` + strings.Repeat(`"10.0.0.1",`, 32) + `"10.0.0.2"]}`, 400, "BAD_REQUEST", "Invalid field allowed_cidrs: at most 32 entries"},
 		{"alias taken", `{"account":"` + acct + `","alias":"bot"}`, 409, "ALIAS_TAKEN", "Alias already in use for this account"},
-		{"too large", `{"account":"` + acct + `","alias":"` + strings.Repeat("a", auth.MaxBodyBytes) + `"}`, 400, "BAD_REQUEST", "Request body too large (max 65536 bytes)"},
+		{"too large", `{"account":"` + acct + `","alias":"` + strings.Repeat("a", keyapi.MaxBodyBytes) + `"}`, 400, "BAD_REQUEST", "Request body too large (max 65536 bytes)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wantError(t, f.admin("POST", "/admin/v1/keys", tc.body), tc.status, tc.code, tc.msg)
@@ -203,9 +204,9 @@ func TestAdmin_Patch(t *testing.T) {
 	if _, err := f.keyring.Verify(ck.APIKey, now); err != nil {
 		t.Fatal(err)
 	}
-	patch := func(body string) auth.KeyView {
+	patch := func(body string) keyapi.KeyView {
 		t.Helper()
-		var v auth.KeyView
+		var v keyapi.KeyView
 		wantOK(t, f.admin("PATCH", p, body), 200, &v)
 		return v
 	}
@@ -334,7 +335,7 @@ func TestAdmin_DeleteRotateEvents(t *testing.T) {
 	f.events.take()
 
 	// Rotate: same settings, new secret, old key untouched.
-	var rot auth.CreatedKey
+	var rot keyapi.CreatedKey
 	wantOK(t, f.admin("POST", "/admin/v1/keys/"+used.Key.Prefix+"/rotate", `{"alias":"main-2"}`), 201, &rot)
 	if rot.RotatedFrom != used.Key.Prefix || rot.Key.Prefix == used.Key.Prefix || rot.Key.Alias != "main-2" || rot.Key.Category != "prod" ||
 		rot.Key.Limits.CreditsPerMinute != 700 || rot.Key.Quotas.Monthly != 9 || rot.Key.ExpiresAt == nil || rot.Key.Status != "active" || rot.APIKey == used.APIKey {
@@ -345,12 +346,12 @@ func TestAdmin_DeleteRotateEvents(t *testing.T) {
 			t.Fatalf("after rotate: %v", err)
 		}
 	}
-	var rot2 auth.CreatedKey
+	var rot2 keyapi.CreatedKey
 	wantOK(t, f.admin("POST", "/admin/v1/keys/"+used.Key.Prefix+"/rotate", nil), 201, &rot2) // no body: the alias moves
 	if rot2.Key.Alias != "main" || rot2.Key.Category != "prod" || rot2.Key.Limits.CreditsPerMinute != 700 || rot2.Key.Quotas.Monthly != 9 || rot2.Key.ExpiresAt == nil {
 		t.Fatalf("rotate without body keeps every setting, alias included: %+v", rot2.Key)
 	}
-	var oldView auth.KeyView
+	var oldView keyapi.KeyView
 	wantOK(t, f.admin("GET", "/admin/v1/keys/"+used.Key.Prefix, nil), 200, &oldView)
 	if oldView.Alias != "" || oldView.Status != "active" {
 		t.Fatalf("the old key after its alias moved: %+v", oldView)
@@ -368,7 +369,7 @@ func TestAdmin_DeleteRotateEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var ke auth.KeyEvents
+	var ke keyapi.KeyEvents
 	wantOK(t, f.admin("GET", "/admin/v1/keys/"+used.Key.Prefix+"/events", nil), 200, &ke)
 	if ke.Prefix != used.Key.Prefix || len(ke.Events) != 5 || ke.Events[4].DurationMS != 4 || ke.Events[0].CloseReason != "api key revoked" {
 		t.Fatalf("events: %+v", ke)
@@ -394,7 +395,7 @@ func TestStoreOutageIs503(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), DialerRetries: 1, MaxRetries: -1})
 	t.Cleanup(func() { rdb.Close() })
 	store := auth.NewRedisStore(rdb, auth.RedisOptions{})
-	h, err := auth.NewSidecar(auth.Options{Store: store, AdminToken: "tok"})
+	h, err := keyapi.New(keyapi.Options{Store: store, AdminToken: "tok"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,7 +433,7 @@ func TestStoreCutMidReplyIs503(t *testing.T) {
 	t.Cleanup(func() { ln.Close(); <-done })
 	rdb := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), DialerRetries: 1, MaxRetries: -1, Protocol: 2})
 	t.Cleanup(func() { rdb.Close() })
-	h, err := auth.NewSidecar(auth.Options{Store: auth.NewRedisStore(rdb, auth.RedisOptions{}), AdminToken: "tok"})
+	h, err := keyapi.New(keyapi.Options{Store: auth.NewRedisStore(rdb, auth.RedisOptions{}), AdminToken: "tok"})
 	if err != nil {
 		t.Fatal(err)
 	}

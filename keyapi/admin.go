@@ -1,4 +1,4 @@
-package auth
+package keyapi
 
 import (
 	"crypto/ed25519"
@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"floodgate/auth"
 	"floodgate/internal/proto"
 
 	"github.com/mr-tron/base58"
@@ -16,14 +17,14 @@ import (
 // dispatch.
 
 // POST /admin/v1/keys
-func (s *Sidecar) handleAdminCreate(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAdminCreate(w http.ResponseWriter, r *http.Request) {
 	var req CreateKeyRequest
 	if err := decodeBody(w, r, &req, false); err != nil {
 		s.fail(w, err)
 		return
 	}
 	if req.Account == "" {
-		s.fail(w, &FieldError{Field: "account", Problem: "missing"})
+		s.fail(w, &auth.FieldError{Field: "account", Problem: "missing"})
 		return
 	}
 	if pk, err := base58.Decode(req.Account); err != nil || len(pk) != ed25519.PublicKeySize {
@@ -31,9 +32,9 @@ func (s *Sidecar) handleAdminCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.opts.Now().UTC()
-	rec := Record{Account: req.Account, Alias: req.Alias, Category: req.Category, Status: StatusActive, CreatedAt: now}
+	rec := auth.Record{Account: req.Account, Alias: req.Alias, Category: req.Category, Status: auth.StatusActive, CreatedAt: now}
 	if req.Active != nil && !*req.Active {
-		rec.Status = StatusInactive
+		rec.Status = auth.StatusInactive
 	}
 	if req.ExpiresAt != nil {
 		rec.ExpiresAt = req.ExpiresAt.UTC()
@@ -51,7 +52,7 @@ func (s *Sidecar) handleAdminCreate(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	if rec.AllowedCIDRs, err = ParseCIDRs(req.AllowedCIDRs); err != nil {
+	if rec.AllowedCIDRs, err = auth.ParseCIDRs(req.AllowedCIDRs); err != nil {
 		s.fail(w, err)
 		return
 	}
@@ -60,12 +61,12 @@ func (s *Sidecar) handleAdminCreate(w http.ResponseWriter, r *http.Request) {
 
 // createAndAnswer stores a new key for rec and answers with it; it reports
 // whether the key was made.
-func (s *Sidecar) createAndAnswer(w http.ResponseWriter, r *http.Request, rec Record, rotatedFrom string) bool {
-	if err := validateLimits(rec.Limits); err != nil {
+func (s *Server) createAndAnswer(w http.ResponseWriter, r *http.Request, rec auth.Record, rotatedFrom string) bool {
+	if err := auth.ValidateLimits(rec.Limits); err != nil {
 		s.fail(w, err)
 		return false
 	}
-	if err := validateQuotas(rec.Quotas); err != nil {
+	if err := auth.ValidateQuotas(rec.Quotas); err != nil {
 		s.fail(w, err)
 		return false
 	}
@@ -83,24 +84,24 @@ func (s *Sidecar) createAndAnswer(w http.ResponseWriter, r *http.Request, rec Re
 // category, matched by the store as it fills the page). "expired" and
 // "active" (which excludes expired keys) are applied after the page is
 // read, so such a page may be shorter than limit: follow next_cursor.
-func (s *Sidecar) handleAdminList(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAdminList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := Filter{Account: q.Get("account"), Category: q.Get("category"), Query: q.Get("q")}
+	f := auth.Filter{Account: q.Get("account"), Category: q.Get("category"), Query: q.Get("q")}
 	status := q.Get("status")
 	switch status {
 	case "", "expired":
 	default:
-		if !Status(status).Valid() {
-			s.fail(w, &FieldError{Field: "status", Problem: "must be active, inactive, revoked or expired"})
+		if !auth.Status(status).Valid() {
+			s.fail(w, &auth.FieldError{Field: "status", Problem: "must be active, inactive, revoked or expired"})
 			return
 		}
-		f.Status = Status(status)
+		f.Status = auth.Status(status)
 	}
-	page := Page{Limit: DefaultPageLimit, Cursor: q.Get("cursor")}
+	page := auth.Page{Limit: auth.DefaultPageLimit, Cursor: q.Get("cursor")}
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > MaxPageLimit {
-			s.fail(w, &FieldError{Field: "limit", Problem: fmt.Sprintf("must be 1..%d", MaxPageLimit)})
+		if err != nil || n < 1 || n > auth.MaxPageLimit {
+			s.fail(w, &auth.FieldError{Field: "limit", Problem: fmt.Sprintf("must be 1..%d", auth.MaxPageLimit)})
 			return
 		}
 		page.Limit = n
@@ -129,17 +130,17 @@ func (s *Sidecar) handleAdminList(w http.ResponseWriter, r *http.Request) {
 }
 
 // pathPrefix returns the {prefix} path value, or answers 404.
-func (s *Sidecar) pathPrefix(w http.ResponseWriter, r *http.Request) (string, bool) {
+func (s *Server) pathPrefix(w http.ResponseWriter, r *http.Request) (string, bool) {
 	p := r.PathValue("prefix")
-	if !ValidPrefix(p) {
-		s.fail(w, ErrNotFound)
+	if !auth.ValidPrefix(p) {
+		s.fail(w, auth.ErrNotFound)
 		return "", false
 	}
 	return p, true
 }
 
 // GET /admin/v1/keys/{prefix}
-func (s *Sidecar) handleAdminShow(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAdminShow(w http.ResponseWriter, r *http.Request) {
 	prefix, ok := s.pathPrefix(w, r)
 	if !ok {
 		return
@@ -161,7 +162,7 @@ func (s *Sidecar) handleAdminShow(w http.ResponseWriter, r *http.Request) {
 }
 
 // PATCH /admin/v1/keys/{prefix}
-func (s *Sidecar) handleAdminPatch(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAdminPatch(w http.ResponseWriter, r *http.Request) {
 	prefix, ok := s.pathPrefix(w, r)
 	if !ok {
 		return
@@ -172,11 +173,11 @@ func (s *Sidecar) handleAdminPatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p.Status != nil && !p.Status.Valid() {
-		s.fail(w, &FieldError{Field: "status", Problem: "must be active, inactive or revoked"})
+		s.fail(w, &auth.FieldError{Field: "status", Problem: "must be active, inactive or revoked"})
 		return
 	}
 	var scopes proto.Scopes
-	var cidrs CIDRs
+	var cidrs auth.CIDRs
 	var err error
 	if p.Scopes != nil {
 		if scopes, err = parseScopes(*p.Scopes); err != nil {
@@ -185,19 +186,19 @@ func (s *Sidecar) handleAdminPatch(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if p.AllowedCIDRs != nil {
-		if cidrs, err = ParseCIDRs(*p.AllowedCIDRs); err != nil {
+		if cidrs, err = auth.ParseCIDRs(*p.AllowedCIDRs); err != nil {
 			s.fail(w, err)
 			return
 		}
 	}
-	var before Record
-	rec, err := s.opts.Store.Update(r.Context(), prefix, s.opts.MaxActiveKeys, func(rec *Record) error {
+	var before auth.Record
+	rec, err := s.opts.Store.Update(r.Context(), prefix, s.opts.MaxActiveKeys, func(rec *auth.Record) error {
 		before = *rec
 		if p.Active != nil {
 			if *p.Active {
-				rec.Status = StatusActive
-			} else if rec.Status != StatusRevoked {
-				rec.Status = StatusInactive
+				rec.Status = auth.StatusActive
+			} else if rec.Status != auth.StatusRevoked {
+				rec.Status = auth.StatusInactive
 			}
 		}
 		if p.Status != nil {
@@ -241,31 +242,31 @@ func (s *Sidecar) handleAdminPatch(w http.ResponseWriter, r *http.Request) {
 func parseScopes(names []string) (proto.Scopes, error) {
 	sc, err := proto.ParseScopes(names)
 	if err != nil {
-		return 0, &FieldError{Field: "scopes", Problem: `must be "market" and/or "account"`}
+		return 0, &auth.FieldError{Field: "scopes", Problem: `must be "market" and/or "account"`}
 	}
 	return sc, nil
 }
 
 // changeEvent is the control event for a change from before to after.
-func changeEvent(before, after *Record, now time.Time) (KeyEvent, bool) {
-	ev := KeyEvent{Prefix: after.Prefix}
+func changeEvent(before, after *auth.Record, now time.Time) (auth.KeyEvent, bool) {
+	ev := auth.KeyEvent{Prefix: after.Prefix}
 	switch {
-	case after.Status == StatusRevoked && before.Status != StatusRevoked:
-		ev.Type, ev.Reason = EventRevoked, ReasonRevoked
-	case after.Status == StatusInactive && before.Status == StatusActive:
-		ev.Type, ev.Reason = EventDeactivated, ReasonDeactivated
+	case after.Status == auth.StatusRevoked && before.Status != auth.StatusRevoked:
+		ev.Type, ev.Reason = auth.EventRevoked, auth.ReasonRevoked
+	case after.Status == auth.StatusInactive && before.Status == auth.StatusActive:
+		ev.Type, ev.Reason = auth.EventDeactivated, auth.ReasonDeactivated
 	case !after.ExpiresAt.Equal(before.ExpiresAt) && after.Expired(now):
-		ev.Type, ev.Reason = EventExpired, ReasonExpired
+		ev.Type, ev.Reason = auth.EventExpired, auth.ReasonExpired
 	case *after != *before:
-		ev.Type = EventUpdated
+		ev.Type = auth.EventUpdated
 	default:
-		return KeyEvent{}, false
+		return auth.KeyEvent{}, false
 	}
 	return ev, true
 }
 
 // DELETE /admin/v1/keys/{prefix}
-func (s *Sidecar) handleAdminDelete(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAdminDelete(w http.ResponseWriter, r *http.Request) {
 	prefix, ok := s.pathPrefix(w, r)
 	if !ok {
 		return
@@ -274,12 +275,12 @@ func (s *Sidecar) handleAdminDelete(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	s.notify(r, KeyEvent{Type: EventRevoked, Prefix: prefix, Reason: ReasonDeleted})
+	s.notify(r, auth.KeyEvent{Type: auth.EventRevoked, Prefix: prefix, Reason: auth.ReasonDeleted})
 	writeData(w, http.StatusOK, map[string]string{"deleted": prefix})
 }
 
 // POST /admin/v1/keys/{prefix}/rotate
-func (s *Sidecar) handleAdminRotate(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAdminRotate(w http.ResponseWriter, r *http.Request) {
 	prefix, ok := s.pathPrefix(w, r)
 	if !ok {
 		return
@@ -294,35 +295,35 @@ func (s *Sidecar) handleAdminRotate(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	if old.Status == StatusRevoked {
-		s.fail(w, ErrRevoked)
+	if old.Status == auth.StatusRevoked {
+		s.fail(w, auth.ErrRevoked)
 		return
 	}
 	// Every setting carries over; the alias moves to the new key (aliases
 	// are unique per account) unless the request names another.
 	rec := old
-	rec.Prefix, rec.Hash, rec.Status, rec.CreatedAt = "", KeyHash{}, StatusActive, s.opts.Now().UTC()
+	rec.Prefix, rec.Hash, rec.Status, rec.CreatedAt = "", auth.KeyHash{}, auth.StatusActive, s.opts.Now().UTC()
 	rec.RequestCount, rec.LastUsedAt = 0, time.Time{}
 	moveAlias := req.Alias == "" && old.Alias != ""
 	if req.Alias != "" {
 		rec.Alias = req.Alias
 	}
 	if moveAlias {
-		if _, err := s.opts.Store.Update(r.Context(), prefix, 0, func(o *Record) error { o.Alias = ""; return nil }); err != nil {
+		if _, err := s.opts.Store.Update(r.Context(), prefix, 0, func(o *auth.Record) error { o.Alias = ""; return nil }); err != nil {
 			s.fail(w, err)
 			return
 		}
 	}
 	if !s.createAndAnswer(w, r, rec, prefix) && moveAlias {
 		// The new key was not made: give the alias back.
-		if _, err := s.opts.Store.Update(r.Context(), prefix, 0, func(o *Record) error { o.Alias = old.Alias; return nil }); err != nil {
-			s.log.Error().Err(err).Str("prefix", prefix).Msg("auth: rotate failed and the old key's alias could not be restored")
+		if _, err := s.opts.Store.Update(r.Context(), prefix, 0, func(o *auth.Record) error { o.Alias = old.Alias; return nil }); err != nil {
+			s.log.Error().Err(err).Str("prefix", prefix).Msg("keyapi: rotate failed and the old key's alias could not be restored")
 		}
 	}
 }
 
 // GET /admin/v1/keys/{prefix}/events?limit=
-func (s *Sidecar) handleAdminEvents(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAdminEvents(w http.ResponseWriter, r *http.Request) {
 	prefix, ok := s.pathPrefix(w, r)
 	if !ok {
 		return
@@ -330,8 +331,8 @@ func (s *Sidecar) handleAdminEvents(w http.ResponseWriter, r *http.Request) {
 	limit := 100
 	if q := r.URL.Query().Get("limit"); q != "" {
 		n, err := strconv.Atoi(q)
-		if err != nil || n < 1 || n > MaxEvents {
-			s.fail(w, &FieldError{Field: "limit", Problem: "must be 1..1000"})
+		if err != nil || n < 1 || n > auth.MaxEvents {
+			s.fail(w, &auth.FieldError{Field: "limit", Problem: "must be 1..1000"})
 			return
 		}
 		limit = n
@@ -342,7 +343,7 @@ func (s *Sidecar) handleAdminEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if evs == nil {
-		evs = []Event{}
+		evs = []auth.Event{}
 	}
 	writeData(w, http.StatusOK, KeyEvents{Prefix: prefix, Events: evs})
 }

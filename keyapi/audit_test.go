@@ -1,11 +1,11 @@
-package auth_test
+package keyapi_test
 
 import (
 	"fmt"
 	"strings"
 	"testing"
 
-	"floodgate/auth"
+	"floodgate/keyapi"
 )
 
 // TestAdmin_Audit: every operator action on a key is in the audit log,
@@ -20,7 +20,7 @@ func TestAdmin_Audit(t *testing.T) {
 	wantOK(t, f.admin("PATCH", "/admin/v1/keys/"+p, `{"limits":{"credits_per_minute":600}}`), 200, nil) // no change: no entry
 	wantOK(t, f.admin("PATCH", "/admin/v1/keys/"+p, `{"active":false}`), 200, nil)
 	wantOK(t, f.admin("PATCH", "/admin/v1/keys/"+p, `{"active":true}`), 200, nil)
-	var rot auth.CreatedKey
+	var rot keyapi.CreatedKey
 	wantOK(t, f.admin("POST", "/admin/v1/keys/"+p+"/rotate", `{}`), 201, &rot)
 	wantOK(t, f.admin("PATCH", "/admin/v1/keys/"+p, `{"status":"revoked"}`), 200, nil)
 	other := f.adminCreate(`{"account":"` + acct + `","active":false}`)
@@ -29,7 +29,7 @@ func TestAdmin_Audit(t *testing.T) {
 	f.admin("PATCH", "/admin/v1/keys/"+p, `{"active":true}`)
 	f.admin("POST", "/admin/v1/keys", `{"account":"nope"}`)
 
-	var list auth.AuditList
+	var list keyapi.AuditList
 	r := f.admin("GET", "/admin/v1/audit", nil)
 	wantOK(t, r, 200, &list)
 	for _, secret := range []string{ck.APIKey, rot.APIKey, adminToken} {
@@ -40,7 +40,7 @@ func TestAdmin_Audit(t *testing.T) {
 	var got []string
 	for _, e := range list.Entries {
 		got = append(got, e.Action+" "+e.Prefix)
-		if e.TokenID != auth.TokenID(adminToken) || !strings.HasPrefix(e.TokenID, "sha256:") || e.IP != "192.0.2.1" || e.Time.IsZero() {
+		if e.TokenID != keyapi.TokenID(adminToken) || !strings.HasPrefix(e.TokenID, "sha256:") || e.IP != "192.0.2.1" || e.Time.IsZero() {
 			t.Errorf("entry %+v: token id, ip or time", e)
 		}
 	}
@@ -67,17 +67,17 @@ func TestAdmin_Audit(t *testing.T) {
 	}
 
 	// Pages and the prefix filter.
-	var page auth.AuditList
+	var page keyapi.AuditList
 	wantOK(t, f.admin("GET", "/admin/v1/audit?limit=4", nil), 200, &page)
 	if len(page.Entries) != 4 || page.NextCursor == nil {
 		t.Fatalf("page 1: %+v", page)
 	}
-	var page2 auth.AuditList
+	var page2 keyapi.AuditList
 	wantOK(t, f.admin("GET", "/admin/v1/audit?limit=4&cursor="+*page.NextCursor, nil), 200, &page2)
 	if len(page2.Entries) != 4 || page2.Entries[0].ID != page.Entries[3].ID-1 {
 		t.Fatalf("page 2: %+v", page2)
 	}
-	var mine auth.AuditList
+	var mine keyapi.AuditList
 	wantOK(t, f.admin("GET", "/admin/v1/audit?prefix="+p, nil), 200, &mine)
 	if len(mine.Entries) != 6 || mine.NextCursor != nil {
 		t.Fatalf("prefix filter: %d entries", len(mine.Entries))
@@ -97,7 +97,7 @@ func TestAdmin_ListSearch(t *testing.T) {
 	k1 := f.adminCreate(`{"account":"` + a + `","alias":"Market-Maker","category":"production"}`)
 	k2 := f.adminCreate(`{"account":"` + b + `","alias":"bot","category":"staging"}`)
 	search := func(q string) string {
-		var l auth.KeyList
+		var l keyapi.KeyList
 		wantOK(t, f.admin("GET", "/admin/v1/keys?q="+q, nil), 200, &l)
 		var out []string
 		for _, k := range l.Keys {

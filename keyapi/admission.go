@@ -1,4 +1,4 @@
-package auth
+package keyapi
 
 import (
 	"errors"
@@ -17,7 +17,7 @@ import (
 // allowAPI takes one request of r's client from the budget of api; on a
 // refusal it answers (429) and returns false. The RateLimit fields are
 // set either way.
-func (s *Sidecar) allowAPI(w http.ResponseWriter, r *http.Request, api limiter.API, now time.Time) bool {
+func (s *Server) allowAPI(w http.ResponseWriter, r *http.Request, api limiter.API, now time.Time) bool {
 	if s.opts.Limiter == nil {
 		return true
 	}
@@ -33,7 +33,7 @@ func (s *Sidecar) allowAPI(w http.ResponseWriter, r *http.Request, api limiter.A
 
 // ipBlocked answers 403 IP_BLOCKED and returns true while r's client is
 // blocked for failed key attempts.
-func (s *Sidecar) ipBlocked(w http.ResponseWriter, r *http.Request, now time.Time) bool {
+func (s *Server) ipBlocked(w http.ResponseWriter, r *http.Request, now time.Time) bool {
 	if s.opts.Limiter == nil {
 		return false
 	}
@@ -46,7 +46,7 @@ func (s *Sidecar) ipBlocked(w http.ResponseWriter, r *http.Request, now time.Tim
 
 // failedKey records a failed key attempt of r's client and answers: 401
 // INVALID_API_KEY, or 403 IP_BLOCKED once the attempt blocks the IP.
-func (s *Sidecar) failedKey(w http.ResponseWriter, r *http.Request, now time.Time) {
+func (s *Server) failedKey(w http.ResponseWriter, r *http.Request, now time.Time) {
 	s.failedKeyWith(w, r, now, errInvalidKey)
 }
 
@@ -54,7 +54,7 @@ func (s *Sidecar) failedKey(w http.ResponseWriter, r *http.Request, now time.Tim
 var errIPNotAllowed = &apiError{http.StatusForbidden, proto.IPNotAllowed, "IP not allowed for this API key"}
 
 // failedKeyWith is failedKey answering ae unless the IP gets blocked.
-func (s *Sidecar) failedKeyWith(w http.ResponseWriter, r *http.Request, now time.Time, ae *apiError) {
+func (s *Server) failedKeyWith(w http.ResponseWriter, r *http.Request, now time.Time, ae *apiError) {
 	if s.opts.Limiter != nil {
 		if err := s.opts.Limiter.FailedKey(s.opts.ClientIP(r), now); err != nil {
 			writeRefusal(w, refusalOf(err))
@@ -69,7 +69,7 @@ var errOrigin = &apiError{http.StatusForbidden, "ORIGIN_NOT_ALLOWED", "origin no
 // account wraps an account endpoint: the origin rule (CORS for
 // AllowedOrigins), then the per-IP budget, before the body is read or a
 // signature checked.
-func (s *Sidecar) account(h http.HandlerFunc) http.HandlerFunc {
+func (s *Server) account(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !s.cors(w, r) {
 			return
@@ -85,7 +85,7 @@ func (s *Sidecar) account(h http.HandlerFunc) http.HandlerFunc {
 // the API's own host passes as is; an allowed origin passes with
 // Access-Control-Allow-Origin; any other origin is answered 403
 // ORIGIN_NOT_ALLOWED and cors returns false.
-func (s *Sidecar) cors(w http.ResponseWriter, r *http.Request) bool {
+func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
@@ -102,7 +102,7 @@ func (s *Sidecar) cors(w http.ResponseWriter, r *http.Request) bool {
 // handlePreflight answers OPTIONS on an account endpoint: for an allowed
 // origin, 204 with the CORS fields (POST, Content-Type, cached 10 min);
 // without an Origin, 204 with Allow; any other origin 403.
-func (s *Sidecar) handlePreflight(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handlePreflight(w http.ResponseWriter, r *http.Request) {
 	if !s.cors(w, r) {
 		return
 	}

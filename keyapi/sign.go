@@ -1,4 +1,4 @@
-package auth
+package keyapi
 
 import (
 	"bytes"
@@ -12,20 +12,22 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"floodgate/auth"
+
 	"github.com/mr-tron/base58"
 )
 
 // Signature errors; the REST sidecar answers each with 400 and the message
 // in parentheses.
 var (
-	ErrBadJSON           = errors.New("auth: request body is not a JSON object")  // "Invalid JSON body"
-	ErrInvalidPublicKey  = errors.New("auth: invalid public key")                 // "Invalid public key"
-	ErrInvalidSignature  = errors.New("auth: invalid signature")                  // "Invalid signature"
-	ErrInvalidMessage    = errors.New("auth: message expired or from the future") // "Invalid message"
-	ErrSignatureReplayed = errors.New("auth: signature replayed")                 // "Signature replayed"
+	ErrBadJSON           = errors.New("keyapi: request body is not a JSON object")  // "Invalid JSON body"
+	ErrInvalidPublicKey  = errors.New("keyapi: invalid public key")                 // "Invalid public key"
+	ErrInvalidSignature  = errors.New("keyapi: invalid signature")                  // "Invalid signature"
+	ErrInvalidMessage    = errors.New("keyapi: message expired or from the future") // "Invalid message"
+	ErrSignatureReplayed = errors.New("keyapi: signature replayed")                 // "Signature replayed"
 	// ErrExpiryWindowTooLong: expiry_window above the sidecar's
 	// MaxExpiryWindow ("expiry_window too long (max N ms)").
-	ErrExpiryWindowTooLong = errors.New("auth: expiry_window too long")
+	ErrExpiryWindowTooLong = errors.New("keyapi: expiry_window too long")
 )
 
 // Defaults of the signed-request checks.
@@ -92,7 +94,7 @@ func ParseSignedRequest(body []byte, typ string, payloadFields ...string) (*Sign
 			return nil, err
 		}
 		if r.ExpiryWindow <= 0 {
-			return nil, &FieldError{Field: "expiry_window", Problem: "must be positive"}
+			return nil, &auth.FieldError{Field: "expiry_window", Problem: "must be positive"}
 		}
 	}
 	switch aw := m["agent_wallet"].(type) {
@@ -100,13 +102,13 @@ func ParseSignedRequest(body []byte, typ string, payloadFields ...string) (*Sign
 	case string:
 		r.AgentWallet = aw
 	default:
-		return nil, &FieldError{Field: "agent_wallet", Problem: "must be a string or null"}
+		return nil, &auth.FieldError{Field: "agent_wallet", Problem: "must be a string or null"}
 	}
 	r.Payload = make(map[string]any, len(payloadFields))
 	for _, f := range payloadFields {
 		v, ok := m[f]
 		if !ok {
-			return nil, &FieldError{Field: f, Problem: "missing"}
+			return nil, &auth.FieldError{Field: f, Problem: "missing"}
 		}
 		r.Payload[f] = v
 	}
@@ -133,11 +135,11 @@ func ParseSignature(s string) ([]byte, error) {
 func stringField(m map[string]any, name string) (string, error) {
 	v, ok := m[name]
 	if !ok || v == nil {
-		return "", &FieldError{Field: name, Problem: "missing"}
+		return "", &auth.FieldError{Field: name, Problem: "missing"}
 	}
 	s, ok := v.(string)
 	if !ok {
-		return "", &FieldError{Field: name, Problem: "must be a string"}
+		return "", &auth.FieldError{Field: name, Problem: "must be a string"}
 	}
 	return s, nil
 }
@@ -145,15 +147,15 @@ func stringField(m map[string]any, name string) (string, error) {
 func intField(m map[string]any, name string) (int64, error) {
 	v, ok := m[name]
 	if !ok || v == nil {
-		return 0, &FieldError{Field: name, Problem: "missing"}
+		return 0, &auth.FieldError{Field: name, Problem: "missing"}
 	}
 	n, ok := v.(json.Number)
 	if !ok {
-		return 0, &FieldError{Field: name, Problem: "must be an integer"}
+		return 0, &auth.FieldError{Field: name, Problem: "must be an integer"}
 	}
 	i, err := strconv.ParseInt(string(n), 10, 64)
 	if err != nil {
-		return 0, &FieldError{Field: name, Problem: "must be an integer"}
+		return 0, &auth.FieldError{Field: name, Problem: "must be an integer"}
 	}
 	return i, nil
 }
@@ -243,7 +245,7 @@ func AppendCanonicalJSON(dst []byte, v any) ([]byte, error) {
 		return appendPyString(dst, x), nil
 	case json.Number:
 		if !json.Valid([]byte(x)) {
-			return nil, fmt.Errorf("auth: canonical json: bad number %q", string(x))
+			return nil, fmt.Errorf("keyapi: canonical json: bad number %q", string(x))
 		}
 		return append(dst, x...), nil
 	case int:
@@ -282,7 +284,7 @@ func AppendCanonicalJSON(dst []byte, v any) ([]byte, error) {
 		}
 		return append(dst, '}'), nil
 	}
-	return nil, fmt.Errorf("auth: canonical json: unsupported type %T", v)
+	return nil, fmt.Errorf("keyapi: canonical json: unsupported type %T", v)
 }
 
 // appendPyString writes s as Python's json.dumps with ensure_ascii=True.

@@ -1,0 +1,90 @@
+package keyapi_test
+
+import (
+	"context"
+	"crypto/rand"
+	"testing"
+	"time"
+
+	"floodgate/auth"
+	"floodgate/keyapi"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// A revoke through the sidecar reaches another node's Keyring over NATS.
+func TestEvents_SidecarToKeyring(t *testing.T) {
+	url := runNATS(t)
+	store := openBolt(t)
+	ringB := auth.NewKeyring(auth.KeyringOptions{Store: store})
+	nodeB := connect(t, url)
+	invalidated := make(chan string, 10)
+	stop, err := auth.SubscribeEvents(nodeB, func(ev auth.KeyEvent) {
+		ringB.HandleEvent(ev)
+		invalidated <- ev.Prefix
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	g, _ := keyapi.New(keyapi.Options{Store: store, Notifier: auth.NewNATSNotifier(connect(t, url)), AdminToken: adminToken, Now: func() time.Time { return t0 }})
+	key := addKey(t, store, newWallet(1).account, nil)
+	if _, err := ringB.Verify(key, t0); err != nil {
+		t.Fatal(err)
+	}
+	fx := &fixture{t: t, h: g, store: store, clock: &clock{t: t0}, events: &events{}}
+	wantOK(t, fx.admin("PATCH", "/admin/v1/keys/"+key[:8], `{"active":false}`), 200, nil)
+	select {
+	case p := <-invalidated:
+		if p != key[:8] {
+			t.Fatalf("invalidated %s", p)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("no event within 1 s")
+	}
+	if _, err := ringB.Verify(key, t0); err != auth.ErrInactiveKey {
+		t.Fatalf("node B after deactivate: %v", err)
+	}
+}
+
+func runNATS(t *testing.T) string {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s.ClientURL()
+}
+
+func connect(t *testing.T, url string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// addKey creates a key with mod applied and returns it.
+func addKey(t testing.TB, s auth.Store, account string, mod func(*auth.Record)) string {
+	t.Helper()
+	key, prefix, err := auth.Generate(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := auth.Record{Prefix: prefix, Hash: auth.Hash(key), Account: account, Status: auth.StatusActive, CreatedAt: t0}
+	if mod != nil {
+		mod(&rec)
+	}
+	if err := s.Create(context.Background(), rec, 0); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
