@@ -295,9 +295,9 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 // addDeliveredQuota reports rec's delivered_daily quota in u as
 // quotas.delivered_daily: messages delivered today (the UTC day of now)
 // against the limit, reset at the next 00:00 UTC.
-func addDeliveredQuota(u *KeyUsage, rec *Record, today UsageCounters, now time.Time) {
+func addDeliveredQuota(u *KeyUsage, rec *auth.Record, today auth.UsageCounters, now time.Time) {
 	if lim := rec.Quotas.DeliveredDaily; lim > 0 {
-		u.AddQuota("delivered_daily", lim, today.MessagesDelivered, NextUTCMidnight(now))
+		u.AddQuota("delivered_daily", lim, today.MessagesDelivered, auth.NextUTCMidnight(now))
 	}
 }
 
