@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"floodgate/auth"
-	"floodgate/node"
+	"floodgate/console"
 
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
@@ -125,7 +125,7 @@ func TestStatusShowsDeliveredUsage(t *testing.T) {
 		t.Fatalf("floodgate_top_key_messages_delivered %v", got)
 	}
 	n.n.SampleView(time.Now())
-	var tv node.TopKeysView
+	var tv console.TopKeysView
 	if code, body := adminGet(t, n.n.APIURL, "/admin/v1/top-keys", adminToken, &tv); code != 200 {
 		t.Fatalf("%d %s", code, body)
 	}
