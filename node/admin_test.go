@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"floodgate/auth"
+	"floodgate/console"
 	"floodgate/keyapi"
 	"floodgate/node"
 	"floodgate/node/nodetest"
@@ -116,7 +117,7 @@ func TestStatsRingCountsWhatTheNodeDoes(t *testing.T) {
 	}
 	n.n.SampleView(time.Now())
 
-	var st node.StatsView
+	var st console.StatsView
 	if code, body := adminGet(t, n.n.APIURL, "/admin/v1/stats", adminToken, &st); code != 200 {
 		t.Fatalf("%d %s", code, body)
 	}
@@ -144,7 +145,7 @@ func TestStatsRingCountsWhatTheNodeDoes(t *testing.T) {
 	if len(refusals) != 1 {
 		t.Fatalf("refusals by code %v, want the unknown source's code", refusals)
 	}
-	var none node.StatsView
+	var none console.StatsView
 	adminGet(t, n.n.APIURL, "/admin/v1/stats?since="+jsonInt(last.T), adminToken, &none)
 	for _, s := range none.Samples { // only the node's own later samples
 		if s.T <= last.T {
@@ -194,7 +195,7 @@ func TestTopKeysByTrafficAndRefusals(t *testing.T) {
 	now := time.Now()
 	n.n.SampleView(now)
 
-	var top node.TopKeysView
+	var top console.TopKeysView
 	if code, body := adminGet(t, n.n.APIURL, "/admin/v1/top-keys?n=5", adminToken, &top); code != 200 {
 		t.Fatalf("%d %s", code, body)
 	}
@@ -202,7 +203,7 @@ func TestTopKeysByTrafficAndRefusals(t *testing.T) {
 		top.Traffic[0].MsgsOut != 5 || top.Traffic[0].Connections != 1 {
 		t.Fatalf("traffic %+v", top.Traffic)
 	}
-	byPrefix := map[string]node.KeyRefusal{}
+	byPrefix := map[string]console.KeyRefusal{}
 	for _, r := range top.Refusals {
 		byPrefix[r.Prefix] = r
 	}
@@ -249,7 +250,7 @@ func TestNodesSeeEachOthersHeartbeats(t *testing.T) {
 	for _, n := range []*nodetest.Node{a, b, a, b} { // a base, then a sample
 		n.SampleView(time.Now())
 	}
-	var view node.NodesView
+	var view console.NodesView
 	waitUntil(t, func() bool {
 		a.Heartbeat(time.Now())
 		b.Heartbeat(time.Now())

@@ -40,7 +40,7 @@ type admitter struct {
 	// storeLog logs store failures at the upgrade at most once a second
 	// (a reconnect storm during an outage refuses thousands a second).
 	storeLog zerolog.Logger
-	refusals refusalRecorder // the console's refusal ranking (topkeys.go); nil: none
+	refusals refusalRecorder // the console's refusal ranking; nil: none
 }
 
 // Admit implements broker.Admitter.
@@ -117,7 +117,7 @@ func (a *admitter) verify(key string, ip netip.Addr, now time.Time) (auth.KeyInf
 func (a *admitter) refused(prefix string, ip netip.Addr, now time.Time, code string) {
 	a.events.refusal(prefix, ip, now, code)
 	if a.refusals != nil && prefix != "" {
-		a.refusals.refused(prefix, code, now)
+		a.refusals.Refused(prefix, code, now)
 	}
 }
 

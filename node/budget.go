@@ -26,6 +26,13 @@ type budget struct {
 	quota *keyQuota
 }
 
+// refusalRecorder counts refusals of keys (the console's ranking,
+// console.Backend.Refused); budget.go and admit.go call it where a key's
+// frame or upgrade is refused.
+type refusalRecorder interface {
+	Refused(prefix, code string, now time.Time)
+}
+
 // gatedBudget is the budget of a key with a delivered_daily quota: it
 // also implements broker.PublicGate.
 type gatedBudget struct{ *budget }
@@ -78,7 +85,7 @@ func (b *budget) decision(d limiter.Decision, now time.Time) broker.Decision {
 	if !d.Allowed || d.Close {
 		out.Code, out.Message, out.CloseReason = d.Code(), d.Message(), d.CloseReason()
 		if !d.Allowed && b.refusals != nil && b.prefix != "" {
-			b.refusals.refused(b.prefix, out.Code, now)
+			b.refusals.Refused(b.prefix, out.Code, now)
 		}
 	}
 	return out

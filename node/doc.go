@@ -38,12 +38,11 @@
 //     bytes folded into the key's usage at each usage flush) and
 //     quotas.delivered_daily (public subscriptions ended until 00:00 UTC).
 //   - http.go: the two muxes, the /readyz handler, pprof (its cmdline
-//     with secrets redacted).
-//   - admin.go, stats.go, topkeys.go, nodes.go: the operator console's
-//     endpoints (/admin/v1/stats, top-keys, nodes) and the page at /admin/:
-//     a 10-minute ring of 2 s samples of the node's own registry, the top
-//     keys by traffic and by refusals (bounded, space-saving), and the
-//     heartbeats of the cluster's nodes on floodgate.ctl.nodes.
+//     with secrets redacted), and the operator console (package console:
+//     its page and its /admin/v1 endpoints) mounted behind the admin
+//     token. The node builds the console's Backend from its registry, its
+//     readiness, the broker's per-key counters and the NATS connection,
+//     and feeds it the ended sessions and the refusals of keys.
 //   - config.go: Config, the config file (one section per concern).
 //
 // Sidecar mode (Config.Sidecar) is the same node without the broker: the
@@ -55,7 +54,7 @@
 // context ends, then drains and releases everything. Every goroutine the
 // node starts (HTTP servers, limiter sync, usage flushes, event writer,
 // key recheck, dependency check, control event publisher, purge, demo
-// feed, NATS subscriptions, the history's check) is stopped before Run
+// feed, the console's sampler, NATS subscriptions, the history's check) is stopped before Run
 // returns (the pending listener's reaper stops when its listener closes).
 // Reload, the accessors and the HTTP handlers are safe for concurrent use.
 //
@@ -63,8 +62,8 @@
 //
 // The per-frame path through the node is budget.Charge: one limiter charge
 // and one usage count, 0 allocations, no I/O; a refused frame of a key also
-// counts in the refusal ranking (a short scan of a fixed array, 0
-// allocations). Admit runs once per upgrade:
+// counts in the console's refusal ranking (a short scan of a fixed array,
+// 0 allocations). Admit runs once per upgrade:
 // a warm key lookup (0 allocations) and the limiter's admission (one Redis
 // round trip in cluster mode). Each Redis call on it is bounded by the
 // client's read_timeout, and skipped while Redis is known down.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"floodgate/auth"
+	"floodgate/console"
 	"floodgate/limiter"
 
 	"github.com/nats-io/nats.go"
@@ -43,6 +44,19 @@ const (
 type NotReady struct {
 	Reason string // one of the Reason constants
 	Detail string // the error behind it; shown to operators only
+}
+
+// healthOf is the console's view of the readiness reasons at now.
+func healthOf(nr []NotReady, now time.Time) console.Health {
+	h := console.Health{Status: "ready", Reasons: []string{}, Details: map[string]string{}, CheckedAt: now.UTC()}
+	for _, x := range nr {
+		h.Status = "not ready"
+		h.Reasons = append(h.Reasons, x.Reason)
+		if x.Detail != "" {
+			h.Details[x.Reason] = x.Detail
+		}
+	}
+	return h
 }
 
 // errNotChecked is the store state before the first check.

@@ -20,7 +20,7 @@ import (
 func (n *Node) apiMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	n.mountPprof(mux)
-	n.mountAdmin(mux) // the console and the node's /admin/v1 endpoints (admin.go)
+	n.mountAdmin(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
@@ -74,6 +74,18 @@ func (n *Node) isAdmin(r *http.Request) bool {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	got := sha256.Sum256([]byte(tok))
 	return ok && subtle.ConstantTimeCompare(got[:], n.adminHash[:]) == 1
+}
+
+// mountAdmin mounts the console's page and the node's /admin/v1 endpoints
+// (console.Backend.Mount) and the sidecar's other /admin/v1 endpoints when
+// an admin token is configured; without one nothing is mounted and /admin/
+// answers the sidecar's 404.
+func (n *Node) mountAdmin(mux *http.ServeMux) {
+	if n.cfg.AdminToken == "" {
+		return
+	}
+	n.console.Mount(mux)
+	mux.Handle("/admin/v1/", n.sidecar)
 }
 
 // mountPprof serves /debug/pprof/ behind the admin token; without a token

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"floodgate/auth"
+	"floodgate/console"
 	"floodgate/keyapi"
-	"floodgate/node"
 
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
@@ -126,7 +126,7 @@ func TestStatusShowsDeliveredUsage(t *testing.T) {
 		t.Fatalf("floodgate_top_key_messages_delivered %v", got)
 	}
 	n.n.SampleView(time.Now())
-	var tv node.TopKeysView
+	var tv console.TopKeysView
 	if code, body := adminGet(t, n.n.APIURL, "/admin/v1/top-keys", adminToken, &tv); code != 200 {
 		t.Fatalf("%d %s", code, body)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -18,6 +19,7 @@ import (
 
 	"floodgate/auth"
 	"floodgate/broker"
+	"floodgate/console"
 	"floodgate/fanout"
 	"floodgate/keyapi"
 	"floodgate/limiter"
@@ -66,9 +68,9 @@ type Node struct {
 	purged    prometheus.Counter
 	natsURL   string // where publishers connect
 	hubRef    atomic.Pointer[fanout.Hub]
-	view      *opsView    // the operator console's stats, top keys and heartbeats (admin.go)
-	rawStore  auth.Store  // the store under the metrics wrapper (its Upgrade)
-	upgraded  atomic.Bool // the store's layout is current (purge.go)
+	console   *console.Backend // the operator console's stats, top keys and heartbeats
+	rawStore  auth.Store       // the store under the metrics wrapper (its Upgrade)
+	upgraded  atomic.Bool      // the store's layout is current (purge.go)
 
 	// Owned by Run and Close.
 	runMu     sync.Mutex
@@ -156,7 +158,10 @@ func New(cfg Config) (_ *Node, err error) {
 	n.meter.usage = n.usage
 	n.events = newEventWriter(n.store, cfg.NodeID, cfg.EventQueue, n.log, n.reg)
 	n.control = &control{store: n.health.guard, keyring: n.keyring, limiter: n.limiter, timeout: time.Second, log: n.log, meter: n.meter}
-	n.view = newOpsView(n, time.Now())
+	n.console = console.New(console.Options{NodeID: cfg.NodeID, Sidecar: cfg.Sidecar, Gatherer: n.reg, NATS: n.nc, Logger: &n.log,
+		Health:     func(now time.Time) console.Health { return healthOf(n.readiness(), now) },
+		TopKeys:    n.topKeys,
+		Authorized: n.isAdmin})
 	if !cfg.Sidecar {
 		if err := n.buildBroker(); err != nil {
 			return nil, err
@@ -228,6 +233,22 @@ func (n *Node) openNATS() (err error) {
 }
 
 // buildBroker builds the hub and the broker behind the node's admitter.
+// sessionClosed is the broker's OnClose: connection events, then the
+// console's traffic of the ended session.
+func (n *Node) sessionClosed(info broker.SessionInfo) {
+	n.events.closed(info)
+	n.console.Closed(info)
+}
+
+// topKeys is the console's source of live per-key counters: every key's
+// sessions on this node (none in sidecar mode).
+func (n *Node) topKeys() []broker.KeyStat {
+	if n.broker == nil {
+		return nil
+	}
+	return n.broker.TopKeys(math.MaxInt)
+}
+
 func (n *Node) buildBroker() (err error) {
 	if on, _ := n.cfg.historyWanted(); on {
 		if n.history, err = n.newHistory(); err != nil {
@@ -248,7 +269,7 @@ func (n *Node) buildBroker() (err error) {
 	bo.Sources = n.sources
 	bo.Admitter = &admitter{keyring: n.keyring, limiter: n.limiter, usage: n.usage, meter: n.meter, events: n.events, costs: n.costs,
 		storeLog: n.log.Sample(&zerolog.BurstSampler{Burst: 1, Period: time.Second}),
-		trusted:  n.cfg.TrustedProxies, allowQuery: n.cfg.AllowQueryKey, refusals: n.view.refusals}
+		trusted:  n.cfg.TrustedProxies, allowQuery: n.cfg.AllowQueryKey, refusals: n.console}
 	bo.OnClose = n.sessionClosed
 	bo.Logger = &n.log
 	bo.Registerer = n.reg
@@ -383,7 +404,7 @@ func (n *Node) Run(ctx context.Context) error {
 	goBG(n.usage.Run)
 	goBG(n.events.run)
 	goBG(n.notifier.run)
-	goBG(n.runView)
+	goBG(n.console.Run)
 	if n.history != nil {
 		goBG(n.history.Run)
 	}

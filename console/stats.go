@@ -1,4 +1,4 @@
-package node
+package console
 
 import (
 	"math"
@@ -11,7 +11,7 @@ import (
 )
 
 // The node's own stats for the operator console: every statsInterval the
-// node gathers its Prometheus registry (what /metrics serves, so no
+// Backend gathers the node's Prometheus registry (what /metrics serves, so no
 // Prometheus server is needed), turns counters into rates and the fan-out
 // latency histogram's bucket deltas into a p99, and keeps the last
 // statsWindow of samples in a ring (GET /admin/v1/stats).
@@ -86,18 +86,6 @@ type Health struct {
 	CheckedAt time.Time `json:"checked_at"`
 }
 
-func healthOf(nr []NotReady, now time.Time) Health {
-	h := Health{Status: "ready", Reasons: []string{}, Details: map[string]string{}, CheckedAt: now.UTC()}
-	for _, x := range nr {
-		h.Status = "not ready"
-		h.Reasons = append(h.Reasons, x.Reason)
-		if x.Detail != "" {
-			h.Details[x.Reason] = x.Detail
-		}
-	}
-	return h
-}
-
 // counters are the cumulative values of one gather.
 type counters struct {
 	at                              time.Time
@@ -111,7 +99,7 @@ type counters struct {
 }
 
 // statsRing samples a registry and keeps the ring. Safe for concurrent
-// use: sample runs on the node's background goroutine, the handlers read.
+// use: sample runs on Run's goroutine, the handlers read.
 type statsRing struct {
 	// Immutable after newStatsRing.
 	gather prometheus.Gatherer

@@ -1,4 +1,4 @@
-package node_test
+package console_test
 
 import (
 	"fmt"
@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"floodgate/node"
+	"floodgate/console"
 )
 
 var tk0 = time.Unix(1700000000, 0)
@@ -14,7 +14,7 @@ var tk0 = time.Unix(1700000000, 0)
 // TestWindowTopRanksAndForgets: counts add up per key and label, the
 // ranking is by weight, and buckets older than the window drop out.
 func TestWindowTopRanksAndForgets(t *testing.T) {
-	w := node.NewWindowTop(time.Second, 3, 8)
+	w := console.NewWindowTop(time.Second, 3, 8)
 	w.Add("a", "RATE_LIMITED", 5, tk0)
 	w.Add("b", "RATE_LIMITED", 2, tk0)
 	w.Add("a", "QUOTA_EXCEEDED", 1, tk0.Add(time.Second))
@@ -40,7 +40,7 @@ func TestWindowTopRanksAndForgets(t *testing.T) {
 // TestWindowTopIsBoundedAndKeepsHeavyHitters: more keys than a bucket
 // holds never grow it, and a heavy key is still ranked first.
 func TestWindowTopIsBoundedAndKeepsHeavyHitters(t *testing.T) {
-	w := node.NewWindowTop(time.Minute, 1, 16)
+	w := console.NewWindowTop(time.Minute, 1, 16)
 	for i := range 10000 {
 		w.Add(fmt.Sprintf("k%05d", i), "x", 1, tk0)
 		if i%10 == 0 {
@@ -57,7 +57,7 @@ func TestWindowTopAddAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are not meaningful under -race")
 	}
-	w := node.NewWindowTop(30*time.Second, 20, 128)
+	w := console.NewWindowTop(30*time.Second, 20, 128)
 	now := tk0
 	w.Add("AbCdEfGh", "RATE_LIMITED", 1, now)
 	if n := testing.AllocsPerRun(1000, func() {
@@ -69,7 +69,7 @@ func TestWindowTopAddAllocs(t *testing.T) {
 }
 
 func BenchmarkWindowTop_Add(b *testing.B) {
-	w := node.NewWindowTop(30*time.Second, 20, 128)
+	w := console.NewWindowTop(30*time.Second, 20, 128)
 	keys := make([]string, 128)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("Key%05d", i)
@@ -89,16 +89,16 @@ func TestP99FromBucketDeltas(t *testing.T) {
 	prev := [][2]float64{{0.001, 100}, {0.01, 100}, {0.1, 100}}
 	// 100 new observations: 90 below 1 ms, 10 in (1 ms, 10 ms].
 	cur := [][2]float64{{0.001, 190}, {0.01, 200}, {0.1, 200}}
-	got := node.P99Delta(prev, cur, 100)
+	got := console.P99Delta(prev, cur, 100)
 	// rank 99: 9 of the 10 in (1, 10] ms -> 1 + 9*0.9 = 9.1 ms
 	if got == nil || math.Abs(*got-9.1) > 1e-9 {
 		t.Fatalf("p99 %v, want 9.1 ms", got)
 	}
-	if node.P99Delta(prev, prev, 0) != nil {
+	if console.P99Delta(prev, prev, 0) != nil {
 		t.Fatal("p99 of nothing is not nil")
 	}
 	// Beyond the last bucket: its bound.
-	if got := node.P99Delta(prev, [][2]float64{{0.001, 100}, {0.01, 100}, {0.1, 100}}, 5); got == nil || *got != 100 {
+	if got := console.P99Delta(prev, [][2]float64{{0.001, 100}, {0.01, 100}, {0.1, 100}}, 5); got == nil || *got != 100 {
 		t.Fatalf("p99 above the buckets %v, want 100 ms", got)
 	}
 }

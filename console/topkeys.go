@@ -1,4 +1,4 @@
-package node
+package console
 
 import (
 	"sort"
@@ -11,7 +11,8 @@ import (
 // Top keys of the last 10 minutes for the operator console
 // (GET /admin/v1/top-keys): by traffic (frames in and out, sampled from
 // the broker's live sessions plus the sessions that ended) and by refusals
-// (refused upgrades in admit.go, refused frames in budget.go).
+// (refused upgrades and refused frames, counted by the node through
+// Backend.Refused).
 
 const (
 	// topWindow is how far back the rankings look.
@@ -167,12 +168,6 @@ func (t *windowTop) top(n int, now time.Time) []topCount {
 		out = out[:n]
 	}
 	return out
-}
-
-// refusalRecorder counts refusals of keys; budget.go and admit.go call it
-// where a key's frame or upgrade is refused.
-type refusalRecorder interface {
-	refused(prefix, code string, now time.Time)
 }
 
 // refusalTop is the refusal ranking: one count per refusal, labelled by
