@@ -12,20 +12,21 @@
 //     ?api_key= when allowed) and the client address (trusted proxies).
 //   - admit.go: the broker's Admitter: key verification, failed attempts
 //     toward the IP block, the limiter's admission.
-//   - budget.go: the per-frame budget of a connection (costs, usage), and
-//     the charge of a replay (limits.costs.replay per 100 messages).
-//   - history.go: --history auto|on|off, the history section, the
-//     JetStream store of the embedded server (DataDir/nats), starting the
-//     stream (a failure leaves the node live-only and not ready).
+//   - budget.go: the per-frame budget of a connection (costs by source
+//     from a price table swapped on reload, usage), and the charge of a
+//     replay (limits.costs.replay per 100 messages).
 //   - control.go: key control events (revoke, deactivate, expire, update)
 //     applied to live sessions, and the periodic recheck of live keys
 //     (every 5 s instead of 30 s while events may be missed).
 //   - notify.go: the REST API's notifier: a change made through this node
 //     applies to its own sessions at once, then goes to the others over
 //     NATS in the background, retried.
-//   - deps.go: the Redis client of --redis-mode (single, cluster,
-//     sentinel) with bounded calls, and the NATS connection (pings that
-//     find a hung server).
+//   - deps.go: what the node connects to: the Redis client of
+//     --redis-mode (single, cluster, sentinel) with bounded calls, the NATS
+//     connection (pings that find a hung server), the history
+//     (--history auto|on|off, the JetStream store of the embedded server in
+//     DataDir/nats; a failure leaves the node live-only and not ready) and
+//     the demo feed.
 //   - health.go: the background dependency check, /readyz's reasons, and
 //     the store guard that keeps a hung Redis off the upgrade path.
 //   - events.go: key connection events written to the store, in batches,
@@ -33,10 +34,10 @@
 //   - pending.go: the websocket listener's cap of sockets per IP that have
 //     not sent a whole request (limits.node.max_pending_per_ip).
 //   - purge.go: the job that deletes revoked keys past the retention.
-//   - usage.go: a key's live budget for the status endpoint and operators.
-//   - meter.go: delivery metering (the sessions' delivered frames and
-//     bytes folded into the key's usage at each usage flush) and
-//     quotas.delivered_daily (public subscriptions ended until 00:00 UTC).
+//   - usage.go: a key's live budget for the status endpoint and operators;
+//     delivery metering (the sessions' delivered frames and bytes folded
+//     into the key's usage at each usage flush) and quotas.delivered_daily
+//     (public subscriptions ended until 00:00 UTC).
 //   - http.go: the two muxes, the /readyz handler, pprof (its cmdline
 //     with secrets redacted), and the operator console (package console:
 //     its page and its /admin/v1 endpoints) mounted behind the admin
@@ -54,8 +55,8 @@
 // context ends, then drains and releases everything. Every goroutine the
 // node starts (HTTP servers, limiter sync, usage flushes, event writer,
 // key recheck, dependency check, control event publisher, purge, demo
-// feed, the console's sampler, NATS subscriptions, the history's check) is stopped before Run
-// returns (the pending listener's reaper stops when its listener closes).
+// feed, the console's sampler, NATS subscriptions, the history's check)
+// is stopped before Run returns (the pending listener's reaper stops when its listener closes).
 // Reload, the accessors and the HTTP handlers are safe for concurrent use.
 //
 // # Hot path
