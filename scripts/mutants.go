@@ -202,7 +202,7 @@ var mutants = []mutant{
 	},
 	{
 		name: "calendar-week-starts-sunday",
-		file: "limiter/calendar.go",
+		file: "limiter/quota.go",
 		from: "idx = floorDiv(floorDiv(now, dayNs)+3, 7)\n\t\tstart = (idx*7 - 3) * dayNs\n",
 		to:   "idx = floorDiv(floorDiv(now, dayNs)+4, 7)\n\t\tstart = (idx*7 - 4) * dayNs\n",
 		pkg:  "./limiter", test: "TestCalendarPeriod",
