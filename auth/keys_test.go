@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -91,4 +92,27 @@ func TestKeyHash(t *testing.T) {
 	if auth.Hash(long) == auth.Hash(long[:99]) {
 		t.Fatal("long keys")
 	}
+}
+
+// FuzzParseKey: ParseKey accepts exactly what the key format says.
+func FuzzParseKey(f *testing.F) {
+	f.Add("AbCdEfGh_2mT8xQ9wY3kP7vN5rL1cZ")
+	f.Add("short")
+	f.Add("AbCdEfGh_" + strings.Repeat("z", 22))
+	f.Add("AbCdEfGh_2mT8xQ9wY3kP7vN5rL1c0")
+	// The oracle: the key format's regular expression, independent of the
+	// parser (8 base58 characters, "_", 1..22 base58 characters).
+	format := regexp.MustCompile(`^[1-9A-HJ-NP-Za-km-z]{8}_[1-9A-HJ-NP-Za-km-z]{1,22}$`)
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := auth.ParseKey(s)
+		if (err == nil) != format.MatchString(s) {
+			t.Fatalf("ParseKey(%q): err %v, but the format says %v", s, err, format.MatchString(s))
+		}
+		if err != nil {
+			return
+		}
+		if p != s[:auth.PrefixLen] || !auth.ValidPrefix(p) {
+			t.Fatalf("ParseKey(%q) = %q", s, p)
+		}
+	})
 }
