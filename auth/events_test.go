@@ -6,25 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-
 	"floodgate/auth"
-)
+	"floodgate/internal/testdeps"
 
-func runNATS(t *testing.T) string {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s.ClientURL()
-}
+	"github.com/nats-io/nats.go"
+)
 
 func connect(t *testing.T, url string) *nats.Conn {
 	t.Helper()
@@ -37,7 +23,7 @@ func connect(t *testing.T, url string) *nats.Conn {
 }
 
 func TestEvents_NATS(t *testing.T) {
-	url := runNATS(t)
+	url := testdeps.EmbeddedNATS(t)
 	pub, subA, subB := connect(t, url), connect(t, url), connect(t, url)
 	got := make(chan auth.KeyEvent, 10)
 	stopA, err := auth.SubscribeEvents(subA, func(ev auth.KeyEvent) { got <- ev })

@@ -29,19 +29,9 @@ func newWallet(seed byte) *wallet {
 // top level.
 func (w *wallet) body(t testing.TB, typ string, payload map[string]any, ts time.Time, window int64) map[string]any {
 	t.Helper()
-	if payload == nil {
-		payload = map[string]any{}
-	}
-	msg, err := keyapi.SigningMessage(typ, payload, ts.UnixMilli(), window)
+	b, err := keyapi.SignRequest(w.priv, typ, payload, ts.UnixMilli(), window)
 	if err != nil {
 		t.Fatal(err)
-	}
-	b := map[string]any{
-		"account": w.account, "agent_wallet": nil, "signature": base58.Encode(ed25519.Sign(w.priv, msg)),
-		"timestamp": ts.UnixMilli(), "expiry_window": window,
-	}
-	for k, v := range payload {
-		b[k] = v
 	}
 	return b
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"floodgate/auth"
+	"floodgate/auth/storetest"
 )
 
 // countingStore counts Get calls, and can block them or make them fail.
@@ -55,7 +56,7 @@ func addKey(t testing.TB, s auth.Store, account string, mod func(*auth.Record)) 
 }
 
 func TestKeyring_Verify(t *testing.T) {
-	cs := &countingStore{Store: openBolt(t)}
+	cs := &countingStore{Store: storetest.OpenBolt(t)}
 	k := auth.NewKeyring(auth.KeyringOptions{Store: cs})
 	now := t0
 	good := addKey(t, cs, "acct", func(r *auth.Record) {
@@ -106,7 +107,7 @@ func TestKeyring_Verify(t *testing.T) {
 }
 
 func TestKeyring_VerifyWarmAllocs(t *testing.T) {
-	cs := &countingStore{Store: openBolt(t)}
+	cs := &countingStore{Store: storetest.OpenBolt(t)}
 	k := auth.NewKeyring(auth.KeyringOptions{Store: cs})
 	good := addKey(t, cs, "acct", nil)
 	wrong := good[:auth.PrefixLen+1] + "2mT8xQ9wY3kP7vN5rL1cZ"
@@ -122,7 +123,7 @@ func TestKeyring_VerifyWarmAllocs(t *testing.T) {
 }
 
 func TestKeyring_InvalidateAndTTL(t *testing.T) {
-	cs := &countingStore{Store: openBolt(t)}
+	cs := &countingStore{Store: storetest.OpenBolt(t)}
 	k := auth.NewKeyring(auth.KeyringOptions{Store: cs, TTL: time.Minute, NegativeTTL: 10 * time.Second})
 	ctx := context.Background()
 	key := addKey(t, cs, "acct", nil)
@@ -184,7 +185,7 @@ func TestKeyring_InvalidateAndTTL(t *testing.T) {
 }
 
 func TestKeyring_NegativeBound(t *testing.T) {
-	k := auth.NewKeyring(auth.KeyringOptions{Store: openBolt(t), MaxNegative: 10})
+	k := auth.NewKeyring(auth.KeyringOptions{Store: storetest.OpenBolt(t), MaxNegative: 10})
 	for i := 0; i < 100; i++ {
 		key, _, _ := auth.Generate(rand.Reader)
 		_, _ = k.Verify(key, t0)
@@ -195,7 +196,7 @@ func TestKeyring_NegativeBound(t *testing.T) {
 }
 
 func TestKeyring_SingleFlight(t *testing.T) {
-	cs := &countingStore{Store: openBolt(t), entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	cs := &countingStore{Store: storetest.OpenBolt(t), entered: make(chan struct{}, 1), gate: make(chan struct{})}
 	key := addKey(t, cs.Store, "acct", nil)
 	k := auth.NewKeyring(auth.KeyringOptions{Store: cs})
 	const n = 20
@@ -233,7 +234,7 @@ func TestKeyring_SingleFlight(t *testing.T) {
 // An Invalidate during a lookup keeps the (possibly stale) result out of
 // the cache.
 func TestKeyring_InvalidateDuringLookup(t *testing.T) {
-	cs := &countingStore{Store: openBolt(t), entered: make(chan struct{}, 1), gate: make(chan struct{}, 1)}
+	cs := &countingStore{Store: storetest.OpenBolt(t), entered: make(chan struct{}, 1), gate: make(chan struct{}, 1)}
 	key := addKey(t, cs.Store, "acct", nil)
 	k := auth.NewKeyring(auth.KeyringOptions{Store: cs})
 	done := make(chan error)

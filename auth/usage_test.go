@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"floodgate/auth"
+	"floodgate/auth/storetest"
 )
 
 // batchStore records AddUsage batches and can fail them.
@@ -36,7 +37,7 @@ func (b *batchStore) count() int {
 }
 
 func TestUsage_Flush(t *testing.T) {
-	bs := &batchStore{Store: openBolt(t)}
+	bs := &batchStore{Store: storetest.OpenBolt(t)}
 	ka, kb := addKey(t, bs, "a", nil), addKey(t, bs, "b", nil)
 	pa, pb := ka[:8], kb[:8]
 	u := auth.NewUsage(auth.UsageOptions{Store: bs})
@@ -96,7 +97,7 @@ func TestUsage_Flush(t *testing.T) {
 }
 
 func TestUsage_Run(t *testing.T) {
-	bs := &batchStore{Store: openBolt(t)}
+	bs := &batchStore{Store: storetest.OpenBolt(t)}
 	key := addKey(t, bs, "a", nil)
 	u := auth.NewUsage(auth.UsageOptions{Store: bs, Interval: time.Millisecond}) // raised to 1 s
 	ctx, cancel := context.WithCancel(context.Background())
@@ -119,7 +120,7 @@ func TestUsage_Run(t *testing.T) {
 }
 
 func TestUsage_AddAllocs(t *testing.T) {
-	u := auth.NewUsage(auth.UsageOptions{Store: openBolt(t)})
+	u := auth.NewUsage(auth.UsageOptions{Store: storetest.OpenBolt(t)})
 	key := "AbCdEfGh_2mT8xQ9wY3kP7vN5rL1cZ"
 	prefix := key[:8]
 	u.Add(prefix, 1, t0)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"floodgate/auth"
+	"floodgate/auth/storetest"
 	"floodgate/keyapi"
 )
 
@@ -313,7 +314,7 @@ func TestRouting(t *testing.T) {
 
 // The sidecar works the same over the Redis store.
 func TestAccount_Redis(t *testing.T) {
-	f := newFixtureOn(t, openMiniredis(t), nil)
+	f := newFixtureOn(t, storetest.OpenMiniredis(t), nil)
 	w := newWallet(1)
 	var keys []string
 	for i := 0; i < 5; i++ {

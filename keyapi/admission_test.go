@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"floodgate/internal/testdeps"
 	"floodgate/keyapi"
 	"floodgate/limiter"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
@@ -228,16 +228,7 @@ func TestAccount_FileVerifier(t *testing.T) {
 // no answer within the timeout or no responder at all 503 UNAVAILABLE
 // with Retry-After.
 func TestAccount_NATSVerifier(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	nc, err := nats.Connect(ns.ClientURL())
+	nc, err := nats.Connect(testdeps.EmbeddedNATS(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,16 +7,17 @@ import (
 	"time"
 
 	"floodgate/auth"
+	"floodgate/auth/storetest"
+	"floodgate/internal/testdeps"
 	"floodgate/keyapi"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
 // A revoke through the sidecar reaches another node's Keyring over NATS.
 func TestEvents_SidecarToKeyring(t *testing.T) {
-	url := runNATS(t)
-	store := openBolt(t)
+	url := testdeps.EmbeddedNATS(t)
+	store := storetest.OpenBolt(t)
 	ringB := auth.NewKeyring(auth.KeyringOptions{Store: store})
 	nodeB := connect(t, url)
 	invalidated := make(chan string, 10)
@@ -46,20 +47,6 @@ func TestEvents_SidecarToKeyring(t *testing.T) {
 	if _, err := ringB.Verify(key, t0); err != auth.ErrInactiveKey {
 		t.Fatalf("node B after deactivate: %v", err)
 	}
-}
-
-func runNATS(t *testing.T) string {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s.ClientURL()
 }
 
 func connect(t *testing.T, url string) *nats.Conn {

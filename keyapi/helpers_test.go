@@ -11,12 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-	"github.com/mr-tron/base58"
-	"github.com/redis/go-redis/v9"
-
 	"floodgate/auth"
+	"floodgate/auth/storetest"
 	"floodgate/keyapi"
+
+	"github.com/mr-tron/base58"
 )
 
 const adminToken = "s3cret-admin-token"
@@ -64,7 +63,7 @@ type fixture struct {
 var t0 = time.Date(2025, 5, 20, 12, 0, 0, 0, time.UTC)
 
 func newFixture(t *testing.T, mod func(*keyapi.Options)) *fixture {
-	return newFixtureOn(t, openBolt(t), mod)
+	return newFixtureOn(t, storetest.OpenBolt(t), mod)
 }
 
 func newFixtureOn(t *testing.T, store auth.Store, mod func(*keyapi.Options)) *fixture {
@@ -167,35 +166,9 @@ func newWallet(seed byte) *wallet {
 // top level.
 func (w *wallet) body(t testing.TB, typ string, payload map[string]any, ts time.Time, window int64) map[string]any {
 	t.Helper()
-	if payload == nil {
-		payload = map[string]any{}
-	}
-	msg, err := keyapi.SigningMessage(typ, payload, ts.UnixMilli(), window)
+	b, err := keyapi.SignRequest(w.priv, typ, payload, ts.UnixMilli(), window)
 	if err != nil {
 		t.Fatal(err)
-	}
-	b := map[string]any{
-		"account": w.account, "agent_wallet": nil, "signature": base58.Encode(ed25519.Sign(w.priv, msg)),
-		"timestamp": ts.UnixMilli(), "expiry_window": window,
-	}
-	for k, v := range payload {
-		b[k] = v
 	}
 	return b
-}
-
-func openBolt(t *testing.T) auth.Store {
-	s, err := auth.OpenBolt(t.TempDir(), auth.BoltOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-func openMiniredis(t *testing.T) auth.Store {
-	mr := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	t.Cleanup(func() { rdb.Close() })
-	return auth.NewRedisStore(rdb, auth.RedisOptions{Namespace: "test:"})
 }

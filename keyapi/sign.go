@@ -228,6 +228,33 @@ func SigningMessage(typ string, payload any, timestamp, expiryWindow int64) ([]b
 	})
 }
 
+// SignRequest is the client side of SigningMessage: the body of a
+// wallet-signed account request of typ, signed with priv as the Pacifica
+// SDK signs it, with the payload's fields at the top level:
+// {"account","agent_wallet":null,"signature","timestamp","expiry_window",
+// ...payload}. For Go clients and tests; timestamp and expiryWindow are in
+// milliseconds.
+func SignRequest(priv ed25519.PrivateKey, typ string, payload map[string]any, timestamp, expiryWindow int64) (map[string]any, error) {
+	if payload == nil {
+		payload = map[string]any{} // signed as {}, like the SDK's empty payload
+	}
+	msg, err := SigningMessage(typ, payload, timestamp, expiryWindow)
+	if err != nil {
+		return nil, err
+	}
+	b := map[string]any{
+		"account":       base58.Encode(priv.Public().(ed25519.PublicKey)),
+		"agent_wallet":  nil,
+		"signature":     base58.Encode(ed25519.Sign(priv, msg)),
+		"timestamp":     timestamp,
+		"expiry_window": expiryWindow,
+	}
+	for k, v := range payload {
+		b[k] = v
+	}
+	return b, nil
+}
+
 // AppendCanonicalJSON appends v as Python's
 // json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 // would write it: object keys sorted by code point at every level, no

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"floodgate/internal/testdeps"
 	"floodgate/loadtest"
 )
 
@@ -39,7 +40,7 @@ func (l *lockedBuffer) String() string {
 // broker figures follow from them exactly (the real broker's cannot be
 // predicted; TestRun_RealBroker_ExactAccounting covers the deliveries).
 func TestRun_RelayMetricsArithmetic(t *testing.T) {
-	natsURL := natsServer(t)
+	natsURL := testdeps.EmbeddedNATS(t)
 	var samples atomic.Int64
 	rl := newRelay(t, natsURL, func(r *relay) {
 		r.metrics = func() (float64, float64) {
@@ -98,7 +99,7 @@ func TestRun_RelayMetricsArithmetic(t *testing.T) {
 // TestRun_ConnectFailures: refused upgrades and refused subscriptions are
 // counted by reason and left out of the expected deliveries.
 func TestRun_ConnectFailures(t *testing.T) {
-	natsURL := natsServer(t)
+	natsURL := testdeps.EmbeddedNATS(t)
 	rl := newRelay(t, natsURL, func(r *relay) { r.refuseEvery = 4; r.badSymbol = "LOAD2" })
 	rep, err := loadtest.Run(context.Background(), loadtest.Config{
 		URL:             rl.wsURL(),
@@ -125,7 +126,7 @@ func TestRun_ConnectFailures(t *testing.T) {
 }
 
 func TestRun_Cancelled(t *testing.T) {
-	natsURL := natsServer(t)
+	natsURL := testdeps.EmbeddedNATS(t)
 	rl := newRelay(t, natsURL, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(300*time.Millisecond, cancel)

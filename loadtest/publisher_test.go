@@ -7,9 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
+	"floodgate/internal/testdeps"
 	"floodgate/loadtest"
+
+	"github.com/nats-io/nats.go"
 )
 
 func TestAppendPayload(t *testing.T) {
@@ -43,7 +44,7 @@ func TestAppendPayloadAllocs(t *testing.T) {
 // subjects and checks the rate, the per-subject counts against what a NATS
 // subscriber received, and per-subject seq order.
 func TestPublisher_RateAndCounts(t *testing.T) {
-	url := natsServer(t)
+	url := testdeps.EmbeddedNATS(t)
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)

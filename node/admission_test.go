@@ -49,19 +49,11 @@ func newTestWallet(t testing.TB) *testWallet {
 // top level.
 func (w *testWallet) signed(t testing.TB, typ string, payload map[string]any, window int64) []byte {
 	t.Helper()
-	if payload == nil {
-		payload = map[string]any{}
-	}
 	ts := max(time.Now().UnixMilli(), w.lastTS+1)
 	w.lastTS = ts
-	msg, err := keyapi.SigningMessage(typ, payload, ts, window)
+	b, err := keyapi.SignRequest(w.priv, typ, payload, ts, window)
 	if err != nil {
 		t.Fatal(err)
-	}
-	b := map[string]any{"account": w.account, "agent_wallet": nil, "signature": base58.Encode(ed25519.Sign(w.priv, msg)),
-		"timestamp": ts, "expiry_window": window}
-	for k, v := range payload {
-		b[k] = v
 	}
 	out, _ := json.Marshal(b)
 	return out

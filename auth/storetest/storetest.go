@@ -1,5 +1,6 @@
 // Package storetest is the conformance suite every auth.Store
-// implementation passes: the bbolt and Redis stores run it in their tests.
+// implementation passes: the bbolt and Redis stores run it in their tests;
+// OpenBolt and OpenMiniredis are the store openers the tests share.
 package storetest
 
 import (
@@ -13,6 +14,9 @@ import (
 
 	"floodgate/auth"
 	"floodgate/internal/proto"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
 )
 
 // Opener returns a new, empty store for one subtest; it registers its own
@@ -613,4 +617,25 @@ func testSignatures(t *testing.T, s auth.Store) {
 	if fresh != 1 {
 		t.Fatalf("concurrent uses: %d fresh, want 1", fresh)
 	}
+}
+
+// OpenBolt opens a bbolt store in t.TempDir(), closed by t.Cleanup.
+func OpenBolt(t *testing.T) auth.Store {
+	t.Helper()
+	s, err := auth.OpenBolt(t.TempDir(), auth.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// OpenMiniredis opens a Redis store on a fresh miniredis (namespace
+// "test:"), closed by t.Cleanup.
+func OpenMiniredis(t *testing.T) auth.Store {
+	t.Helper()
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	return auth.NewRedisStore(rdb, auth.RedisOptions{Namespace: "test:"})
 }

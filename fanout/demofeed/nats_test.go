@@ -7,30 +7,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-
 	"floodgate/fanout/demofeed"
+	"floodgate/internal/testdeps"
+
+	"github.com/nats-io/nats.go"
 )
 
 // TestRun_NATS publishes through a real embedded NATS server and checks that a
 // subscriber on md.> receives every channel within a second.
 func TestRun_NATS(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	if !ns.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	pub, err := nats.Connect(ns.ClientURL())
+	url := testdeps.EmbeddedNATS(t)
+	pub, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	sub, err := nats.Connect(ns.ClientURL())
+	sub, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
