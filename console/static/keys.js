@@ -64,14 +64,14 @@ export function mount(el, ctx, arg) {
     fill(tableEl, keys.length ? h('table', { id: 'keys' },
       h('thead', {}, h('tr', {}, h('th', {}, 'Key'), h('th', {}, 'Alias'), h('th', {}, 'Account'), h('th', {}, 'Category'),
         h('th', {}, 'Status'), h('th', { class: 'col-scopes' }, 'Scopes'), h('th', {}, 'Created (UTC)'), h('th', {}, 'Last used'), h('th', { class: 'num' }, 'Requests'),
-        delivered ? h('th', { class: 'num' }, 'Delivered today') : null)),
+        delivered ? h('th', { class: 'num col-wide' }, 'Delivered today') : null)),
       h('tbody', {}, keys.map((k) => h('tr', {
         class: `clickable${k.prefix === state.selected ? ' selected' : ''}`, dataset: { prefix: k.prefix },
         onclick: () => ctx.navigate(`#/keys/${k.prefix}`),
       }, h('td', { class: 'mono' }, masked(k.prefix)), h('td', {}, k.alias || ''), h('td', { class: 'mono', title: k.account }, short(k.account)),
       h('td', {}, k.category || ''), h('td', {}, pill(k.status)), h('td', { class: 'col-scopes', title: scopeNames(k).join(', ') }, scopesShort(k)), h('td', { title: utc(k.created_at) }, `${utc(k.created_at).slice(0, 16)}Z`),
       h('td', { title: utc(k.last_used_at) }, ago(k.last_used_at)), h('td', { class: 'num' }, num(k.request_count)),
-      delivered ? h('td', { class: 'num' }, num(deliveredToday(k))) : null))))
+      delivered ? h('td', { class: 'num col-wide' }, num(deliveredToday(k))) : null))))
       : h('p', { class: 'empty' }, state.q || state.status ? 'No key matches.' : 'No keys yet: create one with "New key".'));
     fill(pager,
       h('span', { class: 'muted' }, `page ${state.page + 1}`),
