@@ -12,7 +12,7 @@ import (
 
 // The Backend's endpoints under /admin/v1 (behind the admin token), plus
 // the console page itself at /admin/. The key endpoints of /admin/v1 stay
-// the REST sidecar's (the node mounts them).
+// keyapi's (the node mounts them).
 
 // adminRoute is one endpoint the Backend serves.
 type adminRoute struct {
@@ -21,7 +21,7 @@ type adminRoute struct {
 }
 
 // routes are the operator endpoints the node serves itself (the others
-// under /admin/v1 are the sidecar's). auth/openapi.json documents them
+// under /admin/v1 are keyapi's). keyapi/openapi.json documents them
 // with "x-served-by": "node".
 func (b *Backend) routes() []adminRoute {
 	return []adminRoute{

@@ -308,7 +308,7 @@ func TestRouting(t *testing.T) {
 		t.Fatalf("Allow: %q", r.header.Get("Allow"))
 	}
 	if _, err := keyapi.New(keyapi.Options{}); err == nil {
-		t.Fatal("NewSidecar without a store")
+		t.Fatal("keyapi.New without a store")
 	}
 }
 

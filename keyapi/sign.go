@@ -25,7 +25,7 @@ var (
 	ErrInvalidSignature  = errors.New("keyapi: invalid signature")                  // "Invalid signature"
 	ErrInvalidMessage    = errors.New("keyapi: message expired or from the future") // "Invalid message"
 	ErrSignatureReplayed = errors.New("keyapi: signature replayed")                 // "Signature replayed"
-	// ErrExpiryWindowTooLong: expiry_window above the sidecar's
+	// ErrExpiryWindowTooLong: expiry_window above the API's
 	// MaxExpiryWindow ("expiry_window too long (max N ms)").
 	ErrExpiryWindowTooLong = errors.New("keyapi: expiry_window too long")
 )
