@@ -4,9 +4,13 @@ import (
 	"encoding/json"
 	"net/http/httptest"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
+
+	"floodgate/auth"
+	"floodgate/keyapi"
 )
 
 func TestOpenAPI(t *testing.T) {
@@ -78,5 +82,55 @@ func TestOpenAPI(t *testing.T) {
 	}
 	if len(ops) != len(f.h.Routes()) {
 		t.Errorf("%d documented operations, %d routes", len(ops), len(f.h.Routes()))
+	}
+}
+
+// TestOpenAPISchemasMatchTheWireTypes: every JSON field of the API's wire
+// types is a property of its schema in openapi.json, and every property of
+// those schemas is a field: a field added to a type without its
+// documentation (or left documented after removal) fails here.
+func TestOpenAPISchemasMatchTheWireTypes(t *testing.T) {
+	b, err := os.ReadFile("openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]json.RawMessage `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for schema, v := range map[string]any{
+		"KeyView": keyapi.KeyView{}, "CreateKeyRequest": keyapi.CreateKeyRequest{}, "KeyPatch": keyapi.KeyPatch{},
+		"CreatedKey": keyapi.CreatedKey{}, "KeyStatus": keyapi.KeyStatus{}, "KeyUsage": keyapi.KeyUsage{},
+		"QuotaUsage": keyapi.QuotaUsage{}, "KeyList": keyapi.KeyList{}, "UsageCounters": auth.UsageCounters{},
+		"Limits": auth.Limits{}, "Quotas": auth.Quotas{},
+	} {
+		props := doc.Components.Schemas[schema].Properties
+		if props == nil {
+			t.Errorf("openapi.json has no schema %s", schema)
+			continue
+		}
+		fields := map[string]bool{}
+		rt := reflect.TypeOf(v)
+		for i := range rt.NumField() {
+			name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			fields[name] = true
+			if _, ok := props[name]; !ok {
+				t.Errorf("%s.%s (json %q) is not documented in openapi.json schema %s", rt.Name(), rt.Field(i).Name, name, schema)
+			}
+		}
+		for name := range props {
+			if !fields[name] {
+				t.Errorf("openapi.json schema %s documents %q, which %s does not have", schema, name, rt.Name())
+			}
+		}
 	}
 }
