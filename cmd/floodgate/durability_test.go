@@ -164,21 +164,26 @@ func TestKeysCLIAgainstServe(t *testing.T) {
 		t.Fatalf("list lacks the key:\n%s", out)
 	}
 	// update changes what its flags name, and nothing else.
-	out = run("update", created.Key.Prefix, "--credits-per-minute", "900", "--quota-daily", "5000", "--calendar", "--expires-at", "2031-01-02T03:04:05Z", "--json")
+	out = run("update", created.Key.Prefix, "--credits-per-minute", "900", "--quota-daily", "5000", "--calendar", "--expires-at", "2031-01-02T03:04:05Z",
+		"--scopes", "market", "--allowed-cidrs", "10.1.2.3/8,2001:db8::1/32", "--quota-delivered-daily", "7", "--json")
 	var upd struct {
-		Alias     string `json:"alias"`
-		ExpiresAt string `json:"expires_at"`
-		Limits    struct {
+		Alias        string   `json:"alias"`
+		ExpiresAt    string   `json:"expires_at"`
+		Scopes       []string `json:"scopes"`
+		AllowedCIDRs []string `json:"allowed_cidrs"`
+		Limits       struct {
 			CreditsPerMinute int64 `json:"credits_per_minute"`
 			MaxConnections   int64 `json:"max_connections"`
 		} `json:"limits"`
 		Quotas struct {
-			Daily    int64 `json:"daily"`
-			Calendar bool  `json:"calendar"`
+			Daily          int64 `json:"daily"`
+			Calendar       bool  `json:"calendar"`
+			DeliveredDaily int64 `json:"delivered_daily"`
 		} `json:"quotas"`
 	}
 	if err := json.Unmarshal([]byte(out), &upd); err != nil || upd.Limits.CreditsPerMinute != 900 || upd.Quotas.Daily != 5000 || !upd.Quotas.Calendar ||
-		upd.ExpiresAt != "2031-01-02T03:04:05Z" || upd.Alias != "bot-1" || upd.Limits.MaxConnections != 0 {
+		upd.ExpiresAt != "2031-01-02T03:04:05Z" || upd.Alias != "bot-1" || upd.Limits.MaxConnections != 0 ||
+		strings.Join(upd.Scopes, ",") != "market" || strings.Join(upd.AllowedCIDRs, ",") != "10.0.0.0/8,2001:db8::/32" || upd.Quotas.DeliveredDaily != 7 {
 		t.Fatalf("update: %v %s", err, out)
 	}
 	if out, err := exec.Command(binary, "keys", "update", created.Key.Prefix, "--api-url", p.apiURL, "--admin-token", testAdmin).CombinedOutput(); err == nil ||
