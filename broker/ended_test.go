@@ -9,6 +9,8 @@ import (
 	"floodgate/broker"
 	"floodgate/fanout"
 	"floodgate/internal/proto"
+
+	"github.com/coder/websocket"
 )
 
 // keyAdmitter admits everyone as the key named by the X-Key header, with
@@ -76,4 +78,33 @@ func TestEndSubscriptions(t *testing.T) {
 	if n := e.srv.EndSubscriptions("nope", func(*fanout.Channel) bool { return true }, "X"); n != 0 {
 		t.Fatalf("unknown prefix ended %d", n)
 	}
+}
+
+// closingAdmitter admits a key and, before returning, has the key closed
+// (as a revoke landing between a connection's admission and its start).
+type closingAdmitter struct{ srv **broker.Server }
+
+func (a closingAdmitter) Admit(ctx context.Context, r *http.Request, now time.Time) (broker.Identity, broker.Budget, *proto.Refusal) {
+	id, b, ref := keyAdmitter{10}.Admit(ctx, r, now)
+	if r.Header.Get("X-Close") != "" {
+		(*a.srv).CloseKey(id.KeyPrefix, broker.ReasonKeyRevoked)
+	}
+	return id, b, ref
+}
+
+// TestCloseKeyRacingANewConnection: a key closed after a connection's
+// admission but before its session is live still closes that connection
+// (1008 "api key revoked"); a connection admitted after the close is not
+// affected, and neither is another key.
+func TestCloseKeyRacingANewConnection(t *testing.T) {
+	var srv *broker.Server
+	e := newEnv(t, broker.Options{Admitter: closingAdmitter{&srv}})
+	srv = e.srv
+	h := http.Header{}
+	h.Set("X-Key", "pfRace")
+	h.Set("X-Close", "1")
+	e.dialH(h).expectClose(websocket.StatusPolicyViolation, "api key revoked")
+	later := e.dialKey("pfRace")
+	later.roundTrip(`{"method":"ping"}`, `{"channel":"pong"}`)
+	e.dialKey("pfOther").roundTrip(`{"method":"ping"}`, `{"channel":"pong"}`)
 }

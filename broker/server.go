@@ -41,10 +41,13 @@ type Server struct {
 	draining atomic.Bool
 	closed   atomic.Bool
 
-	// Guarded by mu: the live sessions.
-	mu       sync.Mutex
-	sessions map[*session]struct{}
-	active   sync.WaitGroup // one per session, Done when its handler returns
+	// Guarded by mu: the live sessions, and the keys CloseKey closed in
+	// the last closedKeyMemory (a session admitted before such a close
+	// but added after it is closed by add: the close cannot miss it).
+	mu         sync.Mutex
+	sessions   map[*session]struct{}
+	closedKeys map[string]closedKey
+	active     sync.WaitGroup // one per session, Done when its handler returns
 
 	// Guarded by meterMu: delivery counts of ended sessions not yet taken,
 	// by key prefix, and every session's takenMsgs/takenBytes (meter.go).
@@ -63,10 +66,11 @@ func New(opts Options) (*Server, error) {
 	}
 	opts.setDefaults()
 	s := &Server{
-		opts:      opts,
-		sessions:  make(map[*session]struct{}),
-		stopSweep: make(chan struct{}),
-		sweepDone: make(chan struct{}),
+		opts:       opts,
+		sessions:   make(map[*session]struct{}),
+		closedKeys: make(map[string]closedKey),
+		stopSweep:  make(chan struct{}),
+		sweepDone:  make(chan struct{}),
 	}
 	s.m = newMetrics(opts.Registerer, s)
 	readSize := opts.ReadLimit + 1
@@ -186,13 +190,43 @@ func isUpgrade(r *http.Request) bool {
 
 func (s *Server) add(sess *session) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed.Load() || s.draining.Load() {
+		s.mu.Unlock()
 		return false
 	}
 	s.sessions[sess] = struct{}{}
 	s.active.Add(1)
+	ck, closed := s.closedKeys[sess.id.KeyPrefix]
+	s.mu.Unlock()
+	if closed && sess.id.KeyPrefix != "" && !ck.at.Before(sess.start) {
+		// CloseKey ran between this session's admission and now: it did
+		// not see the session, so the session closes itself.
+		sess.requestClose(ck.reason)
+	}
 	return true
+}
+
+// closedKeyMemory is how long CloseKey remembers a key for add: longer
+// than any admission-to-add gap (the handshake after a successful
+// admission is one write).
+const closedKeyMemory = time.Minute
+
+// closedKey is a key CloseKey closed: when, and why.
+type closedKey struct {
+	at     time.Time
+	reason CloseReason
+}
+
+// forgetClosedKeys drops the closed keys older than closedKeyMemory at
+// now (the sweeper calls it).
+func (s *Server) forgetClosedKeys(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p, ck := range s.closedKeys {
+		if now.Sub(ck.at) > closedKeyMemory {
+			delete(s.closedKeys, p)
+		}
+	}
 }
 
 // run is the life of an accepted session on its upgrade goroutine.
@@ -271,7 +305,16 @@ func (s *Server) Draining() bool { return s.draining.Load() }
 
 // CloseKey closes every session of the key prefix with reason (one of the
 // key reasons, ReasonQuota, or any other) and returns how many it closed.
+// A session of the key that was admitted before this call but is not live
+// yet (its handshake still running) closes itself as it starts (add), so
+// a revoke or deactivation racing a new connection never leaves it open.
 func (s *Server) CloseKey(prefix string, reason CloseReason) int {
+	if prefix == "" {
+		return 0
+	}
+	s.mu.Lock()
+	s.closedKeys[prefix] = closedKey{at: time.Now(), reason: reason}
+	s.mu.Unlock()
 	n := 0
 	for _, sess := range s.snapshot(nil) {
 		if sess.id.KeyPrefix == prefix && prefix != "" {

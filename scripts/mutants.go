@@ -228,6 +228,13 @@ var mutants = []mutant{
 		to:   "AllowAPIKey(limiter.APIStatus, rec.Prefix, now); false && d.Refusal != nil {",
 		pkg:  "./keyapi", test: "TestStatus_KeyBudget",
 	},
+	{
+		name: "close-key-misses-starting-session",
+		file: "broker/server.go",
+		from: "\t\tsess.requestClose(ck.reason)\n",
+		to:   "\t\t_ = ck\n",
+		pkg:  "./broker", test: "TestCloseKeyRacingANewConnection",
+	},
 }
 
 func main() {
