@@ -89,6 +89,9 @@ func (a closingAdmitter) Admit(ctx context.Context, r *http.Request, now time.Ti
 	if r.Header.Get("X-Close") != "" {
 		(*a.srv).CloseKey(id.KeyPrefix, broker.ReasonKeyRevoked)
 	}
+	if r.Header.Get("X-Account-Only") != "" {
+		(*a.srv).SetKeyScopes(id.KeyPrefix, proto.ScopeAccount)
+	}
 	return id, b, ref
 }
 
@@ -107,4 +110,18 @@ func TestCloseKeyRacingANewConnection(t *testing.T) {
 	later := e.dialKey("pfRace")
 	later.roundTrip(`{"method":"ping"}`, `{"channel":"pong"}`)
 	e.dialKey("pfOther").roundTrip(`{"method":"ping"}`, `{"channel":"pong"}`)
+}
+
+// TestScopeChangeRacingANewConnection: a scope change made after a
+// connection's admission but before its session is live applies to that
+// connection (its admission saw the old scopes).
+func TestScopeChangeRacingANewConnection(t *testing.T) {
+	var srv *broker.Server
+	e := newEnv(t, broker.Options{Admitter: closingAdmitter{&srv}})
+	srv = e.srv
+	h := http.Header{}
+	h.Set("X-Key", "pfScope")
+	h.Set("X-Account-Only", "1")
+	e.dialH(h).roundTrip(`{"method":"subscribe","params":{"source":"trades","symbol":"BTC"}}`,
+		`{"channel":"error","data":{"code":"FORBIDDEN","message":"API key lacks scope \"market\""}}`)
 }

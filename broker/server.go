@@ -41,12 +41,12 @@ type Server struct {
 	draining atomic.Bool
 	closed   atomic.Bool
 
-	// Guarded by mu: the live sessions, and the keys CloseKey closed in
-	// the last closedKeyMemory (a session admitted before such a close
-	// but added after it is closed by add: the close cannot miss it).
+	// Guarded by mu: the live sessions, and what CloseKey, SetKeyScopes
+	// and SetKeyExpiry did to each key in the last keyChangeMemory (add
+	// applies it to a session admitted before the change: see keyChange).
 	mu         sync.Mutex
 	sessions   map[*session]struct{}
-	closedKeys map[string]closedKey
+	keyChanges map[string]keyChange
 	active     sync.WaitGroup // one per session, Done when its handler returns
 
 	// Guarded by meterMu: delivery counts of ended sessions not yet taken,
@@ -68,7 +68,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		opts:       opts,
 		sessions:   make(map[*session]struct{}),
-		closedKeys: make(map[string]closedKey),
+		keyChanges: make(map[string]keyChange),
 		stopSweep:  make(chan struct{}),
 		sweepDone:  make(chan struct{}),
 	}
@@ -196,35 +196,91 @@ func (s *Server) add(sess *session) bool {
 	}
 	s.sessions[sess] = struct{}{}
 	s.active.Add(1)
-	ck, closed := s.closedKeys[sess.id.KeyPrefix]
+	kc, changed := s.keyChanges[sess.id.KeyPrefix]
 	s.mu.Unlock()
-	if closed && sess.id.KeyPrefix != "" && !ck.at.Before(sess.start) {
-		// CloseKey ran between this session's admission and now: it did
-		// not see the session, so the session closes itself.
-		sess.requestClose(ck.reason)
+	if changed && sess.id.KeyPrefix != "" {
+		kc.apply(sess)
 	}
 	return true
 }
 
-// closedKeyMemory is how long CloseKey remembers a key for add: longer
-// than any admission-to-add gap (the handshake after a successful
+// keyChangeMemory is how long the key setters' changes are kept for add:
+// longer than any admission-to-add gap (the handshake after a successful
 // admission is one write).
-const closedKeyMemory = time.Minute
+const keyChangeMemory = time.Minute
 
-// closedKey is a key CloseKey closed: when, and why.
-type closedKey struct {
-	at     time.Time
-	reason CloseReason
+// keyChange is the latest close, scopes and expiry the key setters gave a
+// key prefix, each with the time it was given. A setter records its change
+// and takes the key's live sessions under one lock, and add registers a
+// session and reads the change under the same lock: a session admitted
+// before a change (with the key's state before it) either is among the
+// sessions the setter changes or gets the change in add. Sessions admitted
+// after a change were admitted with the key's new state.
+type keyChange struct {
+	closeAt  time.Time
+	close    CloseReason
+	scopesAt time.Time
+	scopes   proto.Scopes
+	expiryAt time.Time
+	expires  int64 // unix ns; 0: never
 }
 
-// forgetClosedKeys drops the closed keys older than closedKeyMemory at
-// now (the sweeper calls it).
-func (s *Server) forgetClosedKeys(now time.Time) {
+// apply gives sess the parts of kc made at or after its admission.
+func (kc *keyChange) apply(sess *session) {
+	if !kc.expiryAt.IsZero() && !kc.expiryAt.Before(sess.start) {
+		sess.expires.Store(kc.expires)
+	}
+	if !kc.scopesAt.IsZero() && !kc.scopesAt.Before(sess.start) {
+		sess.scopes.Store(uint32(kc.scopes)) // no subscriptions yet: nothing to end
+	}
+	if !kc.closeAt.IsZero() && !kc.closeAt.Before(sess.start) {
+		sess.requestClose(kc.close)
+	}
+}
+
+// latest is the time of kc's most recent part.
+func (kc *keyChange) latest() time.Time {
+	t := kc.closeAt
+	if kc.scopesAt.After(t) {
+		t = kc.scopesAt
+	}
+	if kc.expiryAt.After(t) {
+		t = kc.expiryAt
+	}
+	return t
+}
+
+// keySessions returns the live sessions of the key prefix (none for ""),
+// having first recorded change (when not nil) in the prefix's keyChange,
+// under the same lock (see keyChange).
+func (s *Server) keySessions(prefix string, change func(kc *keyChange, now time.Time)) []*session {
+	if prefix == "" {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for p, ck := range s.closedKeys {
-		if now.Sub(ck.at) > closedKeyMemory {
-			delete(s.closedKeys, p)
+	if change != nil {
+		kc := s.keyChanges[prefix]
+		change(&kc, time.Now())
+		s.keyChanges[prefix] = kc
+	}
+	var out []*session
+	for sess := range s.sessions {
+		if sess.id.KeyPrefix == prefix {
+			out = append(out, sess)
+		}
+	}
+	return out
+}
+
+// forgetKeyChanges drops the key changes older than keyChangeMemory at now
+// (the sweeper calls it).
+func (s *Server) forgetKeyChanges(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p, kc := range s.keyChanges {
+		if now.Sub(kc.latest()) > keyChangeMemory {
+			delete(s.keyChanges, p)
 		}
 	}
 }
@@ -309,20 +365,11 @@ func (s *Server) Draining() bool { return s.draining.Load() }
 // yet (its handshake still running) closes itself as it starts (add), so
 // a revoke or deactivation racing a new connection never leaves it open.
 func (s *Server) CloseKey(prefix string, reason CloseReason) int {
-	if prefix == "" {
-		return 0
+	sessions := s.keySessions(prefix, func(kc *keyChange, now time.Time) { kc.closeAt, kc.close = now, reason })
+	for _, sess := range sessions {
+		sess.requestClose(reason)
 	}
-	s.mu.Lock()
-	s.closedKeys[prefix] = closedKey{at: time.Now(), reason: reason}
-	s.mu.Unlock()
-	n := 0
-	for _, sess := range s.snapshot(nil) {
-		if sess.id.KeyPrefix == prefix && prefix != "" {
-			sess.requestClose(reason)
-			n++
-		}
-	}
-	return n
+	return len(sessions)
 }
 
 // EndSubscriptions ends, on every live session of the key prefix, each
@@ -336,14 +383,9 @@ func (s *Server) CloseKey(prefix string, reason CloseReason) int {
 // subscriptions it ended. A subscription still replaying (subscribe with
 // since) when this runs is not seen.
 func (s *Server) EndSubscriptions(prefix string, end func(ch *fanout.Channel) bool, reason string) int {
-	if prefix == "" {
-		return 0
-	}
 	n := 0
-	for _, sess := range s.snapshot(nil) {
-		if sess.id.KeyPrefix == prefix {
-			n += sess.endSubscriptions(end, reason)
-		}
+	for _, sess := range s.keySessions(prefix, nil) {
+		n += sess.endSubscriptions(end, reason)
 	}
 	return n
 }
@@ -351,37 +393,32 @@ func (s *Server) EndSubscriptions(prefix string, end func(ch *fanout.Channel) bo
 // SetKeyScopes changes the scopes of every live session of the key prefix
 // and ends, with SUBSCRIPTION_ENDED reason FORBIDDEN, each subscription
 // the new scopes do not allow. Sessions whose scopes do not change are
-// left alone. It returns how many subscriptions it ended.
+// left alone; a session still starting gets the new scopes in add. It
+// returns how many subscriptions it ended.
 func (s *Server) SetKeyScopes(prefix string, sc proto.Scopes) int {
-	if prefix == "" {
-		return 0
-	}
 	n := 0
-	for _, sess := range s.snapshot(nil) {
-		if sess.id.KeyPrefix != prefix || sess.scopes.Swap(uint32(sc)) == uint32(sc) {
-			continue
+	for _, sess := range s.keySessions(prefix, func(kc *keyChange, now time.Time) { kc.scopesAt, kc.scopes = now, sc }) {
+		if sess.scopes.Swap(uint32(sc)) != uint32(sc) {
+			n += sess.endSubscriptions(func(ch *fanout.Channel) bool { return !sc.Allows(ch.Source.Private) }, proto.Forbidden)
 		}
-		n += sess.endSubscriptions(func(ch *fanout.Channel) bool { return !sc.Allows(ch.Source.Private) }, proto.Forbidden)
 	}
 	return n
 }
 
 // SetKeyExpiry moves the expiry of every live session of the key prefix
 // (zero: never) and returns how many it updated. Sessions past the new
-// expiry are closed at the next sweep.
+// expiry are closed at the next sweep; a session still starting gets the
+// new expiry in add.
 func (s *Server) SetKeyExpiry(prefix string, expiresAt time.Time) int {
 	var ns int64
 	if !expiresAt.IsZero() {
 		ns = expiresAt.UnixNano()
 	}
-	n := 0
-	for _, sess := range s.snapshot(nil) {
-		if sess.id.KeyPrefix == prefix && prefix != "" {
-			sess.expires.Store(ns)
-			n++
-		}
+	sessions := s.keySessions(prefix, func(kc *keyChange, now time.Time) { kc.expiryAt, kc.expires = now, ns })
+	for _, sess := range sessions {
+		sess.expires.Store(ns)
 	}
-	return n
+	return len(sessions)
 }
 
 // KeyPrefixes returns the distinct key prefixes with live sessions.

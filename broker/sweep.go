@@ -24,7 +24,7 @@ func (s *Server) sweepLoop() {
 
 // sweep enforces every session timer at now. It returns buf for reuse.
 func (s *Server) sweep(buf []*session, now time.Time) []*session {
-	s.forgetClosedKeys(now)
+	s.forgetKeyChanges(now)
 	buf = s.snapshot(buf)
 	o := &s.opts
 	nowNs := now.UnixNano()

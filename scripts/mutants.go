@@ -231,8 +231,8 @@ var mutants = []mutant{
 	{
 		name: "close-key-misses-starting-session",
 		file: "broker/server.go",
-		from: "\t\tsess.requestClose(ck.reason)\n",
-		to:   "\t\t_ = ck\n",
+		from: "\t\tsess.requestClose(kc.close)\n",
+		to:   "\t\t_ = kc.close\n",
 		pkg:  "./broker", test: "TestCloseKeyRacingANewConnection",
 	},
 }
