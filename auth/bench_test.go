@@ -128,7 +128,7 @@ func BenchmarkAccountAPI_RevokedKeys(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/revoked=%d", kind, revoked), func(b *testing.B) {
 				store := openBench(b, kind)
 				w := newWallet(7)
-				loadRevoked(b, store, w.account, revoked)
+				loadRevoked(b, store, w.Account, revoked)
 				h, err := keyapi.New(keyapi.Options{Store: store})
 				if err != nil {
 					b.Fatal(err)
@@ -146,7 +146,7 @@ func BenchmarkAccountAPI_RevokedKeys(b *testing.B) {
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					ts = ts.Add(time.Millisecond) // a fresh signature each time
-					rec, took := post(pathCreate, w.body(b, keyapi.TypeCreateAPIKey, nil, ts, 30000))
+					rec, took := post(pathCreate, w.Body(b, keyapi.TypeCreateAPIKey, nil, ts, 30000))
 					if rec.Code != 200 {
 						b.Fatalf("create: %d %s", rec.Code, rec.Body)
 					}
@@ -157,7 +157,7 @@ func BenchmarkAccountAPI_RevokedKeys(b *testing.B) {
 						} `json:"data"`
 					}
 					_ = json.Unmarshal(rec.Body.Bytes(), &env)
-					rec, took = post(pathList, w.body(b, keyapi.TypeListAPIKeys, nil, ts, 30000))
+					rec, took = post(pathList, w.Body(b, keyapi.TypeListAPIKeys, nil, ts, 30000))
 					if rec.Code != 200 {
 						b.Fatalf("list: %d %s", rec.Code, rec.Body)
 					}

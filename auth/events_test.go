@@ -8,23 +8,11 @@ import (
 
 	"floodgate/auth"
 	"floodgate/internal/testdeps"
-
-	"github.com/nats-io/nats.go"
 )
-
-func connect(t *testing.T, url string) *nats.Conn {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
 
 func TestEvents_NATS(t *testing.T) {
 	url := testdeps.EmbeddedNATS(t)
-	pub, subA, subB := connect(t, url), connect(t, url), connect(t, url)
+	pub, subA, subB := testdeps.Connect(t, url), testdeps.Connect(t, url), testdeps.Connect(t, url)
 	got := make(chan auth.KeyEvent, 10)
 	stopA, err := auth.SubscribeEvents(subA, func(ev auth.KeyEvent) { got <- ev })
 	if err != nil {

@@ -38,35 +38,18 @@ func (c *countingStore) Get(ctx context.Context, prefix string) (auth.Record, er
 	return c.Store.Get(ctx, prefix)
 }
 
-// addKey creates a key with mod applied and returns it.
-func addKey(t testing.TB, s auth.Store, account string, mod func(*auth.Record)) string {
-	t.Helper()
-	key, prefix, err := auth.Generate(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := auth.Record{Prefix: prefix, Hash: auth.Hash(key), Account: account, Status: auth.StatusActive, CreatedAt: t0}
-	if mod != nil {
-		mod(&rec)
-	}
-	if err := s.Create(context.Background(), rec, 0); err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
 func TestKeyring_Verify(t *testing.T) {
 	cs := &countingStore{Store: storetest.OpenBolt(t)}
 	k := auth.NewKeyring(auth.KeyringOptions{Store: cs})
 	now := t0
-	good := addKey(t, cs, "acct", func(r *auth.Record) {
+	good := storetest.AddKey(t, cs, "acct", t0, func(r *auth.Record) {
 		r.Limits.CreditsPerMinute = 77
 		r.Quotas.Daily = 5
 		r.ExpiresAt = t0.Add(time.Hour)
 	})
-	inactive := addKey(t, cs, "acct", func(r *auth.Record) { r.Status = auth.StatusInactive })
-	revoked := addKey(t, cs, "acct", func(r *auth.Record) { r.Status = auth.StatusRevoked })
-	expired := addKey(t, cs, "acct", func(r *auth.Record) { r.ExpiresAt = t0 })
+	inactive := storetest.AddKey(t, cs, "acct", t0, func(r *auth.Record) { r.Status = auth.StatusInactive })
+	revoked := storetest.AddKey(t, cs, "acct", t0, func(r *auth.Record) { r.Status = auth.StatusRevoked })
+	expired := storetest.AddKey(t, cs, "acct", t0, func(r *auth.Record) { r.ExpiresAt = t0 })
 
 	info, err := k.Verify(good, now)
 	if err != nil || info.Prefix != good[:8] || info.Account != "acct" || info.Status != auth.StatusActive ||
@@ -109,7 +92,7 @@ func TestKeyring_Verify(t *testing.T) {
 func TestKeyring_VerifyWarmAllocs(t *testing.T) {
 	cs := &countingStore{Store: storetest.OpenBolt(t)}
 	k := auth.NewKeyring(auth.KeyringOptions{Store: cs})
-	good := addKey(t, cs, "acct", nil)
+	good := storetest.AddKey(t, cs, "acct", t0, nil)
 	wrong := good[:auth.PrefixLen+1] + "2mT8xQ9wY3kP7vN5rL1cZ"
 	if _, err := k.Verify(good, t0); err != nil { // warm the cache
 		t.Fatal(err)
@@ -126,7 +109,7 @@ func TestKeyring_InvalidateAndTTL(t *testing.T) {
 	cs := &countingStore{Store: storetest.OpenBolt(t)}
 	k := auth.NewKeyring(auth.KeyringOptions{Store: cs, TTL: time.Minute, NegativeTTL: 10 * time.Second})
 	ctx := context.Background()
-	key := addKey(t, cs, "acct", nil)
+	key := storetest.AddKey(t, cs, "acct", t0, nil)
 	prefix := key[:8]
 	if _, err := k.Verify(key, t0); err != nil {
 		t.Fatal(err)
@@ -153,7 +136,7 @@ func TestKeyring_InvalidateAndTTL(t *testing.T) {
 		t.Fatalf("stale record on store error: %v", err)
 	}
 	// Store down, nothing cached: an error that is none of the sentinels.
-	other := addKey(t, cs.Store, "acct", nil)
+	other := storetest.AddKey(t, cs.Store, "acct", t0, nil)
 	_, err := k.Verify(other, t0)
 	if err == nil || errors.Is(err, auth.ErrInvalidKey) || errors.Is(err, auth.ErrNotFound) {
 		t.Fatalf("store down, cold: %v", err)
@@ -197,7 +180,7 @@ func TestKeyring_NegativeBound(t *testing.T) {
 
 func TestKeyring_SingleFlight(t *testing.T) {
 	cs := &countingStore{Store: storetest.OpenBolt(t), entered: make(chan struct{}, 1), gate: make(chan struct{})}
-	key := addKey(t, cs.Store, "acct", nil)
+	key := storetest.AddKey(t, cs.Store, "acct", t0, nil)
 	k := auth.NewKeyring(auth.KeyringOptions{Store: cs})
 	const n = 20
 	var wg sync.WaitGroup
@@ -235,7 +218,7 @@ func TestKeyring_SingleFlight(t *testing.T) {
 // the cache.
 func TestKeyring_InvalidateDuringLookup(t *testing.T) {
 	cs := &countingStore{Store: storetest.OpenBolt(t), entered: make(chan struct{}, 1), gate: make(chan struct{}, 1)}
-	key := addKey(t, cs.Store, "acct", nil)
+	key := storetest.AddKey(t, cs.Store, "acct", t0, nil)
 	k := auth.NewKeyring(auth.KeyringOptions{Store: cs})
 	done := make(chan error)
 	go func() { _, err := k.Verify(key, t0); done <- err }()
@@ -261,7 +244,7 @@ func BenchmarkKeyring_Warm(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	key := addKey(b, s, "acct", nil)
+	key := storetest.AddKey(b, s, "acct", t0, nil)
 	k := auth.NewKeyring(auth.KeyringOptions{Store: s})
 	if _, err := k.Verify(key, t0); err != nil {
 		b.Fatal(err)
@@ -284,7 +267,7 @@ func BenchmarkKeyring_WarmParallel(b *testing.B) {
 	k := auth.NewKeyring(auth.KeyringOptions{Store: s})
 	keys := make([]string, 64)
 	for i := range keys {
-		keys[i] = addKey(b, s, fmt.Sprint("acct", i), nil)
+		keys[i] = storetest.AddKey(b, s, fmt.Sprint("acct", i), t0, nil)
 		_, _ = k.Verify(keys[i], t0)
 	}
 	b.ReportAllocs()
@@ -309,7 +292,7 @@ func BenchmarkKeyring_ColdBbolt(b *testing.B) {
 	defer s.Close()
 	keys := make([]string, 256)
 	for i := range keys {
-		keys[i] = addKey(b, s, fmt.Sprint("acct", i%64), nil)
+		keys[i] = storetest.AddKey(b, s, fmt.Sprint("acct", i%64), t0, nil)
 	}
 	k := auth.NewKeyring(auth.KeyringOptions{Store: s})
 	b.ReportAllocs()

@@ -38,7 +38,7 @@ func (b *batchStore) count() int {
 
 func TestUsage_Flush(t *testing.T) {
 	bs := &batchStore{Store: storetest.OpenBolt(t)}
-	ka, kb := addKey(t, bs, "a", nil), addKey(t, bs, "b", nil)
+	ka, kb := storetest.AddKey(t, bs, "a", t0, nil), storetest.AddKey(t, bs, "b", t0, nil)
 	pa, pb := ka[:8], kb[:8]
 	u := auth.NewUsage(auth.UsageOptions{Store: bs})
 	ctx := context.Background()
@@ -98,7 +98,7 @@ func TestUsage_Flush(t *testing.T) {
 
 func TestUsage_Run(t *testing.T) {
 	bs := &batchStore{Store: storetest.OpenBolt(t)}
-	key := addKey(t, bs, "a", nil)
+	key := storetest.AddKey(t, bs, "a", t0, nil)
 	u := auth.NewUsage(auth.UsageOptions{Store: bs, Interval: time.Millisecond}) // raised to 1 s
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

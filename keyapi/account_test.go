@@ -26,7 +26,7 @@ func (f *fixture) createKey(w *wallet) string {
 	var data struct {
 		APIKey string `json:"api_key"`
 	}
-	wantOK(f.t, f.do("POST", pathCreate, w.body(f.t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil), 200, &data)
+	wantOK(f.t, f.do("POST", pathCreate, w.Body(f.t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil), 200, &data)
 	return data.APIKey
 }
 
@@ -50,17 +50,17 @@ func TestAccount_CreateListRevoke(t *testing.T) {
 		t.Fatalf("created key %q: %v", key, err)
 	}
 	rec, err := f.store.Get(context.Background(), prefix)
-	if err != nil || rec.Account != w.account || rec.Status != auth.StatusActive || !rec.Hash.Equal(auth.Hash(key)) || !rec.CreatedAt.Equal(f.clock.Now()) {
+	if err != nil || rec.Account != w.Account || rec.Status != auth.StatusActive || !rec.Hash.Equal(auth.Hash(key)) || !rec.CreatedAt.Equal(f.clock.Now()) {
 		t.Fatalf("stored %+v, %v", rec, err)
 	}
-	if info, err := f.keyring.Verify(key, f.clock.Now()); err != nil || info.Account != w.account {
+	if info, err := f.keyring.Verify(key, f.clock.Now()); err != nil || info.Account != w.Account {
 		t.Fatalf("Verify new key: %+v %v", info, err)
 	}
 	key2 := f.createKey(w)
 
 	var list keyapi.AccountKeys
 	f.clock.Advance(time.Millisecond)
-	wantOK(t, f.do("POST", pathList, w.body(t, keyapi.TypeListAPIKeys, nil, f.clock.Now(), 30000), nil), 200, &list)
+	wantOK(t, f.do("POST", pathList, w.Body(t, keyapi.TypeListAPIKeys, nil, f.clock.Now(), 30000), nil), 200, &list)
 	if len(list.ActiveAPIKeys) != 2 || list.ActiveAPIKeys[0] != prefix+"_…" || list.APIKeyLimit != 5 || len(list.Keys) != 2 ||
 		list.Keys[0].Prefix != prefix || list.Keys[0].Status != "active" || list.Keys[0].LastUsedAt != nil {
 		t.Fatalf("list: %+v", list)
@@ -75,7 +75,7 @@ func TestAccount_CreateListRevoke(t *testing.T) {
 	for i, given := range []string{key, list.ActiveAPIKeys[1], prefix} {
 		f.clock.Advance(time.Millisecond)
 		var data map[string]string
-		wantOK(t, f.do("POST", pathRevoke, w.body(t, keyapi.TypeRevokeAPIKey, map[string]any{"api_key": given}, f.clock.Now(), 5000), nil), 200, &data)
+		wantOK(t, f.do("POST", pathRevoke, w.Body(t, keyapi.TypeRevokeAPIKey, map[string]any{"api_key": given}, f.clock.Now(), 5000), nil), 200, &data)
 		want := prefix
 		if i == 1 {
 			want = key2[:8]
@@ -93,7 +93,7 @@ func TestAccount_CreateListRevoke(t *testing.T) {
 	}
 	f.clock.Advance(time.Millisecond)
 	list = keyapi.AccountKeys{}
-	wantOK(t, f.do("POST", pathList, w.body(t, keyapi.TypeListAPIKeys, nil, f.clock.Now(), 30000), nil), 200, &list)
+	wantOK(t, f.do("POST", pathList, w.Body(t, keyapi.TypeListAPIKeys, nil, f.clock.Now(), 30000), nil), 200, &list)
 	if len(list.ActiveAPIKeys) != 0 || len(list.Keys) != 2 || list.Keys[0].Status != "revoked" {
 		t.Fatalf("list after revoke: %+v", list)
 	}
@@ -108,7 +108,7 @@ func TestAccount_Errors(t *testing.T) {
 	fresh := func() time.Time { f.clock.Advance(time.Millisecond); return f.clock.Now() }
 
 	signed := func(mod func(map[string]any)) map[string]any {
-		b := w.body(t, keyapi.TypeCreateAPIKey, nil, fresh(), 5000)
+		b := w.Body(t, keyapi.TypeCreateAPIKey, nil, fresh(), 5000)
 		if mod != nil {
 			mod(b)
 		}
@@ -137,27 +137,27 @@ func TestAccount_Errors(t *testing.T) {
 		{"missing timestamp", pathCreate, signed(del("timestamp")), 400, "BAD_REQUEST", "Missing required field: timestamp"},
 		{"string timestamp", pathCreate, signed(set("timestamp", "123")), 400, "BAD_REQUEST", "Invalid field timestamp: must be an integer"},
 		{"negative window", pathCreate, signed(set("expiry_window", -1)), 400, "BAD_REQUEST", "Invalid field expiry_window: must be positive"},
-		{"missing api_key", pathRevoke, w.body(t, keyapi.TypeRevokeAPIKey, nil, fresh(), 5000), 400, "BAD_REQUEST", "Missing required field: api_key"},
+		{"missing api_key", pathRevoke, w.Body(t, keyapi.TypeRevokeAPIKey, nil, fresh(), 5000), 400, "BAD_REQUEST", "Missing required field: api_key"},
 		{"bad base58 account", pathCreate, signed(set("account", "0OIl0OIl0OIl")), 400, "INVALID_PUBLIC_KEY", "Invalid public key"},
 		{"short account", pathCreate, signed(set("account", "3yZe7d")), 400, "INVALID_PUBLIC_KEY", "Invalid public key"},
 		{"bad base58 signature", pathCreate, signed(set("signature", "0OIl")), 400, "INVALID_SIGNATURE", "Invalid signature"},
-		{"wrong signer", pathCreate, signed(set("account", other.account)), 400, "INVALID_SIGNATURE", "Invalid signature"},
+		{"wrong signer", pathCreate, signed(set("account", other.Account)), 400, "INVALID_SIGNATURE", "Invalid signature"},
 		{"wrong type", pathRevoke, signed(set("api_key", key)), 400, "INVALID_SIGNATURE", "Invalid signature"},
 		{"changed timestamp", pathCreate, signed(func(b map[string]any) { b["timestamp"] = b["timestamp"].(int64) + 1 }), 400, "INVALID_SIGNATURE", "Invalid signature"},
 		{"changed window", pathCreate, signed(set("expiry_window", 5001)), 400, "INVALID_SIGNATURE", "Invalid signature"},
-		{"expired", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, now.Add(-31*time.Second), 30000), 400, "INVALID_MESSAGE", "Invalid message"},
+		{"expired", pathCreate, w.Body(t, keyapi.TypeCreateAPIKey, nil, now.Add(-31*time.Second), 30000), 400, "INVALID_MESSAGE", "Invalid message"},
 		{"expired default window", pathCreate, func() map[string]any {
-			b := w.body(t, keyapi.TypeCreateAPIKey, nil, now.Add(-31*time.Second), 30000)
+			b := w.Body(t, keyapi.TypeCreateAPIKey, nil, now.Add(-31*time.Second), 30000)
 			delete(b, "expiry_window")
 			return b
 		}(), 400, "INVALID_MESSAGE", "Invalid message"},
-		{"future", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, now.Add(5*time.Second+time.Millisecond+time.Minute), 5000), 400, "INVALID_MESSAGE", "Invalid message"},
+		{"future", pathCreate, w.Body(t, keyapi.TypeCreateAPIKey, nil, now.Add(5*time.Second+time.Millisecond+time.Minute), 5000), 400, "INVALID_MESSAGE", "Invalid message"},
 		{"replay", pathCreate, replayed, 400, "SIGNATURE_REPLAYED", "Signature replayed"},
-		{"agent wallet", pathCreate, signed(set("agent_wallet", other.account)), 400, "BAD_REQUEST", "Agent wallets are not supported: sign with the account key"},
-		{"revoke other's key", pathRevoke, w.body(t, keyapi.TypeRevokeAPIKey, map[string]any{"api_key": otherKey}, fresh(), 5000), 404, "API_KEY_NOT_FOUND", "API key not found"},
-		{"revoke unknown key", pathRevoke, w.body(t, keyapi.TypeRevokeAPIKey, map[string]any{"api_key": "AbCdEfGh_2mT8xQ9wY3kP7vN5rL1cZ"}, fresh(), 5000), 404, "API_KEY_NOT_FOUND", "API key not found"},
-		{"revoke garbage", pathRevoke, w.body(t, keyapi.TypeRevokeAPIKey, map[string]any{"api_key": "no!"}, fresh(), 5000), 400, "BAD_REQUEST", "Invalid field api_key: not an API key or prefix"},
-		{"revoke number", pathRevoke, w.body(t, keyapi.TypeRevokeAPIKey, map[string]any{"api_key": 7}, fresh(), 5000), 400, "BAD_REQUEST", "Invalid field api_key: must be a string"},
+		{"agent wallet", pathCreate, signed(set("agent_wallet", other.Account)), 400, "BAD_REQUEST", "Agent wallets are not supported: sign with the account key"},
+		{"revoke other's key", pathRevoke, w.Body(t, keyapi.TypeRevokeAPIKey, map[string]any{"api_key": otherKey}, fresh(), 5000), 404, "API_KEY_NOT_FOUND", "API key not found"},
+		{"revoke unknown key", pathRevoke, w.Body(t, keyapi.TypeRevokeAPIKey, map[string]any{"api_key": "AbCdEfGh_2mT8xQ9wY3kP7vN5rL1cZ"}, fresh(), 5000), 404, "API_KEY_NOT_FOUND", "API key not found"},
+		{"revoke garbage", pathRevoke, w.Body(t, keyapi.TypeRevokeAPIKey, map[string]any{"api_key": "no!"}, fresh(), 5000), 400, "BAD_REQUEST", "Invalid field api_key: not an API key or prefix"},
+		{"revoke number", pathRevoke, w.Body(t, keyapi.TypeRevokeAPIKey, map[string]any{"api_key": 7}, fresh(), 5000), 400, "BAD_REQUEST", "Invalid field api_key: must be a string"},
 		{"wrong method", pathCreate + "?x", nil, 0, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -175,7 +175,7 @@ func TestAccount_Errors(t *testing.T) {
 		t.Fatal("bad requests published events")
 	}
 	// A timestamp exactly 5 s ahead is still accepted.
-	wantOK(t, f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now().Add(5*time.Second), 5000), nil), 200, nil)
+	wantOK(t, f.do("POST", pathCreate, w.Body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now().Add(5*time.Second), 5000), nil), 200, nil)
 }
 
 func TestAccount_SixthKey(t *testing.T) {
@@ -186,7 +186,7 @@ func TestAccount_SixthKey(t *testing.T) {
 	}
 	before := f.snapshot()
 	f.clock.Advance(time.Millisecond)
-	wantError(t, f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil),
+	wantError(t, f.do("POST", pathCreate, w.Body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil),
 		409, "TOO_MANY_KEYS", "Too many active API keys (limit 5)")
 	if f.snapshot() != before {
 		t.Fatal("sixth key stored")
@@ -196,7 +196,7 @@ func TestAccount_SixthKey(t *testing.T) {
 	g := newFixture(t, func(o *keyapi.Options) { o.MaxActiveKeys = 1 })
 	g.createKey(w)
 	g.clock.Advance(time.Millisecond)
-	wantError(t, g.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, g.clock.Now(), 5000), nil),
+	wantError(t, g.do("POST", pathCreate, w.Body(t, keyapi.TypeCreateAPIKey, nil, g.clock.Now(), 5000), nil),
 		409, "TOO_MANY_KEYS", "Too many active API keys (limit 1)")
 }
 
@@ -236,7 +236,7 @@ func TestStatus(t *testing.T) {
 
 	var st keyapi.KeyStatus
 	wantOK(t, f.do("GET", pathStatus, nil, hdr(key)), 200, &st)
-	if st.Status != "active" || st.WalletAddress != w.account || !st.CreatedAt.Equal(f.clock.Now()) || st.LastUsedAt != nil ||
+	if st.Status != "active" || st.WalletAddress != w.Account || !st.CreatedAt.Equal(f.clock.Now()) || st.LastUsedAt != nil ||
 		st.RequestCount != 0 || st.RateLimit.Limit != 300 || st.RateLimit.Remaining != 300 {
 		t.Fatalf("status: %+v", st)
 	}
@@ -321,18 +321,18 @@ func TestAccount_Redis(t *testing.T) {
 		keys = append(keys, f.createKey(w))
 	}
 	f.clock.Advance(time.Millisecond)
-	body := w.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000)
+	body := w.Body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000)
 	wantError(t, f.do("POST", pathCreate, body, nil), 409, "TOO_MANY_KEYS", "Too many active API keys (limit 5)")
 	wantError(t, f.do("POST", pathCreate, body, nil), 400, "SIGNATURE_REPLAYED", "Signature replayed")
 	f.clock.Advance(time.Millisecond)
-	wantOK(t, f.do("POST", pathRevoke, w.body(t, keyapi.TypeRevokeAPIKey, map[string]any{"api_key": keys[0]}, f.clock.Now(), 5000), nil), 200, nil)
+	wantOK(t, f.do("POST", pathRevoke, w.Body(t, keyapi.TypeRevokeAPIKey, map[string]any{"api_key": keys[0]}, f.clock.Now(), 5000), nil), 200, nil)
 	if _, err := f.keyring.Verify(keys[0], f.clock.Now()); !errors.Is(err, auth.ErrInvalidKey) {
 		t.Fatalf("revoked: %v", err)
 	}
 	f.createKey(w) // a slot is free again
 	var st keyapi.KeyStatus
 	wantOK(t, f.do("GET", pathStatus, nil, map[string]string{"PF-API-KEY": keys[1]}), 200, &st)
-	if st.Status != "active" || st.WalletAddress != w.account {
+	if st.Status != "active" || st.WalletAddress != w.Account {
 		t.Fatalf("status: %+v", st)
 	}
 }
@@ -405,7 +405,7 @@ func TestStatusUsageRollsOverAtUTCMidnight(t *testing.T) {
 // reset_at for total.
 func TestStatus_CalendarQuotasWithoutLimiter(t *testing.T) {
 	f := newFixture(t, nil)
-	ck := f.adminCreate(`{"account":"` + newWallet(1).account + `","quotas":{"daily":100,"weekly":500,"total":9000,"calendar":true}}`)
+	ck := f.adminCreate(`{"account":"` + newWallet(1).Account + `","quotas":{"daily":100,"weekly":500,"total":9000,"calendar":true}}`)
 	r := f.do("GET", pathStatus, nil, map[string]string{"PF-API-KEY": ck.APIKey})
 	// t0 is Tuesday 2025-05-20 12:00:00.001 UTC.
 	want := `"quotas":{"daily":{"limit":100,"used":0,"reset_at":"2025-05-21T00:00:00Z"},"total":{"limit":9000,"used":0},"weekly":{"limit":500,"used":0,"reset_at":"2025-05-26T00:00:00Z"}}`
@@ -414,7 +414,7 @@ func TestStatus_CalendarQuotasWithoutLimiter(t *testing.T) {
 	}
 	// calendar alone (no daily, weekly or monthly quota) is accepted and
 	// changes nothing; the status has no quotas.
-	ck = f.adminCreate(`{"account":"` + newWallet(2).account + `","quotas":{"calendar":true}}`)
+	ck = f.adminCreate(`{"account":"` + newWallet(2).Account + `","quotas":{"calendar":true}}`)
 	if !ck.Key.Quotas.Calendar {
 		t.Fatalf("calendar flag not kept: %+v", ck.Key.Quotas)
 	}

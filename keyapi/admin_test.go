@@ -39,7 +39,7 @@ func TestAdmin_Auth(t *testing.T) {
 		"not bearer":  {"Authorization": "Basic " + adminToken},
 		"bare token":  {"Authorization": adminToken},
 	} {
-		r := f.do("POST", "/admin/v1/keys", `{"account":"`+newWallet(1).account+`"}`, hdr)
+		r := f.do("POST", "/admin/v1/keys", `{"account":"`+newWallet(1).Account+`"}`, hdr)
 		wantError(t, r, 401, "UNAUTHORIZED", "Invalid admin token")
 		if r.header.Get("WWW-Authenticate") == "" {
 			t.Errorf("%s: no WWW-Authenticate", name)
@@ -59,11 +59,11 @@ func TestAdmin_Auth(t *testing.T) {
 func TestAdmin_CreateShowList(t *testing.T) {
 	f := newFixture(t, nil)
 	w := newWallet(1)
-	ck := f.adminCreate(`{"account":"` + w.account + `","alias":"bot","category":"production","expires_at":"2026-01-01T00:00:00Z",
+	ck := f.adminCreate(`{"account":"` + w.Account + `","alias":"bot","category":"production","expires_at":"2026-01-01T00:00:00Z",
 		"limits":{"credits_per_minute":600,"max_connections":3,"max_subscriptions":50,"conn_messages_per_second":4},
 		"quotas":{"total":1000000,"daily":10000,"weekly":50000,"monthly":150000}}`)
 	prefix, err := auth.ParseKey(ck.APIKey)
-	if err != nil || ck.Key.Prefix != prefix || ck.Key.Account != w.account || ck.Key.Alias != "bot" || ck.Key.Category != "production" ||
+	if err != nil || ck.Key.Prefix != prefix || ck.Key.Account != w.Account || ck.Key.Alias != "bot" || ck.Key.Category != "production" ||
 		ck.Key.Status != "active" || ck.Key.ExpiresAt == nil || ck.Key.ExpiresAt.Format(time.RFC3339) != "2026-01-01T00:00:00Z" ||
 		ck.Key.Limits != (auth.Limits{CreditsPerMinute: 600, MaxConnections: 3, MaxSubscriptions: 50, ConnMessagesPerSecond: 4}) ||
 		ck.Key.Quotas != (auth.Quotas{Total: 1000000, Daily: 10000, Weekly: 50000, Monthly: 150000}) {
@@ -73,14 +73,14 @@ func TestAdmin_CreateShowList(t *testing.T) {
 	if err != nil || info.Limits.CreditsPerMinute != 600 || info.Quotas.Daily != 10000 {
 		t.Fatalf("verify: %+v %v", info, err)
 	}
-	staging := f.adminCreate(`{"account":"` + w.account + `","category":"staging","active":false}`)
+	staging := f.adminCreate(`{"account":"` + w.Account + `","category":"staging","active":false}`)
 	if staging.Key.Status != "inactive" {
 		t.Fatalf("inactive create: %+v", staging.Key)
 	}
 	if _, err := f.keyring.Verify(staging.APIKey, f.clock.Now()); !errors.Is(err, auth.ErrInactiveKey) {
 		t.Fatalf("inactive key: %v", err)
 	}
-	expired := f.adminCreate(`{"account":"` + newWallet(2).account + `","expires_at":"2025-05-20T11:59:59Z"}`)
+	expired := f.adminCreate(`{"account":"` + newWallet(2).Account + `","expires_at":"2025-05-20T11:59:59Z"}`)
 
 	var v keyapi.KeyView
 	wantOK(t, f.admin("GET", "/admin/v1/keys/"+prefix, nil), 200, &v)
@@ -108,7 +108,7 @@ func TestAdmin_CreateShowList(t *testing.T) {
 		}
 	}
 	eq(list(""), prefix, staging.Key.Prefix, expired.Key.Prefix)
-	eq(list("?account="+w.account), prefix, staging.Key.Prefix)
+	eq(list("?account="+w.Account), prefix, staging.Key.Prefix)
 	eq(list("?category=staging"), staging.Key.Prefix)
 	eq(list("?status=active"), prefix)
 	eq(list("?status=inactive"), staging.Key.Prefix)
@@ -120,7 +120,7 @@ func TestAdmin_CreateShowList(t *testing.T) {
 func TestAdmin_ShowLive(t *testing.T) {
 	live := liveUsage{}
 	f := newFixture(t, func(o *keyapi.Options) { o.LiveUsage = live })
-	ck := f.adminCreate(`{"account":"` + newWallet(1).account + `","quotas":{"daily":100,"total":5000,"calendar":true}}`)
+	ck := f.adminCreate(`{"account":"` + newWallet(1).Account + `","quotas":{"daily":100,"total":5000,"calendar":true}}`)
 	u := keyapi.KeyUsage{Credits: keyapi.BudgetUsage{Limit: 300, Remaining: 12}, Connections: 2}
 	u.AddQuota("daily", 100, 40, time.Date(2030, 1, 4, 0, 0, 0, 0, time.UTC))
 	u.AddQuota("total", 5000, 40, time.Time{})
@@ -152,7 +152,7 @@ func TestAdmin_ShowLive(t *testing.T) {
 
 func TestAdmin_CreateErrors(t *testing.T) {
 	f := newFixture(t, nil)
-	acct := newWallet(1).account
+	acct := newWallet(1).Account
 	f.adminCreate(`{"account":"` + acct + `","alias":"bot"}`)
 	before := f.snapshot()
 	for _, tc := range []struct {
@@ -197,7 +197,7 @@ func TestAdmin_CreateErrors(t *testing.T) {
 
 func TestAdmin_Patch(t *testing.T) {
 	f := newFixture(t, nil)
-	acct := newWallet(1).account
+	acct := newWallet(1).Account
 	ck := f.adminCreate(`{"account":"` + acct + `","limits":{"credits_per_minute":600,"max_connections":3}}`)
 	p := "/admin/v1/keys/" + ck.Key.Prefix
 	now := f.clock.Now()
@@ -312,7 +312,7 @@ func TestAdmin_Patch(t *testing.T) {
 
 func TestAdmin_DeleteRotateEvents(t *testing.T) {
 	f := newFixture(t, nil)
-	acct := newWallet(1).account
+	acct := newWallet(1).Account
 	unused := f.adminCreate(`{"account":"` + acct + `"}`)
 	used := f.adminCreate(`{"account":"` + acct + `","alias":"main","category":"prod","expires_at":"2030-01-01T00:00:00Z","limits":{"credits_per_minute":700},"quotas":{"monthly":9}}`)
 	ctx := context.Background()
@@ -437,7 +437,7 @@ func TestStoreCutMidReplyIs503(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := httptest.NewRequest("POST", "/admin/v1/keys", strings.NewReader(`{"account":"`+newWallet(1).account+`"}`))
+	req := httptest.NewRequest("POST", "/admin/v1/keys", strings.NewReader(`{"account":"`+newWallet(1).Account+`"}`))
 	req.Header.Set("Authorization", "Bearer tok")
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)

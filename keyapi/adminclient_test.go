@@ -17,7 +17,7 @@ func TestAdminClient(t *testing.T) {
 	defer srv.Close()
 	c := keyapi.NewAdminClient(srv.URL+"/", adminToken, srv.Client())
 	ctx := context.Background()
-	acct := newWallet(1).account
+	acct := newWallet(1).Account
 	exp := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	ck, err := c.CreateKey(ctx, keyapi.CreateKeyRequest{Account: acct, Alias: "bot", Category: "prod", ExpiresAt: &exp,
 		Limits: &auth.Limits{CreditsPerMinute: 500}, Quotas: &auth.Quotas{Daily: 10}})

@@ -143,15 +143,15 @@ func TestAccount_IPBudget(t *testing.T) {
 	w := newWallet(1)
 	ip := from("198.51.100.7", nil)
 	fresh := func() time.Time { f.clock.Advance(time.Millisecond); return f.clock.Now() }
-	wantOK(t, f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, fresh(), 5000), ip), 200, nil)
-	r := f.do("POST", pathList, w.body(t, keyapi.TypeListAPIKeys, nil, fresh(), 5000), ip)
+	wantOK(t, f.do("POST", pathCreate, w.Body(t, keyapi.TypeCreateAPIKey, nil, fresh(), 5000), ip), 200, nil)
+	r := f.do("POST", pathList, w.Body(t, keyapi.TypeListAPIKeys, nil, fresh(), 5000), ip)
 	wantOK(t, r, 200, nil)
 	if r.header.Get("RateLimit") != `"account_api";r=1;t=40` || r.header.Get("RateLimit-Policy") != `"account_api";q=3;w=60` {
 		t.Fatalf("fields: %v", r.header)
 	}
 	wantError(t, f.do("POST", pathRevoke, "{", ip), 400, "BAD_REQUEST", "Invalid JSON body")
 	before := f.snapshot()
-	r = f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, fresh(), 5000), ip)
+	r = f.do("POST", pathCreate, w.Body(t, keyapi.TypeCreateAPIKey, nil, fresh(), 5000), ip)
 	wantError(t, r, http.StatusTooManyRequests, "RATE_LIMITED", "Rate limit exceeded")
 	if r.header.Get("Retry-After") != "20" || r.header.Get("RateLimit") != `"account_api";r=0;t=20` {
 		t.Fatalf("429 fields: %v", r.header)
@@ -159,7 +159,7 @@ func TestAccount_IPBudget(t *testing.T) {
 	if f.snapshot() != before {
 		t.Fatal("a refused create stored something")
 	}
-	wantOK(t, f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, fresh(), 5000), from("198.51.100.8", nil)), 200, nil)
+	wantOK(t, f.do("POST", pathCreate, w.Body(t, keyapi.TypeCreateAPIKey, nil, fresh(), 5000), from("198.51.100.8", nil)), 200, nil)
 	// The admin API and /openapi.json are not charged.
 	for i := 0; i < 5; i++ {
 		wantOK(t, f.do("GET", "/admin/v1/keys", nil, from("198.51.100.7", map[string]string{"Authorization": "Bearer " + adminToken})), 200, nil)
@@ -177,7 +177,7 @@ func TestAccount_FileVerifier(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("# allowed wallets\n" + w1.account + "\n\n")
+	write("# allowed wallets\n" + w1.Account + "\n\n")
 	v, err := keyapi.NewFileVerifier(path)
 	if err != nil {
 		t.Fatal(err)
@@ -186,33 +186,33 @@ func TestAccount_FileVerifier(t *testing.T) {
 	key1 := f.createKey(w1)
 	before := f.snapshot()
 	f.clock.Advance(time.Millisecond)
-	wantError(t, f.do("POST", pathCreate, w2.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil),
+	wantError(t, f.do("POST", pathCreate, w2.Body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil),
 		403, "ACCOUNT_NOT_ALLOWED", "Account not allowed to create API keys")
 	if f.snapshot() != before {
 		t.Fatal("refused account stored a key")
 	}
 	// A bad signature is still a bad signature, not a refused account.
-	body := w2.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000)
-	body["signature"] = w1.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000)["signature"]
+	body := w2.Body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000)
+	body["signature"] = w1.Body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000)["signature"]
 	wantError(t, f.do("POST", pathCreate, body, nil), 400, "INVALID_SIGNATURE", "Invalid signature")
 
-	write(w2.account + "\n")
+	write(w2.Account + "\n")
 	if err := v.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	f.createKey(w2)
 	f.clock.Advance(time.Millisecond)
-	wantError(t, f.do("POST", pathCreate, w1.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil),
+	wantError(t, f.do("POST", pathCreate, w1.Body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil),
 		403, "ACCOUNT_NOT_ALLOWED", "Account not allowed to create API keys")
 	// w1's key still works everywhere.
 	wantOK(t, f.do("GET", pathStatus, nil, map[string]string{"PF-API-KEY": key1}), 200, nil)
 	f.clock.Advance(time.Millisecond)
-	wantOK(t, f.do("POST", pathList, w1.body(t, keyapi.TypeListAPIKeys, nil, f.clock.Now(), 5000), nil), 200, nil)
+	wantOK(t, f.do("POST", pathList, w1.Body(t, keyapi.TypeListAPIKeys, nil, f.clock.Now(), 5000), nil), 200, nil)
 	f.clock.Advance(time.Millisecond)
-	wantOK(t, f.do("POST", pathRevoke, w1.body(t, keyapi.TypeRevokeAPIKey, map[string]any{"api_key": key1}, f.clock.Now(), 5000), nil), 200, nil)
+	wantOK(t, f.do("POST", pathRevoke, w1.Body(t, keyapi.TypeRevokeAPIKey, map[string]any{"api_key": key1}, f.clock.Now(), 5000), nil), 200, nil)
 
 	// A bad file is refused with its line, and a failed reload keeps the list.
-	write(w1.account + "\nnot-a-wallet\n")
+	write(w1.Account + "\nnot-a-wallet\n")
 	if err := v.Reload(); err == nil || !strings.Contains(err.Error(), "line 2") {
 		t.Fatalf("bad file: %v", err)
 	}
@@ -238,9 +238,9 @@ func TestAccount_NATSVerifier(t *testing.T) {
 		var req struct{ Account string }
 		_ = json.Unmarshal(m.Data, &req)
 		switch req.Account {
-		case w1.account:
+		case w1.Account:
 			_ = m.Respond([]byte(`{"allowed":true}`))
-		case w2.account:
+		case w2.Account:
 			_ = m.Respond([]byte(`{"allowed":false}`))
 		} // w3: silence
 	})
@@ -252,17 +252,17 @@ func TestAccount_NATSVerifier(t *testing.T) {
 	f := newFixture(t, func(o *keyapi.Options) { o.Verifier = v })
 	f.createKey(w1)
 	f.clock.Advance(time.Millisecond)
-	wantError(t, f.do("POST", pathCreate, w2.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil),
+	wantError(t, f.do("POST", pathCreate, w2.Body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil),
 		403, "ACCOUNT_NOT_ALLOWED", "Account not allowed to create API keys")
 	f.clock.Advance(time.Millisecond)
 	start := time.Now()
-	r := f.do("POST", pathCreate, w3.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil)
+	r := f.do("POST", pathCreate, w3.Body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), nil)
 	wantError(t, r, 503, "UNAVAILABLE", "account verifier unavailable, retry")
 	if took := time.Since(start); took > 2*time.Second || r.header.Get("Retry-After") != "1" {
 		t.Fatalf("timeout answered after %v, Retry-After %q", took, r.header.Get("Retry-After"))
 	}
 	noone := keyapi.NewNATSVerifier(nc, "accounts.nobody", time.Second)
-	if _, err := noone.Allowed(context.Background(), w1.account); err == nil {
+	if _, err := noone.Allowed(context.Background(), w1.Account); err == nil {
 		t.Fatal("no responder answered")
 	}
 	for _, spec := range []string{"nats:", "file:", "ldap:x", "nats:a b"} {
@@ -286,18 +286,18 @@ func TestAccount_ExpiryWindow(t *testing.T) {
 	w := newWallet(1)
 	f.clock.Advance(time.Millisecond)
 	before := f.snapshot()
-	wantError(t, f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 300001), nil),
+	wantError(t, f.do("POST", pathCreate, w.Body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 300001), nil),
 		400, "EXPIRY_WINDOW_TOO_LONG", "expiry_window too long (max 300000 ms)")
-	wantError(t, f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 315_360_000_000_000), nil),
+	wantError(t, f.do("POST", pathCreate, w.Body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 315_360_000_000_000), nil),
 		400, "EXPIRY_WINDOW_TOO_LONG", "expiry_window too long (max 300000 ms)")
 	if f.snapshot() != before {
 		t.Fatal("refused request stored something")
 	}
-	wantOK(t, f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 300000), nil), 200, nil)
+	wantOK(t, f.do("POST", pathCreate, w.Body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 300000), nil), 200, nil)
 
 	g := newFixture(t, func(o *keyapi.Options) { o.MaxExpiryWindow = time.Minute })
 	g.clock.Advance(time.Millisecond)
-	wantError(t, g.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, g.clock.Now(), 60001), nil),
+	wantError(t, g.do("POST", pathCreate, w.Body(t, keyapi.TypeCreateAPIKey, nil, g.clock.Now(), 60001), nil),
 		400, "EXPIRY_WINDOW_TOO_LONG", "expiry_window too long (max 60000 ms)")
 }
 
@@ -338,14 +338,14 @@ func TestAccount_CORS(t *testing.T) {
 	// Real requests: the allowed origin gets the field, a stranger 403.
 	w := newWallet(1)
 	f.clock.Advance(time.Millisecond)
-	r := f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), map[string]string{"Origin": "https://app.example.com"})
+	r := f.do("POST", pathCreate, w.Body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), map[string]string{"Origin": "https://app.example.com"})
 	wantOK(t, r, 200, nil)
 	if r.header.Get("Access-Control-Allow-Origin") != "https://app.example.com" {
 		t.Fatalf("create from an allowed origin: %v", r.header)
 	}
 	f.clock.Advance(time.Millisecond)
 	before := f.snapshot()
-	wantError(t, f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), map[string]string{"Origin": "https://evil.example"}),
+	wantError(t, f.do("POST", pathCreate, w.Body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 5000), map[string]string{"Origin": "https://evil.example"}),
 		403, "ORIGIN_NOT_ALLOWED", "origin not allowed")
 	if f.snapshot() != before {
 		t.Fatal("cross-origin create stored a key")

@@ -13,7 +13,7 @@ import (
 // never is.
 func TestAdmin_Audit(t *testing.T) {
 	f := newFixture(t, nil)
-	acct := newWallet(1).account
+	acct := newWallet(1).Account
 	ck := f.adminCreate(`{"account":"` + acct + `","alias":"bot","limits":{"credits_per_minute":100}}`)
 	p := ck.Key.Prefix
 	wantOK(t, f.admin("PATCH", "/admin/v1/keys/"+p, `{"limits":{"credits_per_minute":600},"category":"prod"}`), 200, nil)
@@ -93,7 +93,7 @@ func TestAdmin_Audit(t *testing.T) {
 // prefix or category, case-insensitively.
 func TestAdmin_ListSearch(t *testing.T) {
 	f := newFixture(t, nil)
-	a, b := newWallet(1).account, newWallet(2).account
+	a, b := newWallet(1).Account, newWallet(2).Account
 	k1 := f.adminCreate(`{"account":"` + a + `","alias":"Market-Maker","category":"production"}`)
 	k2 := f.adminCreate(`{"account":"` + b + `","alias":"bot","category":"staging"}`)
 	search := func(q string) string {

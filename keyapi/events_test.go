@@ -1,8 +1,6 @@
 package keyapi_test
 
 import (
-	"context"
-	"crypto/rand"
 	"testing"
 	"time"
 
@@ -10,8 +8,6 @@ import (
 	"floodgate/auth/storetest"
 	"floodgate/internal/testdeps"
 	"floodgate/keyapi"
-
-	"github.com/nats-io/nats.go"
 )
 
 // A revoke through the sidecar reaches another node's Keyring over NATS.
@@ -19,7 +15,7 @@ func TestEvents_SidecarToKeyring(t *testing.T) {
 	url := testdeps.EmbeddedNATS(t)
 	store := storetest.OpenBolt(t)
 	ringB := auth.NewKeyring(auth.KeyringOptions{Store: store})
-	nodeB := connect(t, url)
+	nodeB := testdeps.Connect(t, url)
 	invalidated := make(chan string, 10)
 	stop, err := auth.SubscribeEvents(nodeB, func(ev auth.KeyEvent) {
 		ringB.HandleEvent(ev)
@@ -29,8 +25,8 @@ func TestEvents_SidecarToKeyring(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
-	g, _ := keyapi.New(keyapi.Options{Store: store, Notifier: auth.NewNATSNotifier(connect(t, url)), AdminToken: adminToken, Now: func() time.Time { return t0 }})
-	key := addKey(t, store, newWallet(1).account, nil)
+	g, _ := keyapi.New(keyapi.Options{Store: store, Notifier: auth.NewNATSNotifier(testdeps.Connect(t, url)), AdminToken: adminToken, Now: func() time.Time { return t0 }})
+	key := storetest.AddKey(t, store, newWallet(1).Account, t0, nil)
 	if _, err := ringB.Verify(key, t0); err != nil {
 		t.Fatal(err)
 	}
@@ -47,31 +43,4 @@ func TestEvents_SidecarToKeyring(t *testing.T) {
 	if _, err := ringB.Verify(key, t0); err != auth.ErrInactiveKey {
 		t.Fatalf("node B after deactivate: %v", err)
 	}
-}
-
-func connect(t *testing.T, url string) *nats.Conn {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
-
-// addKey creates a key with mod applied and returns it.
-func addKey(t testing.TB, s auth.Store, account string, mod func(*auth.Record)) string {
-	t.Helper()
-	key, prefix, err := auth.Generate(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := auth.Record{Prefix: prefix, Hash: auth.Hash(key), Account: account, Status: auth.StatusActive, CreatedAt: t0}
-	if mod != nil {
-		mod(&rec)
-	}
-	if err := s.Create(context.Background(), rec, 0); err != nil {
-		t.Fatal(err)
-	}
-	return key
 }

@@ -3,7 +3,6 @@ package keyapi_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -14,8 +13,7 @@ import (
 	"floodgate/auth"
 	"floodgate/auth/storetest"
 	"floodgate/keyapi"
-
-	"github.com/mr-tron/base58"
+	"floodgate/keyapi/keyapitest"
 )
 
 const adminToken = "s3cret-admin-token"
@@ -151,24 +149,6 @@ func wantOK(t *testing.T, r response, status int, v any) {
 }
 
 // wallet signs requests like the Pacifica SDK.
-type wallet struct {
-	priv    ed25519.PrivateKey
-	account string
-}
+type wallet = keyapitest.Wallet
 
-func newWallet(seed byte) *wallet {
-	s := bytes.Repeat([]byte{seed}, ed25519.SeedSize)
-	priv := ed25519.NewKeyFromSeed(s)
-	return &wallet{priv: priv, account: base58.Encode(priv.Public().(ed25519.PublicKey))}
-}
-
-// body returns a signed request body for typ with payload fields at the
-// top level.
-func (w *wallet) body(t testing.TB, typ string, payload map[string]any, ts time.Time, window int64) map[string]any {
-	t.Helper()
-	b, err := keyapi.SignRequest(w.priv, typ, payload, ts.UnixMilli(), window)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+func newWallet(seed byte) *wallet { return keyapitest.NewWallet(seed) }

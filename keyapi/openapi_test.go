@@ -56,7 +56,7 @@ func TestOpenAPI(t *testing.T) {
 	}
 	// ...and every documented operation answers (not 404/405), with a
 	// fresh key for the {prefix} operations.
-	acct := newWallet(1).account
+	acct := newWallet(1).Account
 	for _, op := range ops {
 		method, path, _ := strings.Cut(op, " ")
 		if strings.Contains(path, "{prefix}") {

@@ -21,13 +21,13 @@ func TestAccount_ListPages(t *testing.T) {
 	for i := 0; i < 7; i++ {
 		f.clock.Advance(time.Second)
 		active := i < 2
-		ck := f.adminCreate(fmt.Sprintf(`{"account":%q,"active":%v}`, w.account, active))
+		ck := f.adminCreate(fmt.Sprintf(`{"account":%q,"active":%v}`, w.Account, active))
 		made = append(made, ck.Key.Prefix)
 	}
 	list := func(extra map[string]any) (keyapi.AccountKeys, response) {
 		t.Helper()
 		f.clock.Advance(time.Millisecond)
-		b := w.body(t, keyapi.TypeListAPIKeys, nil, f.clock.Now(), 5000)
+		b := w.Body(t, keyapi.TypeListAPIKeys, nil, f.clock.Now(), 5000)
 		for k, v := range extra {
 			b[k] = v
 		}
@@ -79,7 +79,7 @@ func TestAccount_ListPages(t *testing.T) {
 // AdminClient.ListKeys follows them.
 func TestAdmin_ListPages(t *testing.T) {
 	f := newFixture(t, nil)
-	acct := newWallet(1).account
+	acct := newWallet(1).Account
 	var made []string
 	for i := 0; i < 5; i++ {
 		f.clock.Advance(time.Second)
@@ -115,7 +115,7 @@ func TestRedis_SignatureTTL(t *testing.T) {
 	f := newFixtureOn(t, store, nil)
 	w := newWallet(1)
 	f.clock.Set(time.Now())
-	body := w.body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 120000)
+	body := w.Body(t, keyapi.TypeCreateAPIKey, nil, f.clock.Now(), 120000)
 	wantOK(t, f.do("POST", pathCreate, body, nil), 200, nil)
 	keys := mr.Keys()
 	var ttl time.Duration

@@ -16,7 +16,7 @@ import (
 // (a change publishes a key event).
 func TestScopesAndCIDRs_Admin(t *testing.T) {
 	f := newFixture(t, nil)
-	acct := newWallet(1).account
+	acct := newWallet(1).Account
 	created := f.adminCreate(`{"account":"` + acct + `","scopes":["market"],"allowed_cidrs":["10.9.8.7/8","::1"]}`)
 	if !reflect.DeepEqual(created.Key.Scopes, []string{"market"}) || !reflect.DeepEqual(created.Key.AllowedCIDRs, []string{"10.0.0.0/8", "::1/128"}) {
 		t.Fatalf("created %+v", created.Key)
@@ -56,7 +56,7 @@ func TestAccount_CreateWithScopes(t *testing.T) {
 	var data struct {
 		APIKey string `json:"api_key"`
 	}
-	wantOK(t, f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, map[string]any{"scopes": []any{"market"}}, f.clock.Now(), 5000), nil), 200, &data)
+	wantOK(t, f.do("POST", pathCreate, w.Body(t, keyapi.TypeCreateAPIKey, map[string]any{"scopes": []any{"market"}}, f.clock.Now(), 5000), nil), 200, &data)
 	prefix, _ := auth.ParseKey(data.APIKey)
 	rec, err := f.store.Get(context.Background(), prefix)
 	if err != nil || rec.Scopes != proto.ScopeMarket {
@@ -64,15 +64,15 @@ func TestAccount_CreateWithScopes(t *testing.T) {
 	}
 	// Tampered: signed with ["market"], sent with ["market","account"].
 	f.clock.Advance(time.Millisecond)
-	b := w.body(t, keyapi.TypeCreateAPIKey, map[string]any{"scopes": []any{"market"}}, f.clock.Now(), 5000)
+	b := w.Body(t, keyapi.TypeCreateAPIKey, map[string]any{"scopes": []any{"market"}}, f.clock.Now(), 5000)
 	b["scopes"] = []any{"market", "account"}
 	wantError(t, f.do("POST", pathCreate, b, nil), 400, "INVALID_SIGNATURE", "Invalid signature")
 	// Bad values, signed.
 	f.clock.Advance(time.Millisecond)
-	wantError(t, f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, map[string]any{"scopes": []any{"trade"}}, f.clock.Now(), 5000), nil),
+	wantError(t, f.do("POST", pathCreate, w.Body(t, keyapi.TypeCreateAPIKey, map[string]any{"scopes": []any{"trade"}}, f.clock.Now(), 5000), nil),
 		400, "BAD_REQUEST", `Invalid field scopes: must be "market" and/or "account"`)
 	f.clock.Advance(time.Millisecond)
-	wantError(t, f.do("POST", pathCreate, w.body(t, keyapi.TypeCreateAPIKey, map[string]any{"scopes": "market"}, f.clock.Now(), 5000), nil),
+	wantError(t, f.do("POST", pathCreate, w.Body(t, keyapi.TypeCreateAPIKey, map[string]any{"scopes": "market"}, f.clock.Now(), 5000), nil),
 		400, "BAD_REQUEST", "Invalid field scopes: must be a list")
 	// Without scopes: both.
 	key := f.createKey(w)
@@ -83,7 +83,7 @@ func TestAccount_CreateWithScopes(t *testing.T) {
 	// The account list shows them.
 	var list keyapi.AccountKeys
 	f.clock.Advance(time.Millisecond)
-	wantOK(t, f.do("POST", pathList, w.body(t, keyapi.TypeListAPIKeys, nil, f.clock.Now(), 30000), nil), 200, &list)
+	wantOK(t, f.do("POST", pathList, w.Body(t, keyapi.TypeListAPIKeys, nil, f.clock.Now(), 30000), nil), 200, &list)
 	if len(list.Keys) != 2 || !reflect.DeepEqual(list.Keys[0].Scopes, []string{"market"}) || len(list.Keys[1].Scopes) != 2 {
 		t.Fatalf("list %+v", list.Keys)
 	}

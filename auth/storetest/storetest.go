@@ -5,6 +5,7 @@ package storetest
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
@@ -638,4 +639,22 @@ func OpenMiniredis(t *testing.T) auth.Store {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { rdb.Close() })
 	return auth.NewRedisStore(rdb, auth.RedisOptions{Namespace: "test:"})
+}
+
+// AddKey stores a new active key of account created at createdAt, with mod
+// applied to its record first (when not nil), and returns the key.
+func AddKey(t testing.TB, s auth.Store, account string, createdAt time.Time, mod func(*auth.Record)) string {
+	t.Helper()
+	key, prefix, err := auth.Generate(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := auth.Record{Prefix: prefix, Hash: auth.Hash(key), Account: account, Status: auth.StatusActive, CreatedAt: createdAt}
+	if mod != nil {
+		mod(&rec)
+	}
+	if err := s.Create(context.Background(), rec, 0); err != nil {
+		t.Fatal(err)
+	}
+	return key
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // EmbeddedNATS runs an in-process NATS server (no JetStream) on a free port
@@ -22,4 +23,16 @@ func EmbeddedNATS(t testing.TB) string {
 		t.Fatal("embedded nats server not ready")
 	}
 	return ns.ClientURL()
+}
+
+// Connect connects to the NATS server at url; t.Cleanup closes the
+// connection.
+func Connect(t testing.TB, url string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }
