@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -166,34 +167,43 @@ func (m *meter) collect(now time.Time) {
 	srv.TakeDelivered(func(prefix string, d broker.Delivered) {
 		m.usage.AddDelivered(prefix, d.Msgs, d.Bytes)
 	})
+	// One deadline for all the checks, so a hung store delays a flush by
+	// m.timeout at most, whatever the number of quota keys; the keys not
+	// checked are checked at the next flush.
+	ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
+	defer cancel()
 	for prefix, q := range m.quotas {
-		m.checkLocked(srv, prefix, q, now)
+		if err := m.checkLocked(ctx, srv, prefix, q, now); err != nil {
+			m.log.Warn().Err(err).Str("prefix", prefix).Msg("delivered_daily: usage read failed; the quotas are checked again at the next flush")
+			return
+		}
 	}
 }
 
 // checkLocked compares the key's delivered messages of the UTC day of now
-// with its quota; mu held.
-func (m *meter) checkLocked(srv *broker.Server, prefix string, q *keyQuota, now time.Time) {
+// with its quota; mu held. It returns the store's error.
+func (m *meter) checkLocked(ctx context.Context, srv *broker.Server, prefix string, q *keyQuota, now time.Time) error {
 	if q.limit <= 0 {
-		return
+		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
 	rec, err := m.store.Get(ctx, prefix)
-	cancel()
+	if errors.Is(err, auth.ErrNotFound) {
+		return nil // deleted: the key recheck closes its sessions
+	}
 	if err != nil {
-		m.log.Warn().Err(err).Str("prefix", prefix).Msg("delivered_daily: usage read failed; checked at the next flush")
-		return
+		return err
 	}
 	used := rec.Today(now).MessagesDelivered + m.usage.PendingMetered(prefix).MessagesDelivered
 	if used < q.limit {
 		q.until.Store(0) // a new day, or a raised quota: refilled
-		return
+		return nil
 	}
 	if q.until.Load() > now.UnixNano() {
-		return // already ended
+		return nil // already ended
 	}
 	q.until.Store(auth.NextUTCMidnight(now).UnixNano())
 	srv.EndSubscriptions(prefix, isPublic, proto.QuotaExceeded)
+	return nil
 }
 
 // isPublic reports whether ch is a public source's channel (not a private
