@@ -305,7 +305,7 @@ func addDeliveredQuota(u *KeyUsage, rec *auth.Record, today auth.UsageCounters, 
 // limiter does not report them, the full budget and unused quotas.
 func (s *Server) liveUsage(rec *auth.Record, now time.Time) KeyUsage {
 	if s.opts.LiveUsage != nil {
-		if u, ok := s.opts.LiveUsage.KeyUsage(rec.Prefix, now); ok {
+		if u, ok := s.opts.LiveUsage.KeyUsage(rec, now); ok {
 			u.Credits.ResetAt = u.Credits.ResetAt.UTC()
 			return u
 		}

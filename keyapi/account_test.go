@@ -292,8 +292,8 @@ func TestStatus(t *testing.T) {
 
 type liveUsage map[string]keyapi.KeyUsage
 
-func (l liveUsage) KeyUsage(prefix string, now time.Time) (keyapi.KeyUsage, bool) {
-	u, ok := l[prefix]
+func (l liveUsage) KeyUsage(rec *auth.Record, now time.Time) (keyapi.KeyUsage, bool) {
+	u, ok := l[rec.Prefix]
 	return u, ok
 }
 

@@ -119,7 +119,7 @@ func (s *Server) handleAdminList(w http.ResponseWriter, r *http.Request) {
 			continue // "active" excludes expired keys; "expired" is derived
 		}
 		if s.opts.LiveUsage != nil {
-			if u, ok := s.opts.LiveUsage.KeyUsage(recs[i].Prefix, now); ok {
+			if u, ok := s.opts.LiveUsage.KeyUsage(&recs[i], now); ok {
 				addDeliveredQuota(&u, &recs[i], v.UsageToday, now)
 				v.Live = &u
 			}
@@ -153,7 +153,7 @@ func (s *Server) handleAdminShow(w http.ResponseWriter, r *http.Request) {
 	now := s.opts.Now()
 	v := s.view(&rec, now)
 	if s.opts.LiveUsage != nil {
-		if u, ok := s.opts.LiveUsage.KeyUsage(prefix, now); ok {
+		if u, ok := s.opts.LiveUsage.KeyUsage(&rec, now); ok {
 			addDeliveredQuota(&u, &rec, v.UsageToday, now)
 			v.Live = &u
 		}

@@ -174,9 +174,10 @@ func (o *OptionalTime) UnmarshalJSON(b []byte) error {
 // LiveUsage reports a key's live budget and quota use; the limiter
 // implements it. A nil LiveUsage in Options means "not available".
 type LiveUsage interface {
-	// KeyUsage returns the live use of prefix at now, or false when the
-	// limiter has no state for it.
-	KeyUsage(prefix string, now time.Time) (KeyUsage, bool)
+	// KeyUsage returns the live use of the key of rec (its limits and
+	// quotas as stored) at now, or false when the limiter has no state for
+	// it. The caller has read rec: KeyUsage does not read it again.
+	KeyUsage(rec *auth.Record, now time.Time) (KeyUsage, bool)
 }
 
 // KeyUsage is a key's live use.

@@ -181,7 +181,7 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	n.sidecar, err = keyapi.New(keyapi.Options{
 		Store: n.store, Keyring: n.keyring, Usage: n.usage, Notifier: n.notifier,
-		LiveUsage: &liveUsage{store: n.store, limiter: n.limiter}, AdminToken: cfg.AdminToken, Logger: &n.log,
+		LiveUsage: &liveUsage{limiter: n.limiter}, AdminToken: cfg.AdminToken, Logger: &n.log,
 		Limiter: n.limiter, ClientIP: n.clientIP, Verifier: n.verifier, AllowedOrigins: cfg.AllowedOrigins,
 		MaxExpiryWindow: cfg.MaxExpiryWindow, DefaultExpiry: cfg.File.Keys.DefaultExpiry,
 	})

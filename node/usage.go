@@ -22,18 +22,14 @@ import (
 // operator API.
 type liveUsage struct {
 	// Immutable after New.
-	store   auth.Store
 	limiter *limiter.Limiter
 }
 
 // KeyUsage implements keyapi.LiveUsage.
-func (u *liveUsage) KeyUsage(prefix string, now time.Time) (keyapi.KeyUsage, bool) {
+func (u *liveUsage) KeyUsage(rec *auth.Record, now time.Time) (keyapi.KeyUsage, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	req := limiter.Request{Identity: limiter.KeyIdentity(prefix), Tier: limiter.TierKey}
-	if rec, err := u.store.Get(ctx, prefix); err == nil {
-		req.Limits, req.Quotas = rec.Limits, rec.Quotas
-	}
+	req := limiter.Request{Identity: limiter.KeyIdentity(rec.Prefix), Tier: limiter.TierKey, Limits: rec.Limits, Quotas: rec.Quotas}
 	lu := u.limiter.Usage(ctx, req, now)
 	out := keyapi.KeyUsage{
 		Credits:     keyapi.BudgetUsage{Limit: lu.Limit, Remaining: max(lu.Remaining, 0), ResetAt: lu.ResetAt},
